@@ -1,0 +1,3 @@
+from actserve.cli import main
+
+main()

@@ -1,0 +1,1 @@
+"""Turn a trained backbone into TorchScript and ONNX artifacts with a recorded parity check."""

@@ -1,0 +1,131 @@
+"""The model spec: what a model expects as input and what it returns.
+
+One `ModelSpec` travels from the backbone registry (each registered model carries its default),
+through `load_checkpoint` (which fills it from the checkpoint file), into the exported
+artifact's manifest and on to the service, whose video sampler reads its `Recipe`. Nobody
+re-derives it. It lives here, in the torch-free store package, because the store and the
+service must be able to read it without importing torch.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from model_store.labels import load_label_set
+
+
+class ChannelOrder(StrEnum):
+    RGB = "RGB"
+    BGR = "BGR"
+
+
+class Sampling(StrEnum):
+    """How test clips are drawn from a video."""
+
+    #: `num_clips` clips of `clip_len` frames, `frame_interval` apart, evenly spread over the
+    #: video; short videos loop (mmaction2 `SampleFrames` in test mode).
+    UNIFORM = "uniform"
+    #: TSN/TSM: the video is cut into `clip_len` equal segments and one frame is taken from the
+    #: middle of each; `num_clips` > 1 shifts the frames inside the segments (mmaction2
+    #: `twice_sample`).
+    SEGMENTS = "segments"
+
+
+class Recipe(BaseModel):
+    """The test-time input recipe of a model: sampling, resizing, cropping, normalisation.
+
+    A clip tensor is built as `(pixel / 255 * pixel_scale - mean) / std`, channels in
+    `channel_order`, laid out (C, T, H, W) with T = `clip_len` and H = W = `crop_size`.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    # Temporal sampling.
+    sampling: Sampling = Sampling.UNIFORM
+    clip_len: int = Field(ge=1, le=512, description="Frames per clip (segments for TSN/TSM).")
+    frame_interval: int = Field(
+        ge=1, le=64, description="Stride between sampled frames, in frames of the source video."
+    )
+    num_clips: int = Field(ge=1, le=64, description="Clips per video in the full test protocol.")
+    # Spatial sampling.
+    num_crops: Literal[1, 3] = Field(
+        description="Spatial crops per clip: 1 = centre, 3 = left/centre/right along the long side."
+    )
+    short_side: int = Field(ge=16, le=1024, description="Resize the short side to this first.")
+    crop_size: int = Field(ge=16, le=1024, description="Square crop side fed to the network.")
+    # Pixel values.
+    in_channels: int = Field(3, ge=1, le=4, description="3 = RGB frames; 2 = optical flow (x, y).")
+    pixel_scale: Literal[1.0, 255.0] = Field(
+        description="Pixel values are scaled to [0, pixel_scale] before mean/std."
+    )
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    channel_order: ChannelOrder = ChannelOrder.RGB
+    # Where these values come from, for people reading a manifest.
+    source: str = ""
+
+    @model_validator(mode="after")
+    def _check_shapes(self) -> Recipe:
+        if len(self.mean) != self.in_channels or len(self.std) != self.in_channels:
+            raise ValueError(
+                f"mean and std need {self.in_channels} values (one per input channel), "
+                f"got {len(self.mean)} and {len(self.std)}"
+            )
+        if any(s <= 0 for s in self.std):
+            raise ValueError(f"std must be positive, got {self.std}")
+        if self.crop_size > self.short_side:
+            raise ValueError(
+                f"crop_size {self.crop_size} is larger than short_side {self.short_side}"
+            )
+        return self
+
+    @property
+    def num_views(self) -> int:
+        """Views per video in the full test protocol (clips × crops)."""
+        return self.num_clips * self.num_crops
+
+    @property
+    def clip_shape(self) -> tuple[int, int, int, int]:
+        """The (C, T, H, W) shape of one view as the network sees it."""
+        return (self.in_channels, self.clip_len, self.crop_size, self.crop_size)
+
+
+class ModelSpec(BaseModel):
+    """A model's input recipe, outputs and label names."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    backbone: str = Field(description="Registered backbone name, e.g. 'r3d_50'.")
+    recipe: Recipe
+    num_classes: int = Field(ge=1)
+    embedding_dim: int = Field(ge=1, description="Width of the pooled embedding (N × D).")
+    label_set: str | None = Field(
+        None, description="Name of a bundled label set, e.g. 'kinetics400'."
+    )
+    labels: tuple[str, ...] | None = Field(
+        None, description="Class names by index; filled from `label_set` when not given."
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fill_labels(cls, data: object) -> object:
+        if isinstance(data, dict) and data.get("labels") is None and data.get("label_set"):
+            data = {**data, "labels": load_label_set(data["label_set"])}
+        return data
+
+    @model_validator(mode="after")
+    def _check_labels(self) -> ModelSpec:
+        if self.labels is not None and len(self.labels) != self.num_classes:
+            source = f"label set {self.label_set!r}" if self.label_set else "labels"
+            raise ValueError(
+                f"{source} has {len(self.labels)} names but the model has "
+                f"{self.num_classes} classes"
+            )
+        return self
+
+    def label_of(self, index: int) -> str:
+        """The class name of `index`, or `class_<index>` for a model without names."""
+        return self.labels[index] if self.labels is not None else f"class_{index}"

@@ -1,0 +1,1 @@
+"""The HTTP service: FastAPI + uvicorn over artifacts from the model store."""

@@ -1,0 +1,89 @@
+"""P3D: the port's and the Caffe graph's block semantics, the A→B→C cycle, and the geometry
+that must never mix batch and time."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from backbones import ClipShapeError, create_model
+from backbones.p3d import P3DBlock
+
+
+def _randomised(module: torch.nn.Module) -> torch.nn.Module:
+    """Non-trivial BN statistics, so that rectification and weighting differences show."""
+    torch.manual_seed(0)
+    for m in module.modules():
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 1.5)
+            m.weight.data.uniform_(0.5, 1.5)
+            m.bias.data.uniform_(-0.5, 0.5)
+    return module.eval().double()
+
+
+@pytest.mark.parametrize("semantics", ["port", "caffe"])
+@pytest.mark.parametrize("block_type", ["A", "B", "C"])
+def test_block_semantics_follow_their_definition(block_type: str, semantics: str) -> None:
+    block = _randomised(P3DBlock(8, 4, block_type=block_type, semantics=semantics))
+    x = torch.randn(2, 4, 5, 6, 6, dtype=torch.float64)
+    bs = lambda v: block.bn_s(block.conv_s(v))  # noqa: E731
+    bt = lambda v: block.bn_t(block.conv_t(v))  # noqa: E731
+    s = F.relu(bs(x))
+    expected = {
+        ("A", "port"): F.relu(bt(s)),
+        ("A", "caffe"): F.relu(bt(s)),
+        ("B", "port"): s + F.relu(bt(x)),
+        ("B", "caffe"): F.relu(s + bt(x)),
+        ("C", "port"): s + F.relu(bt(s)),
+        ("C", "caffe"): F.relu(0.5 * s + 0.5 * bt(s)),
+    }[block_type, semantics]
+    with torch.no_grad():
+        torch.testing.assert_close(block.spatio_temporal(x), expected)
+
+
+def test_mixed_net_cycles_a_b_c_over_all_3d_blocks() -> None:
+    with torch.device("meta"):
+        model = create_model("p3d_199")
+    types = "".join(b.block_type for stage in model.stages[:3] for b in stage)
+    assert len(types) == 3 + 8 + 36
+    assert types == ("ABC" * 16)[:47]
+    assert (types.count("A"), types.count("B"), types.count("C")) == (16, 16, 15)
+
+
+def test_pure_variants_and_flow_stem() -> None:
+    with torch.device("meta"):
+        pure_b = create_model("p3d_63", block_types="B")
+        flow = create_model("p3d_63", in_channels=2)
+    assert {b.block_type for stage in pure_b.stages[:3] for b in stage} == {"B"}
+    assert flow.stem.conv.weight.shape == (64, 2, 1, 7, 7)
+    assert flow.spec.recipe.in_channels == 2 and len(flow.spec.recipe.mean) == 2
+
+
+@pytest.mark.parametrize("semantics", ["port", "caffe"])
+def test_pool1_gives_the_same_grid_in_both_semantics(semantics: str) -> None:
+    with torch.device("meta"):
+        model = create_model("p3d_63", semantics=semantics)
+        out = model.stem(torch.empty(1, 3, 16, 160, 160))
+    assert out.shape == (1, 64, 8, 40, 40)
+
+
+def test_too_few_frames_are_refused_not_mixed_into_the_batch() -> None:
+    with torch.device("meta"):
+        model = create_model("p3d_63")
+        with pytest.raises(ClipShapeError, match="at least 16 frames"):
+            model(torch.empty(2, 3, 8, 160, 160))
+
+
+@pytest.mark.slow
+def test_longer_clips_keep_samples_apart() -> None:
+    """At 32 frames the port would view (N, C, 2, H, W) as 2N images; here each sample's
+    logits depend on that sample alone."""
+    model = _randomised(create_model("p3d_63", num_classes=5)).float()
+    x = torch.randn(2, 3, 32, 64, 64)
+    with torch.no_grad():
+        batch = model(x)
+        first, second = model(x[:1]), model(x[1:])
+    assert batch.shape == (2, 5)
+    torch.testing.assert_close(batch, torch.cat([first, second]), rtol=1e-4, atol=1e-5)

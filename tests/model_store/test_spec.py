@@ -1,0 +1,75 @@
+"""The spec is torch-free, validated, and survives JSON (it travels into manifests)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from pydantic import ValidationError
+
+from model_store import ModelSpec, Recipe
+from model_store.labels import list_label_sets, load_label_set
+
+RECIPE = dict(
+    clip_len=16,
+    frame_interval=5,
+    num_clips=10,
+    num_crops=3,
+    short_side=256,
+    crop_size=256,
+    pixel_scale=1.0,
+    mean=(0.45, 0.45, 0.45),
+    std=(0.225, 0.225, 0.225),
+)
+
+
+def test_json_round_trip_keeps_every_field() -> None:
+    spec = ModelSpec(
+        backbone="x",
+        recipe=Recipe(**RECIPE),
+        num_classes=400,
+        embedding_dim=2048,
+        label_set="kinetics400",
+    )
+    again = ModelSpec.model_validate_json(spec.model_dump_json())
+    assert again == spec and again.recipe.num_views == 30 and len(again.labels) == 400
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"mean": (0.45, 0.45)}, "one per input channel"),
+        ({"std": (0.2, 0.0, 0.2)}, "std must be positive"),
+        ({"crop_size": 320}, "larger than short_side"),
+        ({"num_crops": 2}, "num_crops"),
+        ({"pixel_scale": 100.0}, "pixel_scale"),
+    ],
+)
+def test_recipe_rejects_inconsistent_values(change, message) -> None:
+    with pytest.raises(ValidationError, match=message):
+        Recipe(**{**RECIPE, **change})
+
+
+def test_labels_must_match_the_class_count() -> None:
+    with pytest.raises(ValidationError, match="kinetics400.*400 names but the model has 174"):
+        ModelSpec(
+            backbone="x",
+            recipe=Recipe(**RECIPE),
+            num_classes=174,
+            embedding_dim=8,
+            label_set="kinetics400",
+        )
+
+
+def test_bundled_label_sets() -> None:
+    sizes = {name: len(load_label_set(name)) for name in list_label_sets()}
+    assert sizes["kinetics400"] == 400 and sizes["kinetics700"] == 700
+    assert sizes["something-something-v2"] == 174 and sizes["ucf101"] == 101
+    with pytest.raises(ValueError, match="unknown label set 'k401'"):
+        load_label_set("k401")
+
+
+def test_model_store_never_imports_torch() -> None:
+    code = "import sys, model_store, model_store.spec; sys.exit('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0
