@@ -47,9 +47,16 @@ class VideoClassifier(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))
 
+    def forward_outputs(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(logits, embedding) from one pass: what exported artifacts return."""
+        features = self.forward_features(x)
+        return self.forward_head(features), features
+
     def check_clip(self, x: torch.Tensor) -> None:
         """Reject inputs the geometry cannot take, before they fail deep inside (or worse,
         run and silently mix batch and time)."""
+        if torch.jit.is_tracing():  # shapes are the exporter's recipe shape; keep the graph clean
+            return
         if x.dim() != 5:
             raise ClipShapeError(
                 f"{type(self).__name__} takes clips shaped (N, C, T, H, W); got {tuple(x.shape)}"
