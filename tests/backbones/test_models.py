@@ -36,6 +36,13 @@ PARAMETER_COUNTS = [
     ("p3d_63", {}, 400, 25_745_232),
     ("p3d_131", {}, 400, 48.09),
     ("p3d_199", {}, 400, 66_492_240),
+    # TPN without its training-only auxiliary head (built by mmaction2, never run at test):
+    # SlowOnly: fixture total 91,498,336 = backbone 31,634,496 + neck 39,346,176
+    #   + aux head 19,698,064 + cls head 819,600 -> 91,498,336 - 19,698,064
+    ("tpn_slowonly_r50", {}, 400, 71_800_272),
+    # TSM (sthv1): metafile 82,445,724 (with aux head) = backbone 23,508,032 + neck 39,346,176
+    #   + aux head 19,234,990 + cls head 356,526 -> 82,445,724 - 19,234,990
+    ("tpn_tsm_r50", {}, 174, 63_210_734),
 ]
 
 
