@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from backbones.checkpoints import CheckpointLayout, Identified, register_layout
-from backbones.errors import ClipShapeError, UnrecognisedCheckpointError
+from backbones.errors import UnrecognisedCheckpointError
 from backbones.layers import ClassifierHead, VideoClassifier
 from backbones.registry import register_model
 from model_store.spec import Recipe, Sampling
@@ -380,7 +380,9 @@ class TPN(VideoClassifier):
         if trunk not in ("slowonly", "tsm"):
             raise ValueError(f"trunk must be 'slowonly' or 'tsm', got {trunk!r}")
         self.trunk = trunk
-        self.temporal_window = self.min_frames = temporal_window
+        # NOTE: the temporal modulation max-pools non-overlapping windows in ceil mode; a
+        # partial last window would weigh as much as a full one, so such clips are refused.
+        self.temporal_window = self.min_frames = self.frame_multiple = temporal_window
         self.stem = SlowOnlyStem(in_channels) if trunk == "slowonly" else TSMStem(in_channels)
         block_cls = SlowOnlyBottleneck if trunk == "slowonly" else ShiftBottleneck
         in_planes, stages = 64, []
@@ -404,17 +406,6 @@ class TPN(VideoClassifier):
         self.neck = TPNNeck((1024, 2048), channels=1024, out_channels=2048, window=temporal_window)
         self.pool = nn.AdaptiveAvgPool3d(1)
         self.head = ClassifierHead(self.embedding_dim, num_classes, dropout)
-
-    def check_clip(self, x: torch.Tensor) -> None:
-        super().check_clip(x)
-        frames, window = x.shape[2], self.temporal_window
-        if frames % window:
-            raise ClipShapeError(
-                f"TPN takes clips of a multiple of {window} frames; got {frames} in a clip "
-                f"shaped {tuple(x.shape)}: its temporal modulation max-pools non-overlapping "
-                f"{window}-frame windows, and a partial last window would count as much as a "
-                "full one"
-            )
 
     def forward_levels(self, x: torch.Tensor) -> list[torch.Tensor]:
         """res4 and res5 as (N, C, T, H, W), the neck's input."""

@@ -240,5 +240,5 @@ def test_clips_of_whole_8_frame_windows_are_taken_others_refused(name: str) -> N
         assert model(torch.empty(1, 3, 16, 256, 320)).shape == (1, 5)
         with pytest.raises(ClipShapeError, match="at least 8 frames"):
             model(torch.empty(1, 3, 4, 224, 224))
-        with pytest.raises(ClipShapeError, match="multiple of 8 frames; got 12"):
+        with pytest.raises(ClipShapeError, match=r"multiple of 8 frames; got .*\(1, 3, 12, 224"):
             model(torch.empty(1, 3, 12, 224, 224))
