@@ -197,7 +197,8 @@ def load_checkpoint(
     same tensors (X3D-XS, -S and -M), `model` picks one. `variant` sets options the tensors cannot
     tell (e.g. `conv1_t_stride` of a 3D ResNet, `block_types` of P3D). `label_set` names the
     classes when the file's class count has no documented label set.
-    Returns the model in eval mode and its spec (the layout's test recipe and labels).
+    Returns the model in eval mode and its spec (the layout's test recipe and labels); the
+    model's `checkpoint_layout` attribute names the layout the file was read as.
     """
     container = read_checkpoint(path)
     state_dict, _ = extract_state_dict(container)
@@ -231,6 +232,7 @@ def load_checkpoint(
         **{**found.variant, **variant},
     )
     fill_strict(net, state_dict, layout, source=str(path))
+    net.checkpoint_layout = layout.name
     return net.eval(), net.spec
 
 

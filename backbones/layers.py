@@ -31,6 +31,8 @@ class VideoClassifier(nn.Module):
     #: Shortest clip (frames) and smallest frame side the network's geometry accepts.
     min_frames: int = 1
     min_side: int = 1
+    #: Clip lengths must be a multiple of this (e.g. TPN's non-overlapping temporal windows).
+    frame_multiple: int = 1
 
     def __init__(self, *, in_channels: int, embedding_dim: int, num_classes: int) -> None:
         super().__init__()
@@ -47,9 +49,16 @@ class VideoClassifier(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))
 
+    def forward_outputs(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(logits, embedding) from one pass: what exported artifacts return."""
+        features = self.forward_features(x)
+        return self.forward_head(features), features
+
     def check_clip(self, x: torch.Tensor) -> None:
         """Reject inputs the geometry cannot take, before they fail deep inside (or worse,
         run and silently mix batch and time)."""
+        if torch.jit.is_tracing():  # shapes are the exporter's recipe shape; keep the graph clean
+            return
         if x.dim() != 5:
             raise ClipShapeError(
                 f"{type(self).__name__} takes clips shaped (N, C, T, H, W); got {tuple(x.shape)}"
@@ -64,4 +73,9 @@ class VideoClassifier(nn.Module):
             raise ClipShapeError(
                 f"{type(self).__name__} needs at least {self.min_frames} frames of at least "
                 f"{self.min_side}x{self.min_side} pixels; got a clip shaped {tuple(x.shape)}"
+            )
+        if frames % self.frame_multiple:
+            raise ClipShapeError(
+                f"{type(self).__name__} takes clips of a multiple of {self.frame_multiple} "
+                f"frames; got a clip shaped {tuple(x.shape)}"
             )

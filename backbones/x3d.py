@@ -280,6 +280,12 @@ class X3DStyleNet(VideoClassifier):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return average_position_scores(self.head(self.forward_positions(x)))
 
+    def forward_outputs(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(forward(x), forward_features(x)) from one pass. The logits are not
+        forward_head(embedding) when the view has several window positions."""
+        positions = self.forward_positions(x)
+        return average_position_scores(self.head(positions)), positions.mean(dim=1)
+
 
 class X3D(X3DStyleNet):
     """X3D built by the expansion rules of the reference builder: stem width 12 and stage

@@ -180,3 +180,61 @@ def to_pytorchvideo_x3d(state_dict: dict[str, torch.Tensor]):
             module = PYTORCHVIDEO_X3D_NAMES[module]
         out[f"{module}.{name}"] = tensor
     return out
+
+
+def to_mmaction_tpn(
+    state_dict: dict[str, torch.Tensor], *, trunk: str, aux_classes: int | None = None
+):
+    """Our TPN keys -> an mmaction2 TPN recognizer's (ConvModule names; TSM's shift wrapper
+    `.net` on each block's first conv), plus the auxiliary head mmaction2 also saves (random
+    tensors of its shapes) when `aux_classes` is given."""
+    out = OrderedDict()
+    for key, tensor in state_dict.items():
+        k = re.sub(r"^stem\.(conv|bn)\.", r"backbone.conv1.\1.", key)
+        k = re.sub(
+            r"^stages\.(\d)\.(\d+)\.conv(\d)\.",
+            lambda m: (
+                f"backbone.layer{int(m[1]) + 1}.{m[2]}.conv{m[3]}.conv."
+                + ("net." if trunk == "tsm" and m[3] == "1" else "")
+            ),
+            k,
+        )
+        k = re.sub(
+            r"^stages\.(\d)\.(\d+)\.bn(\d)\.",
+            lambda m: f"backbone.layer{int(m[1]) + 1}.{m[2]}.conv{m[3]}.bn.",
+            k,
+        )
+        k = re.sub(
+            r"^stages\.(\d)\.(\d+)\.shortcut\.",
+            lambda m: f"backbone.layer{int(m[1]) + 1}.{m[2]}.downsample.",
+            k,
+        )
+        k = re.sub(r"^neck\.spatial_modulation\.", "neck.spatial_modulation.spatial_modulation.", k)
+        k = re.sub(
+            r"^neck\.temporal_modulation\.(\d+)\.conv\.",
+            r"neck.temporal_modulation_ops.\1.conv.conv.",
+            k,
+        )
+        k = re.sub(r"^neck\.downsample\.(\d+)\.conv\.", r"neck.downsample_ops.\1.conv.conv.", k)
+        for ours, theirs in (("top_down", "level_fusion_1"), ("bottom_up", "level_fusion_2")):
+            k = re.sub(
+                rf"^neck\.{ours}_fusion\.reduce\.(\d+)\.", rf"neck.{theirs}.downsamples.\1.conv.", k
+            )
+            k = re.sub(rf"^neck\.{ours}_fusion\.fuse\.", f"neck.{theirs}.fusion_conv.", k)
+        k = re.sub(r"^head\.fc\.", "cls_head.fc_cls.", k)
+        out[k] = tensor
+    if aux_classes is not None:
+        generator = torch.Generator().manual_seed(0)
+        shapes = {
+            "neck.aux_head.conv.conv.weight": (2048, 1024, 1, 3, 3),
+            "neck.aux_head.conv.bn.weight": (2048,),
+            "neck.aux_head.conv.bn.bias": (2048,),
+            "neck.aux_head.conv.bn.running_mean": (2048,),
+            "neck.aux_head.conv.bn.running_var": (2048,),
+            "neck.aux_head.fc.weight": (aux_classes, 2048),
+            "neck.aux_head.fc.bias": (aux_classes,),
+        }
+        for key, shape in shapes.items():
+            out[key] = torch.rand(shape, generator=generator)
+        out["neck.aux_head.conv.bn.num_batches_tracked"] = torch.tensor(0)
+    return out

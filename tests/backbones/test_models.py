@@ -49,6 +49,13 @@ PARAMETER_COUNTS = [
     ("vov3d_m", {}, 174, 3_204_286),
     ("vov3d_l", {}, 400, 6_297_168),
     ("vov3d_l", {}, 174, 5_834_094),
+    # TPN without its training-only auxiliary head (built by mmaction2, never run at test):
+    # SlowOnly: fixture total 91,498,336 = backbone 31,634,496 + neck 39,346,176
+    #   + aux head 19,698,064 + cls head 819,600 -> 91,498,336 - 19,698,064
+    ("tpn_slowonly_r50", {}, 400, 71_800_272),
+    # TSM (sthv1): metafile 82,445,724 (with aux head) = backbone 23,508,032 + neck 39,346,176
+    #   + aux head 19,234,990 + cls head 356,526 -> 82,445,724 - 19,234,990
+    ("tpn_tsm_r50", {}, 174, 63_210_734),
 ]
 
 

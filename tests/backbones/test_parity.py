@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from backbones import load_checkpoint
+from backbones.checkpoints import detect_layout, extract_state_dict
 from tests.backbones.parity_recipe import (
     PARITY_DIR,
     case_input,
@@ -25,6 +26,7 @@ CASES = {
     "slowfast_x3d_m": ("x3d_m", "kinetics400"),
     "pytorchvideo_x3d_m": ("x3d_m", "kinetics400"),
     "vov3d_m": ("vov3d_m", "kinetics400"),
+    "tpn_slowonly_r50": ("tpn_slowonly_r50", "kinetics400"),
 }
 
 
@@ -54,17 +56,31 @@ def loaded(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
     return request.param, case, model, spec, path
 
 
+def _unused_parameters(path) -> int:
+    """Learnable elements of the file that its layout declares unused at inference
+    (auxiliary training heads): the model does not build them."""
+    state_dict, _ = extract_state_dict(torch.load(path, weights_only=True))
+    layout = detect_layout(state_dict)
+    return sum(
+        t.numel()
+        for k, t in state_dict.items()
+        if layout.convert_key(k) is None
+        and not k.endswith(("running_mean", "running_var", "num_batches_tracked"))
+    )
+
+
 def _scaled_error(ours: torch.Tensor, expected: torch.Tensor) -> float:
     return (ours - expected).abs().max().item() / max(1.0, expected.abs().max().item())
 
 
 def test_file_is_read_as_the_right_model(loaded) -> None:
-    name, case, model, spec, _ = loaded
+    name, case, model, spec, path = loaded
     expected_model, expected_labels = CASES[name]
     assert spec.backbone == expected_model
     assert spec.num_classes == case["num_classes"]
     assert spec.label_set == expected_labels and len(spec.labels) == case["num_classes"]
-    assert sum(p.numel() for p in model.parameters()) == case["num_parameters"]
+    used = sum(p.numel() for p in model.parameters())
+    assert used + _unused_parameters(path) == case["num_parameters"]
     assert not model.training
 
 

@@ -1,0 +1,150 @@
+"""`actserve export` and `actserve export-triton`: from a backbone to a store version, and from
+a store version to a Triton repository."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from actserve.console import console, err_console, fail, rich_step
+from model_store.labels import list_label_sets
+from model_store.spec import ModelSpec
+
+
+class Format(StrEnum):
+    onnx = "onnx"
+    torchscript = "torchscript"
+    both = "both"
+
+
+StoreOption = Annotated[
+    Path, typer.Option("--store", envvar="ACTSERVE_STORE", help="Model store directory.")
+]
+
+
+def export(
+    model: Annotated[str, typer.Argument(help="Registered backbone, e.g. r3d_50 (actserve zoo).")],
+    store: StoreOption,
+    checkpoint: Annotated[
+        Path | None, typer.Option(help="Public checkpoint file; without it: random weights.")
+    ] = None,
+    num_classes: Annotated[
+        int | None, typer.Option(help="Classes (checked against a checkpoint).")
+    ] = None,
+    labels: Annotated[
+        str | None, typer.Option(help="A bundled label set name or a file with one label per line.")
+    ] = None,
+    format: Annotated[Format, typer.Option("--format", help="Artifact format(s).")] = Format.onnx,
+    name: Annotated[
+        str | None, typer.Option(help="Store name (default: the backbone name).")
+    ] = None,
+    alias: Annotated[str | None, typer.Option(help="Point this alias at the new version.")] = None,
+    fp16: Annotated[
+        bool, typer.Option("--fp16", help="Also write an fp16 ONNX artifact for CUDA.")
+    ] = False,
+    opset: Annotated[int, typer.Option(help="ONNX opset.")] = 18,
+    description: Annotated[str, typer.Option(help="Free text kept in the manifest.")] = "",
+) -> None:
+    """Export a backbone (random or from a public checkpoint) to ONNX and/or TorchScript, check
+    each artifact against the eager model, and publish a new store version."""
+    from backbones import BackboneError, create_model, load_checkpoint
+    from exporters import ExportError, describe_checkpoint, export_to_store
+    from model_store import ModelStore, StoreError
+
+    try:
+        source = None
+        if checkpoint is not None:
+            with rich_step(f"Loading {checkpoint.name} as {model}"):
+                net, spec = load_checkpoint(checkpoint, model=model, num_classes=num_classes)
+            source = describe_checkpoint(checkpoint, net.checkpoint_layout)
+        else:
+            with rich_step(f"Building {model} with random weights"):
+                net = create_model(model, num_classes=num_classes)
+                spec = net.spec
+            err_console.print(
+                "[bold yellow]warning:[/] no --checkpoint: exporting RANDOM weights "
+                "(the manifest says trained: false); predictions will be meaningless"
+            )
+        if labels is not None:
+            spec = with_labels(spec, labels)
+        formats = ("onnx", "torchscript") if format is Format.both else (format.value,)
+        manifest = export_to_store(
+            net,
+            spec,
+            ModelStore(store),
+            trained=checkpoint is not None,
+            name=name,
+            formats=formats,
+            fp16=fp16,
+            opset=opset,
+            alias=alias,
+            source=source,
+            description=description,
+            step=rich_step,
+        )
+    except (BackboneError, ExportError, StoreError, ValueError) as exc:
+        raise fail(str(exc)) from None
+    table = Table("artifact", "precision", "checked on", "worst rel. diff", "top-1 agreement")
+    for artifact in manifest.artifacts:
+        report = artifact.parity
+        top1 = [c.top1_agreement for c in report.checks if c.top1_agreement is not None]
+        table.add_row(
+            artifact.file,
+            artifact.precision,
+            report.runtime,
+            f"{max(c.max_rel_diff for c in report.checks):.2g} (≤ {report.tolerance:g})",
+            f"{min(top1):.0%}" if top1 else "-",
+        )
+    console.print(table)
+    target = f", alias {alias!r}" if alias else ""
+    console.print(
+        f"published [bold]{manifest.name}[/] version {manifest.version}{target} in {store}"
+    )
+
+
+def with_labels(spec: ModelSpec, labels: str) -> ModelSpec:
+    """The spec with class names from a bundled label set or a text file."""
+    fields = spec.model_dump(exclude={"labels", "label_set"})
+    if labels in list_label_sets():
+        return ModelSpec(**fields, label_set=labels)
+    path = Path(labels)
+    if not path.is_file():
+        raise ValueError(
+            f"--labels {labels!r} is neither a bundled label set "
+            f"({', '.join(list_label_sets())}) nor a file"
+        )
+    names = tuple(line.strip() for line in path.read_text().splitlines() if line.strip())
+    return ModelSpec(**fields, labels=names)
+
+
+def export_triton(
+    store: StoreOption,
+    model: Annotated[str, typer.Option("--model", help="NAME, NAME@VERSION or NAME@ALIAS.")],
+    out: Annotated[Path, typer.Option("--out", help="Triton model repository directory.")],
+    max_batch_size: Annotated[int, typer.Option(help="Triton max_batch_size (views).")] = 32,
+    max_queue_delay_us: Annotated[int, typer.Option(help="Dynamic batching delay.")] = 2000,
+) -> None:
+    """Write a store version as a Triton model repository (ONNX Runtime backend)."""
+    from exporters import write_triton_repository
+    from model_store import ModelStore, StoreError
+    from model_store.store import parse_model_ref
+
+    try:
+        name, version, alias = parse_model_ref(model)
+        model_dir = write_triton_repository(
+            ModelStore(store),
+            name,
+            out,
+            version=version,
+            alias=alias,
+            max_batch_size=max_batch_size,
+            max_queue_delay_us=max_queue_delay_us,
+        )
+    except (StoreError, ValueError) as exc:
+        raise fail(str(exc)) from None
+    console.print(f"wrote {model_dir} (config.pbtxt, labels, version directory)")
+    console.print(f"serve it with: tritonserver --model-repository {out}")

@@ -1,0 +1,32 @@
+"""Errors raised by the exporters.
+
+ExportError            an export could not be produced
+└── ParityError        the exported artifact does not compute what the eager model computes
+"""
+
+from __future__ import annotations
+
+from model_store.manifest import ParityReport
+
+
+class ExportError(Exception):
+    """Base class of every error the exporters raise on purpose."""
+
+
+class ParityError(ExportError):
+    """The artifact differs from the eager model beyond tolerance; nothing was published."""
+
+    def __init__(self, artifact: str, report: ParityReport) -> None:
+        worst = max(report.checks, key=lambda c: c.max_rel_diff)
+        lines = [
+            f"{c.output} batch {c.batch_size}: max abs diff {c.max_abs_diff:.3g}, "
+            f"max rel diff {c.max_rel_diff:.3g}"
+            + (f", top-1 agreement {c.top1_agreement:.0%}" if c.top1_agreement is not None else "")
+            for c in report.checks
+        ]
+        super().__init__(
+            f"{artifact} failed the parity check on {report.runtime} (tolerance "
+            f"{report.tolerance:g}, worst {worst.max_rel_diff:.3g}); nothing was published:\n  "
+            + "\n  ".join(lines)
+        )
+        self.report = report

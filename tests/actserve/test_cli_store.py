@@ -1,0 +1,137 @@
+"""`actserve export`, `actserve models …` and `actserve export-triton`, as a user runs them."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from actserve.cli import app
+from backbones import create_model
+from model_store import ModelStore
+from tests.backbones.foreign_layouts import to_hara
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    """A ResNet-10 in the 2018 Hara layout (Kinetics-400 head, shortcut A)."""
+    torch.manual_seed(0)
+    model = create_model("r3d_10", num_classes=400, shortcut="A")
+    path = tmp_path_factory.mktemp("ckpt") / "resnet-10-kinetics.pth"
+    torch.save({"arch": "resnet-10", "state_dict": to_hara(model.state_dict(), year=2018)}, path)
+    return path
+
+
+def test_export_a_public_checkpoint_and_promote_it(checkpoint, tmp_path) -> None:
+    store = tmp_path / "store"
+    result = runner.invoke(
+        app,
+        [
+            "export",
+            "r3d_10",
+            "--checkpoint",
+            str(checkpoint),
+            "--store",
+            str(store),
+            "--alias",
+            "stable",
+            "--name",
+            "r3d10-k400",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "published r3d10-k400 version 1, alias 'stable'" in result.output
+    manifest = ModelStore(store).resolve("r3d10-k400", alias="stable")
+    assert manifest.trained and manifest.backbone == "r3d_10"
+    source = manifest.source_checkpoint
+    assert source.file_name == checkpoint.name and source.layout == "hara2018_resnet"
+    assert source.sha256 == hashlib.sha256(checkpoint.read_bytes()).hexdigest()
+    assert manifest.spec.label_set == "kinetics400" and manifest.spec.recipe.pixel_scale == 255.0
+    assert [a.file for a in manifest.artifacts] == ["model.onnx"]
+
+
+def test_export_random_weights_says_so_loudly(tmp_path) -> None:
+    labels = tmp_path / "labels.txt"
+    labels.write_text("left\nright\nup\n")
+    store = tmp_path / "store"
+    result = runner.invoke(
+        app,
+        [
+            "export",
+            "r3d_10",
+            "--num-classes",
+            "3",
+            "--labels",
+            str(labels),
+            "--store",
+            str(store),
+            "--format",
+            "torchscript",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "RANDOM weights" in result.output
+    manifest = ModelStore(store).resolve("r3d_10")
+    assert manifest.trained is False and manifest.spec.labels == ("left", "right", "up")
+    listed = runner.invoke(app, ["models", "list", "--store", str(store)])
+    assert "NO (random weights)" in listed.output
+
+
+def test_export_refuses_what_does_not_fit(checkpoint, tmp_path) -> None:
+    store = str(tmp_path / "store")
+    wrong_model = runner.invoke(
+        app, ["export", "r3d_18", "--checkpoint", str(checkpoint), "--store", store]
+    )
+    assert wrong_model.exit_code == 1 and "holds a r3d_10" in wrong_model.output
+    wrong_labels = runner.invoke(app, ["export", "r3d_10", "--labels", "ucf101", "--store", store])
+    assert (
+        wrong_labels.exit_code == 1
+        and "101 names but the model has 700 classes" in wrong_labels.output
+    )
+    assert not (tmp_path / "store").exists()
+
+
+def test_models_commands_manage_versions(exported, tmp_path) -> None:
+    _, _, store, manifest = exported
+    root = str(store.root)
+    name = manifest.name
+    shown = runner.invoke(app, ["models", "show", f"{name}@stable", "--store", root, "--json"])
+    assert shown.exit_code == 0, shown.output
+    assert json.loads(shown.output)["version"] == manifest.version
+    table = runner.invoke(app, ["models", "show", name, "--store", root])
+    assert "integrity" in table.output and "ok" in table.output
+    refused = runner.invoke(app, ["models", "delete", name, str(manifest.version), "--store", root])
+    assert refused.exit_code == 1 and "promote another version first" in refused.output
+    missing = runner.invoke(app, ["models", "promote", name, "99", "--store", root])
+    assert missing.exit_code == 1 and "has no version 99" in missing.output
+    nothing = runner.invoke(app, ["models", "rollback", name, "--alias", "canary", "--store", root])
+    assert nothing.exit_code == 1 and "no alias 'canary'" in nothing.output
+
+
+def test_export_triton_from_the_cli(exported, tmp_path) -> None:
+    _, _, store, manifest = exported
+    repo = tmp_path / "repo"
+    result = runner.invoke(
+        app,
+        [
+            "export-triton",
+            "--store",
+            str(store.root),
+            "--model",
+            f"{manifest.name}@stable",
+            "--out",
+            str(repo),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert (repo / manifest.name / "config.pbtxt").is_file()
+    assert (repo / manifest.name / str(manifest.version) / "model.onnx").is_file()
+    bad = runner.invoke(
+        app, ["export-triton", "--store", str(store.root), "--model", "../x", "--out", str(repo)]
+    )
+    assert bad.exit_code == 1 and "invalid model name" in bad.output

@@ -1,0 +1,51 @@
+from __future__ import annotations
+
+import pytest
+
+from backbones import create_model
+from exporters import export_to_store
+from model_store import ModelSpec, ModelStore, Recipe
+
+#: Small clips keep exports to seconds on a 2-core CPU.
+SMALL = Recipe(
+    clip_len=8,
+    frame_interval=2,
+    num_clips=2,
+    num_crops=1,
+    short_side=40,
+    crop_size=32,
+    pixel_scale=1.0,
+    mean=(0.45, 0.45, 0.45),
+    std=(0.225, 0.225, 0.225),
+)
+LABELS = ("wave", "clap", "jump", "sit")
+
+
+def small_model(seed: int = 0):
+    torch_seed(seed)
+    model = create_model("r3d_10", num_classes=len(LABELS), recipe=SMALL).eval()
+    spec = ModelSpec(**model.spec.model_dump(exclude={"labels", "label_set"}), labels=LABELS)
+    return model, spec
+
+
+def torch_seed(seed: int) -> None:
+    import torch
+
+    torch.manual_seed(seed)
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """One model exported in every format (and fp16) into a fresh store."""
+    model, spec = small_model()
+    store = ModelStore(tmp_path_factory.mktemp("store"))
+    manifest = export_to_store(
+        model,
+        spec,
+        store,
+        trained=False,
+        formats=("onnx", "torchscript"),
+        fp16=True,
+        alias="stable",
+    )
+    return model, spec, store, manifest
