@@ -178,7 +178,7 @@ class VoV3D(X3DStyleNet):
         dropout: float = 0.5,
     ) -> None:
         super().__init__(in_channels=in_channels, embedding_dim=head_width, num_classes=num_classes)
-        self.train_clip_len, self.train_crop_size = train_clip_len, train_crop_size
+        window = self.set_training_geometry(train_clip_len, train_crop_size)
         widths = [int(inner_channels * m) for m in (0.5, 1, 2, 4)]
         inners = [int(inner_channels * m) for m in (1, 2, 4, 8)]
         self.stem = X3DStem(in_channels, inner_channels // 2)
@@ -198,7 +198,6 @@ class VoV3D(X3DStyleNet):
             stages.append(nn.Sequential(*blocks))
             in_planes = width
         self.stages = nn.ModuleList(stages)
-        window = self.window_for(train_clip_len, train_crop_size)
         self.embedding = X3DEmbedding(in_planes, inners[-1], head_width, window)
         self.head = ClassifierHead(head_width, num_classes, dropout)
 

@@ -13,10 +13,10 @@ XS, S and M are one network (width ×2, depth ×2.2) trained at different geomet
 Fully convolutional testing. The head averages a window of the training geometry
 (T, ⌈crop/32⌉, ⌈crop/32⌉) with stride 1, so the public test crops (182, 256, 356) leave 2×2 or 3×3
 window positions; the reference scores each position and averages the softmax over them.
-`forward` returns the projection logits when there is one position and log(mean softmax)
-over the positions otherwise, so that softmax(forward(x)) is always the reference's output;
-`forward_features` averages the per-position embeddings. A clip smaller than the window is
-pooled whole.
+`forward` returns the projection logits when there is one position and otherwise scores whose
+softmax is that average, so that softmax(forward(x)) is always the reference's output;
+`forward_features` averages the per-position embeddings. Like the reference, clips smaller
+than the window are refused (`min_frames`, `min_side`).
 """
 
 from __future__ import annotations
@@ -224,20 +224,20 @@ class X3DEmbedding(nn.Module):
         self.window = window
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = F.relu(self.bn5(self.conv5(x)))
-        # A clip smaller than the training window is pooled whole (the reference refuses it).
-        kernel = [min(k, size) for k, size in zip(self.window, x.shape[2:], strict=True)]
-        return F.relu(self.lin5(F.avg_pool3d(x, kernel, stride=1)))
+        x = F.avg_pool3d(F.relu(self.bn5(self.conv5(x))), self.window, stride=1)
+        return F.relu(self.lin5(x))
 
 
 def average_position_scores(logits: torch.Tensor) -> torch.Tensor:
     """(N, P, K) logits of P window positions -> (N, K) scores whose softmax is the mean of the
-    P softmaxes, log(mean_p softmax(z_p)); the logits themselves when P = 1."""
-    if logits.shape[1] == 1:  # a branch on the shape only: traces and exports per geometry
-        return logits[:, 0]
+    P softmaxes: log(mean_p softmax(z_p)) + logsumexp(z_1), written as
+    z_1 + log(mean_p softmax(z_p)) - log softmax(z_1). With one position the last two terms are
+    bit-identical, so the scores are the logits z_1 exactly; no branch on P (nothing for a
+    tracer to freeze)."""
     log_probs = logits.log_softmax(dim=-1)
     peak = log_probs.amax(dim=1, keepdim=True)
-    return peak.squeeze(1) + (log_probs - peak).exp().mean(dim=1).log()
+    log_mean_probs = peak.squeeze(1) + (log_probs - peak).exp().mean(dim=1).log()
+    return logits[:, 0] + (log_mean_probs - log_probs[:, 0])
 
 
 # --------------------------------------------------------------------------- network
@@ -252,17 +252,21 @@ class X3DStyleNet(VideoClassifier):
       ↓ embedding: conv5, BN, ReLU, pool (T, ⌈crop/32⌉²) stride 1, lin5, ReLU -> P positions
       ↓ head: dropout, fc per position -> logits (N, K), averaged as probabilities if P > 1
 
-    Subclasses build `stem`, `stages`, `embedding` (an `X3DEmbedding`) and `head`, and set
-    `train_clip_len` and `train_crop_size`, the geometry the pooling window is sized for.
+    Subclasses build `stem`, `stages`, `embedding` (an `X3DEmbedding`) and `head`, sizing the
+    window with `set_training_geometry`.
     """
 
     train_clip_len: int
     train_crop_size: int
 
-    @staticmethod
-    def window_for(train_clip_len: int, train_crop_size: int) -> tuple[int, int, int]:
-        side = math.ceil(train_crop_size / 32)
-        return (train_clip_len, side, side)
+    def set_training_geometry(self, frames: int, crop: int) -> tuple[int, int, int]:
+        """Record the training clip length and crop; return the head's pooling window. Clips
+        that give a map smaller than the window are refused, as the reference fails on them:
+        the map side is ⌈side/32⌉ (five stride-2 convs with padding 1)."""
+        self.train_clip_len, self.train_crop_size = frames, crop
+        cells = math.ceil(crop / 32)
+        self.min_frames, self.min_side = frames, 32 * (cells - 1) + 1
+        return (frames, cells, cells)
 
     def forward_positions(self, x: torch.Tensor) -> torch.Tensor:
         """The embedding at every window position, (N, P, D); P = 1 at the training geometry."""
@@ -311,7 +315,7 @@ class X3D(X3DStyleNet):
         stage1_shortcut_bn: bool = True,
     ) -> None:
         super().__init__(in_channels=in_channels, embedding_dim=head_width, num_classes=num_classes)
-        self.train_clip_len, self.train_crop_size = train_clip_len, train_crop_size
+        window = self.set_training_geometry(train_clip_len, train_crop_size)
         arch = self.expand(depth_factor, width_factor, bottleneck_factor)
         self.stem = X3DStem(in_channels, arch["stem_width"])
         in_planes, stages = arch["stem_width"], []
@@ -333,7 +337,6 @@ class X3D(X3DStyleNet):
             stages.append(nn.Sequential(*blocks))
             in_planes = width
         self.stages = nn.ModuleList(stages)
-        window = self.window_for(train_clip_len, train_crop_size)
         self.embedding = X3DEmbedding(in_planes, arch["inner_widths"][-1], head_width, window)
         self.head = ClassifierHead(head_width, num_classes, dropout)
 

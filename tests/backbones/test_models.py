@@ -97,8 +97,8 @@ def test_face_logits_and_embedding_shapes(name: str) -> None:
         ("r3d_10", {"conv1_t_size": 3, "conv1_t_stride": 2, "max_pool": False}, (1, 3, 8, 40, 56)),
         ("r2plus1d_18", {}, (1, 3, 4, 32, 32)),
         ("densenet3d_121", {}, (2, 3, 16, 32, 32)),
-        ("x3d_xs", {}, (2, 3, 4, 48, 48)),
-        ("vov3d_m", {}, (2, 3, 4, 48, 48)),
+        ("x3d_xs", {"train_crop_size": 32}, (2, 3, 4, 48, 48)),
+        ("vov3d_m", {"train_clip_len": 4, "train_crop_size": 32}, (2, 3, 4, 48, 48)),
     ],
 )
 def test_small_real_forward_is_finite_and_batch_independent(name, variant, shape) -> None:

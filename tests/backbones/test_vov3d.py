@@ -148,7 +148,8 @@ def test_vov3d_file_determines_model_classes_and_labels(name, classes, labels, i
 
 @pytest.mark.parametrize("batches_tracked", [True, False])
 def test_vov3d_l_ssv2_round_trip_reproduces_logits(tmp_path, batches_tracked) -> None:
-    model = _randomised(create_model("vov3d_l", num_classes=174)).float()
+    small = {"train_clip_len": 4, "train_crop_size": 64}  # a window small clips can fill
+    model = _randomised(create_model("vov3d_l", num_classes=174, **small)).float()
     path = tmp_path / "vov3d_L_f16_ssv2.pth"
     torch.save(
         {
@@ -159,10 +160,11 @@ def test_vov3d_l_ssv2_round_trip_reproduces_logits(tmp_path, batches_tracked) ->
         },
         path,
     )
-    loaded, spec = load_checkpoint(path)
+    loaded, spec = load_checkpoint(path, **small)
     x = torch.randn(1, 3, 4, 64, 80)
     with torch.no_grad():
         torch.testing.assert_close(loaded(x), model(x), rtol=0, atol=0)
     assert spec.backbone == "vov3d_l" and spec.label_set == "something-something-v2"
     assert spec.labels[0] == "Approaching something with your camera"
     assert spec.recipe.channel_order == "BGR" and spec.recipe.sampling == "segments"
+    assert load_checkpoint(path)[1].recipe.clip_len == 16

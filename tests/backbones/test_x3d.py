@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from backbones import CheckpointMismatchError, create_model, load_checkpoint
+from backbones import CheckpointMismatchError, ClipShapeError, create_model, load_checkpoint
 from backbones.checkpoints import detect_layout, list_layouts
 from backbones.x3d import (
     X3D,
@@ -16,6 +16,7 @@ from backbones.x3d import (
     convert_pytorchvideo_x3d,
     convert_slowfast_x3d,
 )
+from model_store.spec import Recipe
 from tests.backbones.foreign_layouts import to_hara, to_p3d_port, to_pytorchvideo_x3d, to_slowfast
 
 
@@ -115,7 +116,7 @@ def _reference_position_logits(model: X3D, x: torch.Tensor, window: tuple[int, i
         out = stage(out)
     emb = model.embedding
     out = F.relu(emb.bn5(emb.conv5(out)))
-    kt, kh, kw = (min(k, s) for k, s in zip(window, out.shape[2:], strict=True))
+    kt, kh, kw = window
     lin5 = emb.lin5.weight.flatten(1)
     logits = []
     for t in range(out.shape[2] - kt + 1):
@@ -127,22 +128,31 @@ def _reference_position_logits(model: X3D, x: torch.Tensor, window: tuple[int, i
     return torch.stack(logits, dim=1)
 
 
-@pytest.mark.parametrize(
-    "shape",
-    [
-        (2, 3, 4, 64, 64),  # the training geometry: one position
-        (1, 3, 2, 40, 48),  # smaller than the window: pooled whole
-    ],
-)
-def test_one_window_position_gives_the_projection_logits(shape) -> None:
+def test_one_window_position_gives_the_projection_logits() -> None:
     model = _small_x3d()
-    x = torch.randn(shape, dtype=torch.float64)
+    x = torch.randn(2, 3, 4, 64, 64, dtype=torch.float64)  # the training geometry
     with torch.no_grad():
         expected = _reference_position_logits(model, x, (4, 2, 2))
         assert expected.shape[1] == 1
         torch.testing.assert_close(model(x), expected[:, 0], rtol=1e-12, atol=1e-12)
         features = model.forward_features(x)
         torch.testing.assert_close(model.forward_head(features), model(x), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("name", "shape", "message"),
+    [
+        ("x3d_m", (1, 3, 8, 224, 224), "at least 16 frames of at least 193x193"),
+        ("x3d_m", (1, 3, 16, 256, 192), "at least 16 frames of at least 193x193"),
+        ("x3d_l", (1, 3, 16, 288, 288), "at least 16 frames of at least 289x289"),
+        ("x3d_xs", (1, 3, 4, 128, 182), "at least 4 frames of at least 129x129"),
+    ],
+)
+def test_views_smaller_than_the_head_window_are_refused(name, shape, message) -> None:
+    """The reference's pool cannot take them either; the error says what the window needs."""
+    model = _meta_model(name)
+    with pytest.raises(ClipShapeError, match=message):
+        model(torch.empty(shape, device="meta"))
 
 
 def test_larger_view_averages_the_softmax_over_window_positions() -> None:
@@ -173,6 +183,44 @@ def test_exports_at_the_training_and_a_larger_view(shape) -> None:
     exported = torch.export.export(model, (x,))
     with torch.no_grad():
         torch.testing.assert_close(exported.module()(x), model(x), rtol=0, atol=0)
+
+
+def test_onnx_and_torchscript_artifacts_score_a_larger_view_like_the_model(tmp_path) -> None:
+    """The exporters' artifacts (ONNX, traced TorchScript) at a 4-position view: the same
+    averaged logits and position-averaged embedding as the eager model."""
+    from exporters.onnx import export_onnx, onnx_runner
+    from exporters.parity import check_parity
+    from exporters.torchscript import export_torchscript, torchscript_runner
+
+    recipe = Recipe(
+        clip_len=4,
+        frame_interval=5,
+        num_clips=1,
+        num_crops=1,
+        short_side=96,
+        crop_size=96,
+        train_crop_size=64,
+        pixel_scale=1.0,
+        mean=(0.45, 0.45, 0.45),
+        std=(0.225, 0.225, 0.225),
+    )
+    model = _randomised(
+        create_model("x3d_xs", num_classes=7, train_crop_size=64, recipe=recipe)
+    ).float()
+    spec = model.spec
+    with torch.no_grad():
+        clips = torch.randn(1, *recipe.clip_shape)
+        assert model.forward_positions(clips).shape[1] == 4
+        logits, embedding = model.forward_outputs(clips)
+        torch.testing.assert_close(logits, model(clips), rtol=0, atol=0)
+        torch.testing.assert_close(embedding, model.forward_features(clips), rtol=0, atol=0)
+    for export, runner in [
+        (export_onnx, onnx_runner),
+        (export_torchscript, torchscript_runner),
+    ]:
+        run, runtime = runner(export(model, spec, tmp_path / f"model.{export.__name__}"))
+        report = check_parity(model, run, spec, runtime=runtime)
+        assert report.passed, report
 
 
 # --------------------------------------------------------------------------- checkpoints
@@ -219,16 +267,21 @@ def _save(tmp_path, state_dict, name="x3d.pyth"):
 @pytest.mark.parametrize("layout", sorted(WRITERS))
 @pytest.mark.parametrize("batches_tracked", [True, False])
 def test_x3d_l_round_trip_reproduces_logits(tmp_path, layout, batches_tracked) -> None:
-    model = _randomised(create_model("x3d_l", stage1_shortcut_bn=SHORTCUT_BN[layout]))
+    # X3D-L's tensors with a 4×64 training window, so that a small clip runs (2 positions).
+    small = {"train_clip_len": 4, "train_crop_size": 64}
+    model = create_model("x3d_l", stage1_shortcut_bn=SHORTCUT_BN[layout], **small)
+    model = _randomised(model)
     state = {
         k: v
         for k, v in model.state_dict().items()
         if batches_tracked or not k.endswith("num_batches_tracked")
     }
-    loaded, spec = load_checkpoint(_save(tmp_path, WRITERS[layout](state)))
+    path = _save(tmp_path, WRITERS[layout](state))
+    loaded, _ = load_checkpoint(path, **small)
     x = torch.randn(1, 3, 4, 64, 80)
     with torch.no_grad():
         torch.testing.assert_close(loaded(x), model(x), rtol=0, atol=0)
+    _, spec = load_checkpoint(path)
     assert spec.backbone == "x3d_l" and spec.label_set == "kinetics400"
     assert (spec.recipe.crop_size, spec.recipe.train_crop_size) == (356, 312)
 
@@ -239,7 +292,7 @@ def test_xs_and_s_files_are_read_as_the_model_asked_for(tmp_path) -> None:
     loaded, spec = load_checkpoint(path, model="x3d_xs")
     assert spec.backbone == "x3d_xs" and loaded.embedding.window == (4, 5, 5)
     assert (spec.recipe.clip_len, spec.recipe.frame_interval, spec.recipe.crop_size) == (4, 12, 182)
-    x = torch.randn(1, 3, 4, 64, 64)
+    x = torch.randn(1, 3, 4, 160, 160)
     with torch.no_grad():
         torch.testing.assert_close(loaded(x), model(x), rtol=0, atol=0)
     _, spec = load_checkpoint(path)
