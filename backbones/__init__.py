@@ -7,7 +7,7 @@ model, spec = load_checkpoint("r3d50_K_200ep.pth")  # the file decides model and
 """
 
 # Importing the family modules registers their models and checkpoint layouts.
-from backbones import densenet3d, p3d, resnet3d, tpn  # noqa: F401
+from backbones import densenet3d, p3d, resnet3d, tpn, vov3d, x3d  # noqa: F401
 from backbones.checkpoints import inspect_checkpoint, list_layouts, load_checkpoint
 from backbones.errors import (
     BackboneError,

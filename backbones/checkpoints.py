@@ -45,6 +45,10 @@ class Identified:
     model: str
     num_classes: int
     variant: dict[str, Any] = field(default_factory=dict)
+    #: Other registered models with exactly these tensors (X3D-XS and -S share X3D-M's
+    #: network and differ only in their training geometry); `load_checkpoint(model=...)`
+    #: picks one of them.
+    alternatives: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -189,7 +193,8 @@ def load_checkpoint(
     """Build the model a public checkpoint file holds and fill every tensor from it.
 
     `model` and `num_classes` are checks: the file determines both, and a file that does not
-    fit them is refused with what it holds instead. `variant` sets options the tensors cannot
+    fit them is refused with what it holds instead. Where several registered models have the
+    same tensors (X3D-XS, -S and -M), `model` picks one. `variant` sets options the tensors cannot
     tell (e.g. `conv1_t_stride` of a 3D ResNet, `block_types` of P3D). `label_set` names the
     classes when the file's class count has no documented label set.
     Returns the model in eval mode and its spec (the layout's test recipe and labels); the
@@ -200,9 +205,12 @@ def load_checkpoint(
     layout = detect_layout(state_dict)
     found = layout.identify(state_dict)
     if model is not None and model != found.model:
-        raise CheckpointMismatchError(
-            f"{path} holds a {found.model} ({layout.name} layout), not a {model}"
-        )
+        if model not in found.alternatives:
+            also = "".join(f" or {name}" for name in found.alternatives)
+            raise CheckpointMismatchError(
+                f"{path} holds a {found.model}{also} ({layout.name} layout), not a {model}"
+            )
+        found = Identified(model, found.num_classes, found.variant)
     if num_classes is not None and num_classes != found.num_classes:
         raise CheckpointMismatchError(
             f"{path} has a {found.num_classes}-class head, not {num_classes} classes"

@@ -56,6 +56,17 @@ class Recipe(BaseModel):
     )
     short_side: int = Field(ge=16, le=1024, description="Resize the short side to this first.")
     crop_size: int = Field(ge=16, le=1024, description="Square crop side fed to the network.")
+    train_crop_size: int | None = Field(
+        None,
+        ge=16,
+        le=1024,
+        description=(
+            "Crop side the network was trained at, for fully convolutional heads (X3D, VoV3D): "
+            "the head pools a window of the training geometry with stride 1, so a larger view "
+            "is scored at every window position and the model returns the log of the mean "
+            "class probabilities over the positions. None: the head pools the whole view."
+        ),
+    )
     # Pixel values.
     in_channels: int = Field(3, ge=1, le=4, description="3 = RGB frames; 2 = optical flow (x, y).")
     pixel_scale: Literal[1.0, 255.0] = Field(

@@ -90,6 +90,7 @@ def inspect_checkpoint_file(
         "layout": info.layout.name,
         "layout_description": info.layout.description,
         "model": found.model,
+        "alternatives": list(found.alternatives),
         "variant": found.variant,
         "num_classes": found.num_classes,
         "label_set": spec.label_set if spec else None,
@@ -109,6 +110,9 @@ def inspect_checkpoint_file(
         table.add_row("layout", f"{info.layout.name}: {info.layout.description}")
         variant = ", ".join(f"{k}={v}" for k, v in found.variant.items())
         table.add_row("model", f"{found.model} ({variant})" if variant else found.model)
+        if found.alternatives:
+            others = ", ".join(found.alternatives)
+            table.add_row("", f"same tensors as {others}: load_checkpoint(path, model=...)")
         labels = report["label_set"] or "no bundled label set for this class count"
         table.add_row("classes", f"{found.num_classes} ({labels})")
         table.add_row("parameters", f"{info.num_parameters:,} in {info.num_tensors} tensors")

@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from actserve.cli import app
 from backbones import create_model, list_models
-from tests.backbones.foreign_layouts import to_hara
+from tests.backbones.foreign_layouts import to_hara, to_slowfast
 
 runner = CliRunner()
 
@@ -39,6 +39,16 @@ def test_inspect_reports_family_model_classes_and_strict_load(tmp_path) -> None:
     assert report["arch"] == "resnet-10" and report["num_parameters"] == sum(
         p.numel() for p in model.parameters()
     )
+
+
+def test_inspect_names_the_models_that_share_the_file_tensors(tmp_path) -> None:
+    path = tmp_path / "x3d_xs.pyth"
+    torch.save({"model_state": to_slowfast(create_model("x3d_xs").state_dict())}, path)
+    result = runner.invoke(app, ["checkpoint", "inspect", str(path)])
+    assert result.exit_code == 0, result.output
+    assert "x3d_m" in result.output and "same tensors as x3d_xs, x3d_s" in result.output
+    report = json.loads(runner.invoke(app, ["checkpoint", "inspect", str(path), "--json"]).output)
+    assert report["alternatives"] == ["x3d_xs", "x3d_s"]
 
 
 def test_inspect_fails_with_the_offending_keys(tmp_path) -> None:

@@ -87,6 +87,101 @@ def to_p3d_port(state_dict: dict[str, torch.Tensor]):
     return out
 
 
+SLOWFAST_SKELETON = {
+    "stem.conv_s": "s1.pathway0_stem.conv_xy",
+    "stem.conv_t": "s1.pathway0_stem.conv",
+    "stem.bn": "s1.pathway0_stem.bn",
+    "embedding.conv5": "head.conv_5",
+    "embedding.bn5": "head.conv_5_bn",
+    "embedding.lin5": "head.lin_5",
+    "head.fc": "head.projection",
+}
+SLOWFAST_BLOCK_NAMES = {
+    "shortcut.conv": "branch1",
+    "shortcut.bn": "branch1_bn",
+    # X3D bottleneck
+    "conv_a": "branch2.a",
+    "bn_a": "branch2.a_bn",
+    "conv_b": "branch2.b",
+    "bn_b": "branch2.b_bn",
+    "se.fc1": "branch2.se.fc1",
+    "se.fc2": "branch2.se.fc2",
+    "conv_c": "branch2.c",
+    "bn_c": "branch2.c_bn",
+    # VoV3D T-OSA aggregation
+    "conv_agg": "branch2.c",
+    "bn_agg": "branch2.c_bn",
+}
+VOV3D_LAYER_NAMES = {
+    "conv_a": "a.0",
+    "bn_a": "a.1",
+    "conv_s": "b1",
+    "conv_t": "b2",
+    "bn_st": "b_bn",
+    "se.fc1": "se.fc1",
+    "se.fc2": "se.fc2",
+    "conv_c": "c.0",
+    "bn_c": "c.1",
+}
+
+
+def to_slowfast(state_dict: dict[str, torch.Tensor], *, batches_tracked: bool = True):
+    """Our X3D or VoV3D keys -> PySlowFast's (s1.pathway0_stem, sN.pathway0_resI, head)."""
+    out = OrderedDict()
+    for key, tensor in state_dict.items():
+        if not batches_tracked and key.endswith("num_batches_tracked"):
+            continue
+        module, _, name = key.rpartition(".")
+        if module in SLOWFAST_SKELETON:
+            module = SLOWFAST_SKELETON[module]
+        else:
+            stage, block, rest = re.match(r"^stages\.(\d)\.(\d+)\.(.+)$", module).groups()
+            layer = re.match(r"^layers\.(\d+)\.(.+)$", rest)
+            if layer:
+                rest = f"branch2.layers.{layer[1]}.{VOV3D_LAYER_NAMES[layer[2]]}"
+            else:
+                rest = SLOWFAST_BLOCK_NAMES[rest]
+            module = f"s{int(stage) + 2}.pathway0_res{block}.{rest}"
+        out[f"{module}.{name}"] = tensor
+    return out
+
+
+PYTORCHVIDEO_X3D_NAMES = {
+    "stem.conv_s": "blocks.0.conv.conv_t",  # sic: pytorchvideo's conv_t is the 1×3×3 conv
+    "stem.conv_t": "blocks.0.conv.conv_xy",
+    "stem.bn": "blocks.0.norm",
+    "embedding.conv5": "blocks.5.pool.pre_conv",
+    "embedding.bn5": "blocks.5.pool.pre_norm",
+    "embedding.lin5": "blocks.5.pool.post_conv",
+    "head.fc": "blocks.5.proj",
+    "shortcut.conv": "branch1_conv",
+    "shortcut.bn": "branch1_norm",
+    "conv_a": "branch2.conv_a",
+    "bn_a": "branch2.norm_a",
+    "conv_b": "branch2.conv_b",
+    "bn_b": "branch2.norm_b.0",
+    "se.fc1": "branch2.norm_b.1.block.0",
+    "se.fc2": "branch2.norm_b.1.block.2",
+    "conv_c": "branch2.conv_c",
+    "bn_c": "branch2.norm_c",
+}
+
+
+def to_pytorchvideo_x3d(state_dict: dict[str, torch.Tensor]):
+    """Our X3D keys -> the pytorchvideo hub's (blocks.N.*)."""
+    out = OrderedDict()
+    for key, tensor in state_dict.items():
+        module, _, name = key.rpartition(".")
+        found = re.match(r"^stages\.(\d)\.(\d+)\.(.+)$", module)
+        if found:
+            stage, block, rest = found.groups()
+            module = f"blocks.{int(stage) + 1}.res_blocks.{block}.{PYTORCHVIDEO_X3D_NAMES[rest]}"
+        else:
+            module = PYTORCHVIDEO_X3D_NAMES[module]
+        out[f"{module}.{name}"] = tensor
+    return out
+
+
 def to_mmaction_tpn(
     state_dict: dict[str, torch.Tensor], *, trunk: str, aux_classes: int | None = None
 ):

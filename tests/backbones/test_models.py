@@ -36,6 +36,19 @@ PARAMETER_COUNTS = [
     ("p3d_63", {}, 400, 25_745_232),
     ("p3d_131", {}, 400, 48.09),
     ("p3d_199", {}, 400, 66_492_240),
+    # X3D, PySlowFast layout (XS and S are the M network); pytorchvideo's has no BN on the
+    # first stage's shortcut
+    ("x3d_xs", {}, 400, 3_794_322),
+    ("x3d_s", {}, 400, 3_794_322),
+    ("x3d_m", {}, 400, 3_794_322),
+    ("x3d_m", {"stage1_shortcut_bn": False}, 400, 3_794_274),
+    ("x3d_l", {}, 400, 6_153_432),
+    ("x3d_l", {"stage1_shortcut_bn": False}, 400, 6_153_384),
+    # VoV3D, Kinetics-400 and Something-Something heads
+    ("vov3d_m", {}, 400, 3_667_360),
+    ("vov3d_m", {}, 174, 3_204_286),
+    ("vov3d_l", {}, 400, 6_297_168),
+    ("vov3d_l", {}, 174, 5_834_094),
     # TPN without its training-only auxiliary head (built by mmaction2, never run at test):
     # SlowOnly: fixture total 91,498,336 = backbone 31,634,496 + neck 39,346,176
     #   + aux head 19,698,064 + cls head 819,600 -> 91,498,336 - 19,698,064
@@ -84,6 +97,8 @@ def test_face_logits_and_embedding_shapes(name: str) -> None:
         ("r3d_10", {"conv1_t_size": 3, "conv1_t_stride": 2, "max_pool": False}, (1, 3, 8, 40, 56)),
         ("r2plus1d_18", {}, (1, 3, 4, 32, 32)),
         ("densenet3d_121", {}, (2, 3, 16, 32, 32)),
+        ("x3d_xs", {"train_crop_size": 32}, (2, 3, 4, 48, 48)),
+        ("vov3d_m", {"train_clip_len": 4, "train_crop_size": 32}, (2, 3, 4, 48, 48)),
     ],
 )
 def test_small_real_forward_is_finite_and_batch_independent(name, variant, shape) -> None:

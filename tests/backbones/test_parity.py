@@ -23,6 +23,9 @@ CASES = {
     "hara2020_resnet50": ("r3d_50", "kinetics700"),
     "hara2020_densenet121": ("densenet3d_121", "kinetics400"),
     "p3d63": ("p3d_63", "kinetics400"),
+    "slowfast_x3d_m": ("x3d_m", "kinetics400"),
+    "pytorchvideo_x3d_m": ("x3d_m", "kinetics400"),
+    "vov3d_m": ("vov3d_m", "kinetics400"),
     "tpn_slowonly_r50": ("tpn_slowonly_r50", "kinetics400"),
 }
 

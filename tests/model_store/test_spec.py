@@ -18,6 +18,7 @@ RECIPE = dict(
     num_crops=3,
     short_side=256,
     crop_size=256,
+    train_crop_size=224,
     pixel_scale=1.0,
     mean=(0.45, 0.45, 0.45),
     std=(0.225, 0.225, 0.225),
