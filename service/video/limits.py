@@ -1,0 +1,48 @@
+"""What an uploaded video may be before the service spends time decoding it."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+#: FFmpeg demuxer names. `mov` also opens mp4/m4a/3gp, `matroska` also webm; each name in a
+#: demuxer's comma list matches. AVI stays in because UCF101 and HMDB51 are AVI files.
+DEFAULT_CONTAINERS = ("mov", "mp4", "matroska", "webm", "avi")
+#: FFmpeg codec ids (`Codec.canonical_name`), whatever decoder implements them.
+DEFAULT_CODECS = ("h264", "hevc", "vp8", "vp9", "av1", "mpeg4", "mjpeg")
+
+
+class VideoLimits(BaseModel):
+    """Limits checked from the header before any frame is decoded, and again while decoding.
+
+    Every breach raises `LimitExceeded(limit, value, maximum)` with `limit` set to the field's
+    short name (`bytes`, `duration`, `pixels`, `frames`, `streams`, `aspect_ratio`, `windows`,
+    `view_bytes`).
+    The allow-lists refuse with `ContainerNotAllowed` and `UnsupportedCodec`: FFmpeg opens over
+    400 formats and decodes over 500 codecs, some with a history of memory-safety bugs.
+
+        limits = VideoLimits(max_duration_s=120, containers=("mov", "matroska"))
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    max_bytes: int = Field(200 * 2**20, ge=1, description="Size of the uploaded file.")
+    max_duration_s: float = Field(600.0, gt=0, description="Duration from the header or packets.")
+    max_pixels: int = Field(
+        4096 * 2160, ge=1, description="Width × height of one frame (header and every frame)."
+    )
+    max_frames: int = Field(
+        18_000, ge=1, description="Frames in the video (header estimate, then packet count)."
+    )
+    max_streams: int = Field(16, ge=1, description="Streams of any kind in the container.")
+    max_aspect_ratio: float = Field(
+        8.0, ge=1.0, description="Long side / short side; a 16×4000 video would resize to 64k px."
+    )
+    max_windows: int = Field(128, ge=1, description="Clips of a whole-video windows request.")
+    max_view_bytes: int = Field(
+        512 * 2**20, ge=1, description="float32 bytes of one request's views (V×C×T×H×W×4)."
+    )
+    max_corrupt_packets: int = Field(
+        16, ge=0, description="Packets that fail to decode before the file counts as corrupt."
+    )
+    containers: tuple[str, ...] = Field(DEFAULT_CONTAINERS, min_length=1)
+    codecs: tuple[str, ...] = Field(DEFAULT_CODECS, min_length=1)

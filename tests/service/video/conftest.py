@@ -1,0 +1,104 @@
+"""One session-wide library of generated test videos, each written on first use."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.service.video import media
+
+#: 0–3 s at 30 fps, 3–6 s at 5 fps, 6–10 s at 60 fps: 345 frames whose index ≠ time × fps.
+VFR_PTS_MS = (
+    [round(i * 1000 / 30) for i in range(90)]
+    + [3000 + 200 * i for i in range(15)]
+    + [6000 + round(i * 1000 / 60) for i in range(240)]
+)
+#: libx264 on yuv444p at qp 0: only the RGB↔YUV rounding remains.
+LOSSLESS = {"qp": "0"}
+#: The Matroska cluster element: media data starts at the first one.
+CLUSTER = bytes.fromhex("1f43b675")
+
+Builder = Callable[[Path, "MediaLibrary"], Path]
+
+BUILDERS: dict[str, Builder] = {
+    # the frame-index videos of the proof, one per codec/container pair
+    "h264.mp4": lambda p, _: media.write_video(p),
+    "h264.mkv": lambda p, _: media.write_video(p),
+    "vp9.webm": lambda p, _: media.write_video(p, codec="libvpx-vp9"),
+    "mpeg4.avi": lambda p, _: media.write_video(
+        p, codec="mpeg4", options={"bf": "2", "g": "12", "sc_threshold": "1000000000"}
+    ),
+    "mjpeg.avi": lambda p, _: media.write_video(p, codec="mjpeg", pix_fmt="yuvj420p"),
+    # H.264 with B-frames in AVI: packets carry decode order as timestamps
+    "h264_bframes.avi": lambda p, _: media.write_video(p),
+    # timing and geometry
+    "vfr.mp4": lambda p, _: media.write_video(p, pts_ms=VFR_PTS_MS),
+    "vfr.mkv": lambda p, _: media.write_video(p, pts_ms=VFR_PTS_MS),
+    "gradient.mp4": lambda p, _: media.write_video(
+        p, size=(96, 64), pix_fmt="yuv444p", options=LOSSLESS, painter=media.paint_gradient
+    ),
+    "rotated.mp4": lambda p, _: media.write_video(
+        p,
+        size=(64, 48),
+        pix_fmt="yuv444p",
+        options=LOSSLESS,
+        rotation=90,
+        painter=media.paint_gradient,
+        num_frames=8,
+    ),
+    "one_frame.mp4": lambda p, _: media.write_video(p, num_frames=1),
+    "odd_h264.mp4": lambda p, _: media.write_video(p, size=(321, 241), pix_fmt="yuv444p"),
+    "odd_mjpeg.avi": lambda p, _: media.write_video(
+        p, codec="mjpeg", size=(321, 241), pix_fmt="yuvj420p"
+    ),
+    "odd_mpeg4.avi": lambda p, _: media.write_video(p, codec="mpeg4", size=(321, 241)),
+    "with_audio.mp4": lambda p, _: media.write_video(p, audio=True),
+    "wide.mp4": lambda p, _: media.write_video(p, size=(256, 16), num_frames=4),
+    "bomb.avi": lambda p, _: media.write_video(
+        p, codec="mjpeg", pix_fmt="yuvj420p", size=(4096, 4096), num_frames=2
+    ),
+    # damaged
+    "faststart.mp4": lambda p, _: media.write_video(p, container_options={"movflags": "faststart"}),
+    "faststart_cut.mp4": lambda p, lib: media.cut_file(lib["faststart.mp4"], p, 0.5, b"mdat"),
+    "h264_cut.mkv": lambda p, lib: media.cut_file(lib["h264.mkv"], p, 0.5, CLUSTER),
+    "moov_cut.mp4": lambda p, lib: media.cut_file(lib["h264.mp4"], p, 0.5),
+    "no_moov.mp4": lambda p, lib: media.drop_moov(lib["h264.mp4"], p),
+    "damaged.avi": lambda p, lib: media.blank_packets(lib["mjpeg.avi"], p, [3, 46, 47]),
+    "blank.avi": lambda p, lib: media.blank_packets(lib["mjpeg.avi"], p),
+    # not videos, or not allowed
+    "random.bin": lambda p, _: _write_bytes(p, np.random.default_rng(0).bytes(20_000)),
+    "empty.mp4": lambda p, _: _write_bytes(p, b""),
+    "image.png": lambda p, _: media.write_image(p, "png"),
+    "image.jpg": lambda p, _: media.write_image(p, "mjpeg"),
+    "audio.mp4": lambda p, _: media.write_audio(p, "aac"),
+    "audio.webm": lambda p, _: media.write_audio(p, "libopus"),
+    "stream.ts": lambda p, _: media.write_video(p, num_frames=8),
+    "anim.gif": lambda p, _: media.write_video(p, codec="gif", pix_fmt="rgb8", num_frames=8),
+    "mpeg2.mkv": lambda p, _: media.write_video(p, codec="mpeg2video", num_frames=8),
+}
+
+
+def _write_bytes(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path
+
+
+class MediaLibrary:
+    """`library["h264.mp4"]` writes the file on first use and returns its path."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def __getitem__(self, name: str) -> Path:
+        path = self.root / name
+        if not path.exists():
+            BUILDERS[name](path, self)
+        return path
+
+
+@pytest.fixture(scope="session")
+def videos(tmp_path_factory: pytest.TempPathFactory) -> MediaLibrary:
+    return MediaLibrary(tmp_path_factory.mktemp("videos"))

@@ -1,0 +1,196 @@
+"""The decode pool: work runs in worker processes, and a bad job fails alone.
+
+Every failure test ends by showing that the pool still serves the next request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+
+from model_store.spec import Recipe
+from service.errors import (
+    AudioOnly,
+    CorruptVideo,
+    DecodeOutOfMemory,
+    DecodeTimeout,
+    LimitExceeded,
+    NotAVideo,
+    WorkerCrashed,
+)
+from service.video import DecodeOptions, DecodePool, VideoLimits, decode_video, probe_video
+from tests.service.video import jobs
+
+RECIPE = Recipe(
+    clip_len=4,
+    frame_interval=2,
+    num_clips=3,
+    num_crops=3,
+    short_side=32,
+    crop_size=32,
+    pixel_scale=1.0,
+    mean=(0.45, 0.45, 0.45),
+    std=(0.225, 0.225, 0.225),
+)
+MEMORY_LIMIT = 2**30
+
+
+@pytest.fixture(scope="module")
+def pool() -> Iterator[DecodePool]:
+    pool = DecodePool(workers=2, timeout_s=2.0, memory_limit_bytes=MEMORY_LIMIT)
+    asyncio.run(pool.start())
+    yield pool
+    asyncio.run(pool.close())
+
+
+def still_serves(pool: DecodePool, videos) -> None:
+    video = asyncio.run(pool.decode(videos["h264.mp4"], RECIPE))
+    assert video.views.shape == (9, 3, 4, 32, 32)
+
+
+def test_pool_decodes_exactly_like_the_calling_process(pool, videos) -> None:
+    path = videos["mpeg4.avi"]
+    pooled = asyncio.run(pool.decode(path, RECIPE, DecodeOptions(profile="fast")))
+    local = decode_video(path, RECIPE, DecodeOptions(profile="fast"))
+    np.testing.assert_array_equal(pooled.views, local.views)
+    assert pooled.info == local.info
+    assert asyncio.run(pool.probe(path)) == probe_video(path)
+    assert pool.in_flight == 0
+
+
+@pytest.mark.parametrize(
+    ("name", "error"),
+    [
+        ("random.bin", NotAVideo),
+        ("audio.webm", AudioOnly),
+        ("no_moov.mp4", CorruptVideo),
+        ("bomb.avi", LimitExceeded),
+    ],
+)
+def test_typed_errors_cross_the_process_boundary(pool, videos, name: str, error: type) -> None:
+    with pytest.raises(error) as pooled:
+        asyncio.run(pool.decode(videos[name], RECIPE))
+    with pytest.raises(error) as local:
+        decode_video(videos[name], RECIPE)
+    assert str(pooled.value) == str(local.value)
+    # pebble adds the worker's traceback as `traceback`; every field of ours survives
+    assert vars(pooled.value).items() >= vars(local.value).items()
+
+
+def test_a_hanging_job_times_out_and_its_worker_is_replaced(pool, videos) -> None:
+    with pytest.raises(DecodeTimeout, match="longer than 2 s") as caught:
+        asyncio.run(pool.run(jobs.sleep_forever))
+    assert caught.value.seconds == 2.0
+    still_serves(pool, videos)
+
+
+@pytest.mark.slow
+def test_a_job_deaf_to_sigterm_is_killed(videos) -> None:
+    """A decoder stuck in C never returns to Python's SIGTERM handler: pebble SIGKILLs it."""
+
+    async def scenario() -> None:
+        async with DecodePool(workers=1, timeout_s=1.0) as deaf:
+            with pytest.raises(DecodeTimeout):
+                await deaf.run(jobs.sleep_through_sigterm)
+            assert (await deaf.decode(videos["h264.mp4"], RECIPE)).views.shape[0] == 9
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.parametrize(
+    ("job", "argument", "exitcode"),
+    [
+        # signals, as a decoder bug or the kernel's OOM killer would send them
+        (jobs.kill_self, signal.SIGSEGV, -signal.SIGSEGV),
+        (jobs.kill_self, signal.SIGKILL, -signal.SIGKILL),
+        (jobs.kill_self, signal.SIGABRT, -signal.SIGABRT),
+        # an abrupt exit from native code
+        (jobs.exit_abruptly, 3, 3),
+    ],
+)
+def test_a_crashing_job_fails_alone(pool, videos, job, argument, exitcode: int) -> None:
+    with pytest.raises(WorkerCrashed, match="died") as caught:
+        asyncio.run(pool.run(job, argument))
+    assert caught.value.exitcode == exitcode
+    still_serves(pool, videos)
+
+
+def test_a_memory_hungry_job_hits_the_worker_limit(pool, videos) -> None:
+    assert asyncio.run(pool.run(jobs.address_space_limit)) == (MEMORY_LIMIT, MEMORY_LIMIT)
+    with pytest.raises(DecodeOutOfMemory, match="1024 MiB") as caught:
+        asyncio.run(pool.run(jobs.allocate, 3 * MEMORY_LIMIT))
+    assert caught.value.limit_bytes == MEMORY_LIMIT
+    still_serves(pool, videos)
+
+
+def test_a_decompression_bomb_hits_the_worker_limit(videos) -> None:
+    """4096×4096 MJPEG frames (16 MB each decoded) let through the pixel limit on purpose."""
+    bomb, small = videos["bomb.avi"], videos["h264.mp4"]
+    single = DecodeOptions(decoder_threads=1)  # thread stacks would blur the margin
+
+    async def scenario() -> None:
+        async with DecodePool(workers=1, memory_limit_bytes=None) as probe_pool:
+            baseline = await probe_pool.run(jobs.address_space_now)
+        tight = DecodePool(
+            workers=1,
+            memory_limit_bytes=baseline + 24 * 2**20,
+            limits=VideoLimits(max_pixels=4096 * 4096),
+        )
+        async with tight:
+            assert (await tight.decode(small, RECIPE, single)).views.shape[0] == 9
+            with pytest.raises(DecodeOutOfMemory):
+                await tight.decode(bomb, RECIPE, single)
+            assert (await tight.decode(small, RECIPE, single)).views.shape[0] == 9
+
+    asyncio.run(scenario())
+
+
+def test_cancelling_a_request_stops_its_worker(pool, videos, tmp_path) -> None:
+    """A client that goes away takes its decode with it."""
+    pid_file = tmp_path / "pid"
+
+    async def scenario() -> int:
+        job = asyncio.create_task(pool.run(jobs.sleep_forever, str(pid_file)))
+        while not pid_file.exists() or not pid_file.read_text():
+            await asyncio.sleep(0.05)
+        job.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await job
+        assert pool.in_flight == 0
+        return int(pid_file.read_text())
+
+    pid = asyncio.run(scenario())
+    for _ in range(100):  # pebble stops the worker from its manager thread
+        if not os.path.exists(f"/proc/{pid}"):
+            break
+        time.sleep(0.05)
+    assert not os.path.exists(f"/proc/{pid}")
+    still_serves(pool, videos)
+
+
+def test_workers_stay_light(pool) -> None:
+    """Workers import the video package, numpy and PyAV; never torch or the model zoo."""
+    heavy = asyncio.run(pool.run(jobs.loaded, ("torch", "backbones", "exporters", "fastapi")))
+    assert heavy == []
+    assert asyncio.run(pool.run(jobs.loaded, ("av", "numpy", "service.video"))) == [
+        "av",
+        "numpy",
+        "service.video",
+    ]
+
+
+def test_a_closed_pool_starts_again_on_demand(videos) -> None:
+    async def scenario() -> None:
+        pool = DecodePool(workers=1)
+        await pool.start()
+        await pool.close()
+        assert (await pool.decode(videos["h264.mp4"], RECIPE)).views.shape[0] == 9
+        await pool.close()
+
+    asyncio.run(scenario())
