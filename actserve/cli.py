@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from actserve.commands import export, models, zoo
+from actserve.commands import export, models, serve, zoo
 
 app = typer.Typer(
     name="actserve",
@@ -22,6 +22,7 @@ app.add_typer(zoo.checkpoint_app, name="checkpoint")
 app.command("export")(export.export)
 app.command("export-triton")(export.export_triton)
 app.add_typer(models.models_app, name="models")
+app.command("serve")(serve.serve)
 
 
 def main() -> None:

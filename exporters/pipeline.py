@@ -70,6 +70,7 @@ def export_to_store(
     alias: str | None = None,
     source: SourceCheckpoint | None = None,
     description: str = "",
+    default_profile: str = "accurate",
     step: StepReporter = log_step,
 ) -> Manifest:
     """Export `model` in `formats` (plus an fp16 ONNX artifact with `fp16`), check each
@@ -123,6 +124,7 @@ def export_to_store(
             backbone=spec.backbone,
             trained=trained,
             description=description,
+            default_profile=default_profile,
             source_checkpoint=source,
             spec=spec,
             artifacts=tuple(artifacts),

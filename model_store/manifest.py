@@ -76,6 +76,9 @@ class ManifestDraft(_Frozen):
     backbone: str
     trained: bool
     description: str = ""
+    #: The service's profile when a request names none: "accurate" = the recipe's full test
+    #: protocol, "fast" = one clip × the centre crop.
+    default_profile: Literal["fast", "accurate"] = "accurate"
     source_checkpoint: SourceCheckpoint | None = None
     spec: ModelSpec
     artifacts: tuple[Artifact, ...]

@@ -1,30 +1,54 @@
-"""Errors the service raises on purpose, one tree for the whole request path.
+"""Errors the service raises on purpose, one tree for the whole request path, and the one
+table that maps them to HTTP.
 
-RequestError                      a request the service refuses or cannot complete
-└── VideoError                    the upload cannot become model input
-    ├── NotAVideo                 FFmpeg finds no video container in it (random bytes, an image)
-    │   └── AudioOnly             a media file with sound but no video stream
-    ├── ContainerNotAllowed       a real container format outside the allow-list
-    ├── UnsupportedCodec          a video codec outside the allow-list or without a decoder
-    ├── CorruptVideo              truncated or damaged data (unreadable index, broken packets)
-    │   └── NoDecodableFrames     not a single frame decodes
-    ├── LimitExceeded             over a limit: `limit` names it, with `value` and `maximum`
-    └── DecodeFailed              the decode worker failed the job (see its subclasses)
-        ├── DecodeTimeout         the job ran past the pool's time limit and was killed
-        ├── DecodeOutOfMemory     the job hit the worker's memory limit
-        └── WorkerCrashed         the worker process died (signal or abnormal exit)
+ServiceError                          every error the service raises on purpose
+├── RequestError                      the request cannot be served as asked (a 4xx)
+│   ├── BadRequest                    malformed parameters or body
+│   ├── Unauthorized                  missing or wrong admin token
+│   ├── ModelNotLoaded                the model, version or alias is not served here
+│   ├── Conflict                      an admin action that contradicts the routing
+│   ├── UnsupportedMediaType          neither multipart with a `video` field nor a video/* body
+│   ├── UploadTooLarge                the body exceeds max_upload_bytes (reading stops there)
+│   ├── Overloaded                    the model's queue is full: retry after `retry_after` s
+│   └── VideoError                    the upload cannot become model input
+│       ├── NotAVideo                 FFmpeg finds no video container in it (random bytes, an image)
+│       │   └── AudioOnly             a media file with sound but no video stream
+│       ├── ContainerNotAllowed       a real container format outside the allow-list
+│       ├── UnsupportedCodec          a video codec outside the allow-list or without a decoder
+│       ├── CorruptVideo              truncated or damaged data (unreadable index, broken packets)
+│       │   └── NoDecodableFrames     not a single frame decodes
+│       ├── LimitExceeded             over a limit: `limit` names it, with `value` and `maximum`
+│       └── DecodeFailed              the decode worker failed the job (see its subclasses)
+│           ├── DecodeTimeout         the job ran past the pool's time limit and was killed
+│           ├── DecodeOutOfMemory     the job hit the worker's memory limit
+│           └── WorkerCrashed         the worker process died (signal or abnormal exit)
+├── NotReady                          starting, draining, or no default model
+├── DeadlineExceeded                  the request ran out of time
+├── ClientDisconnected                the client left; its queued work was dropped
+└── InferenceFailed                   the runtime raised (a server fault, not the input's)
 
-Decoding runs in worker processes, so every error here must survive pickling: the base class
-pickles an error as its class, message and attributes, whatever its constructor takes. HTTP
-status codes are mapped in one table by the HTTP layer, never here.
+Decoding runs in worker processes, so every error here survives pickling: the base class
+pickles an error as its class, message and attributes, whatever its constructor takes. Inner
+code raises these; `service/app.py` turns them into JSON responses through `status_for`.
+Model-store errors (`model_store.StoreError`) map here too.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from model_store import (
+    AliasNotFoundError,
+    IntegrityError,
+    InvalidNameError,
+    ModelNotFoundError,
+    StoreError,
+    VersionInUseError,
+    VersionNotFoundError,
+)
 
-def _rebuild(cls: type[RequestError], message: str, state: dict[str, Any]) -> RequestError:
+
+def _rebuild(cls: type[ServiceError], message: str, state: dict[str, Any]) -> ServiceError:
     error = cls.__new__(cls)
     Exception.__init__(error, message)
     error.__dict__.update(state)
@@ -35,27 +59,104 @@ def _number(value: float) -> str:
     return f"{int(value):,}" if float(value).is_integer() else f"{value:,.6g}"
 
 
-class RequestError(Exception):
+class ServiceError(Exception):
     """Base class of every error the service raises on purpose."""
+
+    #: A stable name for clients, the `error` field of the JSON body.
+    code = "service_error"
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (_rebuild, (type(self), str(self), dict(self.__dict__)))
+
+    def details(self) -> dict[str, Any]:
+        """Extra fields of the JSON body."""
+        return {}
+
+
+class RequestError(ServiceError):
+    """The request cannot be served as asked: the client's to fix (a 4xx)."""
+
+    code = "bad_request"
+
+
+class BadRequest(RequestError):
+    """Malformed parameters or body."""
+
+    code = "bad_request"
+
+
+class Unauthorized(RequestError):
+    """A missing or wrong admin bearer token."""
+
+    code = "unauthorized"
+
+
+class ModelNotLoaded(RequestError):
+    """The model, version or alias is not served by this process."""
+
+    code = "model_not_found"
+
+
+class Conflict(RequestError):
+    """An admin action that contradicts the current routing."""
+
+    code = "conflict"
+
+
+class UnsupportedMediaType(RequestError):
+    """The body is neither multipart with a `video` field nor a video/* upload."""
+
+    code = "unsupported_media_type"
+
+
+class UploadTooLarge(RequestError):
+    """The body exceeds max_upload_bytes; the service stopped reading it."""
+
+    code = "upload_too_large"
+
+    def __init__(self, message: str, *, limit: int) -> None:
+        super().__init__(message)
+        self.limit = limit
+
+    def details(self) -> dict[str, Any]:
+        return {"limit": "max_upload_bytes", "maximum": self.limit}
+
+
+class Overloaded(RequestError):
+    """The model's queue is full; the client should retry after `retry_after` seconds."""
+
+    code = "overloaded"
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+    def details(self) -> dict[str, Any]:
+        return {"retry_after_s": self.retry_after}
 
 
 class VideoError(RequestError):
     """The uploaded file cannot become the model's input."""
 
+    code = "bad_video"
+
 
 class NotAVideo(VideoError):
     """No video container FFmpeg can read: random bytes, text, a still image."""
+
+    code = "not_a_video"
 
 
 class AudioOnly(NotAVideo):
     """A media file with audio streams and no video stream."""
 
+    code = "audio_only"
+
 
 class ContainerNotAllowed(VideoError):
     """The container format is real but outside the allow-list."""
+
+    code = "container_not_allowed"
 
     def __init__(self, container: str, allowed: tuple[str, ...]) -> None:
         super().__init__(
@@ -68,6 +169,8 @@ class ContainerNotAllowed(VideoError):
 class UnsupportedCodec(VideoError):
     """The video codec is outside the allow-list, or this build has no decoder for it."""
 
+    code = "unsupported_codec"
+
     def __init__(self, codec: str, allowed: tuple[str, ...]) -> None:
         super().__init__(f"video codec {codec!r} is not supported (allowed: {', '.join(allowed)})")
         self.codec = codec
@@ -77,13 +180,19 @@ class UnsupportedCodec(VideoError):
 class CorruptVideo(VideoError):
     """Truncated or damaged data: the index is unreadable or too many packets are broken."""
 
+    code = "corrupt_video"
+
 
 class NoDecodableFrames(CorruptVideo):
     """The container opens but not one frame decodes."""
 
+    code = "no_decodable_frames"
+
 
 class LimitExceeded(VideoError):
     """A value read from the file (or planned from it) is over a configured limit."""
+
+    code = "limit_exceeded"
 
     def __init__(self, limit: str, value: float, maximum: float, unit: str = "") -> None:
         suffix = f" {unit}" if unit else ""
@@ -95,31 +204,128 @@ class LimitExceeded(VideoError):
         self.maximum = maximum
         self.unit = unit
 
+    def details(self) -> dict[str, Any]:
+        return {"limit": self.limit, "value": self.value, "maximum": self.maximum}
+
 
 class DecodeFailed(VideoError):
     """The decode worker failed the job; the pool has replaced it."""
+
+    code = "decode_failed"
 
 
 class DecodeTimeout(DecodeFailed):
     """The decode ran past the pool's per-job time limit and its worker was killed."""
 
+    code = "decode_timeout"
+
     def __init__(self, seconds: float) -> None:
         super().__init__(f"decoding took longer than {seconds:g} s and was stopped")
         self.seconds = seconds
 
+    def details(self) -> dict[str, Any]:
+        return {"limit": "decode_timeout_s", "maximum": self.seconds}
+
 
 class DecodeOutOfMemory(DecodeFailed):
     """The decode needed more memory than a worker may use."""
+
+    code = "decode_out_of_memory"
 
     def __init__(self, limit_bytes: int | None) -> None:
         limit = f" of {limit_bytes / 2**20:.0f} MiB" if limit_bytes else ""
         super().__init__(f"decoding ran out of memory (worker limit{limit})")
         self.limit_bytes = limit_bytes
 
+    def details(self) -> dict[str, Any]:
+        return {"limit": "decode_memory_mb", "maximum": self.limit_bytes}
+
 
 class WorkerCrashed(DecodeFailed):
     """The worker process died while decoding (a signal or an abnormal exit code)."""
 
+    code = "decoder_crashed"
+
     def __init__(self, exitcode: int | None) -> None:
         super().__init__(f"the decode worker died (exit code {exitcode})")
         self.exitcode = exitcode
+
+
+class NotReady(ServiceError):
+    """The service is starting or draining, or no default model is configured."""
+
+    code = "not_ready"
+
+
+class DeadlineExceeded(ServiceError):
+    """The request ran past its deadline (ACTSERVE_REQUEST_TIMEOUT_S)."""
+
+    code = "deadline_exceeded"
+
+
+class ClientDisconnected(ServiceError):
+    """The client closed the connection; its queued decode and inference were dropped."""
+
+    code = "client_disconnected"
+
+
+class InferenceFailed(ServiceError):
+    """The runtime raised: a server fault, not the input's."""
+
+    code = "inference_failed"
+
+
+#: Status by class; `status_for` walks the MRO, so the most specific row wins and a subclass
+#: without a row takes its parent's.
+STATUS: dict[type[Exception], int] = {
+    RequestError: 400,
+    BadRequest: 400,
+    Unauthorized: 401,
+    ModelNotLoaded: 404,
+    Conflict: 409,
+    UploadTooLarge: 413,
+    UnsupportedMediaType: 415,
+    Overloaded: 429,
+    # What the upload is: not a video, or a container/codec we do not take -> 415;
+    # a video we cannot use (damaged, over a limit, too costly to decode) -> 422.
+    VideoError: 422,
+    NotAVideo: 415,
+    ContainerNotAllowed: 415,
+    UnsupportedCodec: 415,
+    NotReady: 503,
+    DeadlineExceeded: 504,
+    ClientDisconnected: 499,  # nginx's code: the client is gone, the metrics read it
+    InferenceFailed: 500,
+    ServiceError: 500,
+    # The store, reached through model resolution and the admin endpoints.
+    InvalidNameError: 400,
+    ModelNotFoundError: 404,
+    VersionNotFoundError: 404,
+    AliasNotFoundError: 404,
+    VersionInUseError: 409,
+    IntegrityError: 500,
+    StoreError: 500,
+}
+
+STORE_CODES: dict[type[Exception], str] = {
+    InvalidNameError: "bad_request",
+    ModelNotFoundError: "model_not_found",
+    VersionNotFoundError: "model_not_found",
+    AliasNotFoundError: "model_not_found",
+    VersionInUseError: "conflict",
+    IntegrityError: "integrity_error",
+    StoreError: "store_error",
+}
+
+
+def status_for(error: Exception) -> int:
+    for cls in type(error).__mro__:
+        if cls in STATUS:
+            return STATUS[cls]
+    return 500
+
+
+def code_for(error: Exception) -> str:
+    if isinstance(error, ServiceError):
+        return error.code
+    return next((STORE_CODES[c] for c in type(error).__mro__ if c in STORE_CODES), "internal_error")

@@ -15,6 +15,11 @@ from model_store.labels import list_label_sets
 from model_store.spec import ModelSpec
 
 
+class Profile(StrEnum):
+    fast = "fast"
+    accurate = "accurate"
+
+
 class Format(StrEnum):
     onnx = "onnx"
     torchscript = "torchscript"
@@ -48,6 +53,9 @@ def export(
     ] = False,
     opset: Annotated[int, typer.Option(help="ONNX opset.")] = 18,
     description: Annotated[str, typer.Option(help="Free text kept in the manifest.")] = "",
+    default_profile: Annotated[
+        Profile, typer.Option(help="The service's profile when a request names none.")
+    ] = Profile.accurate,
 ) -> None:
     """Export a backbone (random or from a public checkpoint) to ONNX and/or TorchScript, check
     each artifact against the eager model, and publish a new store version."""
@@ -84,6 +92,7 @@ def export(
             alias=alias,
             source=source,
             description=description,
+            default_profile=default_profile.value,
             step=rich_step,
         )
     except (BackboneError, ExportError, StoreError, ValueError) as exc:

@@ -1,4 +1,5 @@
-"""The service's error tree: documented, and every error survives the trip out of a worker."""
+"""The service's error tree: documented, mapped to HTTP in one table (bad input never a 5xx),
+and every error survives the trip out of a worker."""
 
 from __future__ import annotations
 
@@ -7,11 +8,23 @@ import pickle
 import pytest
 
 import service.errors as errors
-from service.errors import RequestError
+from service.errors import RequestError, ServiceError, code_for, status_for
 
 #: Constructor arguments for each error; a new error class must be added here.
-EXAMPLES: dict[type[RequestError], tuple] = {
+EXAMPLES: dict[type[ServiceError], tuple] = {
+    errors.ServiceError: ("failed",),
     errors.RequestError: ("refused",),
+    errors.BadRequest: ("top_k must be ≥ 1",),
+    errors.Unauthorized: ("no token",),
+    errors.ModelNotLoaded: ("no model 'x'",),
+    errors.Conflict: ("version 2 is routed",),
+    errors.UnsupportedMediaType: ("text/plain",),
+    errors.UploadTooLarge: ("too big",),
+    errors.Overloaded: ("queue full",),
+    errors.NotReady: ("draining",),
+    errors.DeadlineExceeded: ("too late",),
+    errors.ClientDisconnected: ("gone",),
+    errors.InferenceFailed: ("runtime raised",),
     errors.VideoError: ("not usable",),
     errors.NotAVideo: ("no video container",),
     errors.AudioOnly: ("audio but no video",),
@@ -27,8 +40,12 @@ EXAMPLES: dict[type[RequestError], tuple] = {
 }
 
 
-def all_errors() -> list[type[RequestError]]:
-    found, queue = [], [RequestError]
+#: Keyword arguments of the errors whose constructors need them.
+KEYWORDS = {errors.UploadTooLarge: {"limit": 100}, errors.Overloaded: {"retry_after": 3}}
+
+
+def all_errors() -> list[type[ServiceError]]:
+    found, queue = [], [ServiceError]
     while queue:
         error = queue.pop()
         found.append(error)
@@ -41,14 +58,14 @@ def test_every_error_has_an_example() -> None:
 
 
 @pytest.mark.parametrize("error", all_errors(), ids=lambda e: e.__name__)
-def test_the_docstring_tree_draws_every_error(error: type[RequestError]) -> None:
+def test_the_docstring_tree_draws_every_error(error: type[ServiceError]) -> None:
     assert f"{error.__name__} " in errors.__doc__
     assert error.__doc__, f"{error.__name__} needs a one-line docstring"
 
 
 @pytest.mark.parametrize(("error", "args"), EXAMPLES.items(), ids=[e.__name__ for e in EXAMPLES])
-def test_errors_survive_pickling(error: type[RequestError], args: tuple) -> None:
-    original = error(*args)
+def test_errors_survive_pickling(error: type[ServiceError], args: tuple) -> None:
+    original = error(*args, **KEYWORDS.get(error, {}))
     copy = pickle.loads(pickle.dumps(original))
     assert type(copy) is error
     assert str(copy) == str(original)
@@ -70,3 +87,31 @@ def test_limit_messages_name_the_limit_value_and_maximum(args: tuple, message: s
     error = errors.LimitExceeded(*args)
     assert str(error) == message
     assert (error.limit, error.value, error.maximum) == args[:3]
+
+
+@pytest.mark.parametrize("error", all_errors(), ids=lambda e: e.__name__)
+def test_every_error_has_a_status_and_a_code(error: type[ServiceError]) -> None:
+    instance = error(*EXAMPLES[error], **KEYWORDS.get(error, {}))
+    status = status_for(instance)
+    if issubclass(error, RequestError):
+        assert 400 <= status < 500, f"bad input must never be a 5xx: {error.__name__} -> {status}"
+    assert code_for(instance) == error.code and error.code.islower()
+
+
+@pytest.mark.parametrize(
+    ("error", "status"),
+    [
+        (errors.NotAVideo("random bytes"), 415),
+        (errors.AudioOnly("aac"), 415),
+        (errors.UnsupportedCodec("prores", ("h264",)), 415),
+        (errors.CorruptVideo("moov atom not found"), 422),
+        (errors.LimitExceeded("duration", 900, 600, "s"), 422),
+        (errors.DecodeTimeout(30.0), 422),
+        (errors.UploadTooLarge("x", limit=1), 413),
+        (errors.Overloaded("x", retry_after=2), 429),
+        (errors.DeadlineExceeded("x"), 504),
+        (errors.NotReady("x"), 503),
+    ],
+)
+def test_status_table(error: ServiceError, status: int) -> None:
+    assert status_for(error) == status

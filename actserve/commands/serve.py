@@ -1,0 +1,63 @@
+"""`actserve serve`: the HTTP service on uvicorn."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from actserve.console import fail
+
+
+def serve(
+    store: Annotated[
+        Path | None, typer.Option(help="Model store (default: the bundled demo store).")
+    ] = None,
+    host: Annotated[str | None, typer.Option(help="Interface to listen on.")] = None,
+    port: Annotated[int | None, typer.Option(help="Port.")] = None,
+    model: Annotated[str | None, typer.Option(help="Default model.")] = None,
+    setting: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set",
+            help="Any service setting as KEY=VALUE (e.g. max_batch_views=16); the same as "
+            "ACTSERVE_KEY=VALUE.",
+        ),
+    ] = None,
+    log_level: Annotated[str, typer.Option(help="uvicorn and actserve log level.")] = "info",
+) -> None:
+    """Serve POST /classify, GET /models, health and metrics (settings: ACTSERVE_* variables)."""
+    import logging
+
+    import uvicorn
+    from pydantic import ValidationError
+
+    from service.app import create_app
+    from service.settings import Settings
+
+    overrides: dict[str, object] = {}
+    for item in setting or []:
+        key, sep, value = item.partition("=")
+        key = key.strip().lower().removeprefix("actserve_")
+        if not sep or key not in Settings.model_fields:
+            raise fail(
+                f"--set takes KEY=VALUE with KEY one of {', '.join(Settings.model_fields)}; "
+                f"got {item!r}",
+                code=2,
+            )
+        overrides[key] = value
+    explicit = {"store": store, "host": host, "port": port, "default_model": model}
+    overrides.update({k: v for k, v in explicit.items() if v is not None})
+    try:
+        settings = Settings(**overrides)
+    except ValidationError as exc:
+        raise fail(f"invalid settings: {exc}", code=2) from None
+    logging.basicConfig(level=log_level.upper(), format="%(levelname)s:     %(name)s: %(message)s")
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level=log_level,
+        timeout_graceful_shutdown=int(settings.drain_timeout_s),
+    )

@@ -1,0 +1,212 @@
+"""The FastAPI application: lifespan, routers, and the one place errors become responses."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.datastructures import Headers, MutableHeaders
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from model_store import ModelStore, StoreError
+from service.deps import AppState
+from service.errors import Overloaded, ServiceError, code_for, status_for
+from service.loaded_models import LoadedModels, ServingOptions
+from service.metrics import ServiceMetrics
+from service.routes import admin, classify, health, models
+from service.runtimes import RuntimeOptions
+from service.settings import Settings
+from service.video import DecodePool, VideoLimits
+
+logger = logging.getLogger("actserve")
+
+DESCRIPTION = """\
+Recognise human actions in videos. `POST /classify` takes a video (multipart field `video`
+or a raw video/* body) and returns the top-k actions of a model from the store, averaged over
+the model's test views, with optional embedding, per-clip scores and a latency breakdown.
+Errors are JSON `{error, message, ...}`.
+"""
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the app; `settings` default to the environment (ACTSERVE_*)."""
+    settings = settings or Settings()
+    app = FastAPI(
+        title="actserve",
+        version=_version(),
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        generate_unique_id_function=lambda route: f"{route.tags[0]}-{route.name}",
+    )
+    app.state.settings = settings
+    app.include_router(classify.router)
+    app.include_router(models.router)
+    app.include_router(health.router)
+    if settings.admin_token is not None:
+        app.include_router(admin.router)
+    app.add_exception_handler(ServiceError, handle_error)
+    app.add_exception_handler(StoreError, handle_error)
+    app.add_exception_handler(RequestValidationError, handle_validation_error)
+    app.add_exception_handler(HTTPException, handle_http_exception)
+    app.add_exception_handler(Exception, handle_unexpected)
+    app.add_middleware(RequestMetrics)
+    return app
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """Start the decode workers and load the served models; drain and stop them on exit."""
+    settings: Settings = app.state.settings
+    if not settings.store.is_dir():
+        raise RuntimeError(f"no model store at {settings.store} (ACTSERVE_STORE)")
+    metrics = ServiceMetrics()
+    options = ServingOptions(
+        runtime=RuntimeOptions(
+            device=settings.device,
+            prefer_torchscript=settings.prefer_torchscript,
+            prefer_fp16=settings.prefer_fp16,
+            threads=settings.runtime_threads,
+        ),
+        max_batch_views=settings.max_batch_views,
+        max_delay_s=settings.max_delay_ms / 1000,
+        max_queue_views=settings.max_queue_views,
+        warmup_batch_sizes=settings.resolved_warmup_sizes(),
+        drain_timeout_s=settings.drain_timeout_s,
+    )
+    pool = DecodePool(
+        workers=settings.decode_workers,
+        timeout_s=settings.decode_timeout_s,
+        memory_limit_bytes=settings.decode_memory_mb * 2**20,
+        limits=video_limits(settings),
+    )
+    state = AppState(
+        settings=settings,
+        metrics=metrics,
+        models=LoadedModels(ModelStore(settings.store), options, metrics),
+        decode_pool=pool,
+    )
+    app.state.actserve = state
+    await pool.start()
+    try:
+        await state.models.start(settings.default_model, settings.preload)
+        logger.info(
+            "serving %s from %s (default: %s)",
+            ", ".join(m.key for m in state.models.loaded()) or "nothing",
+            settings.store,
+            state.models.default_model,
+        )
+        yield
+    finally:
+        state.shutting_down = True
+        await state.models.close()
+        await pool.close()
+
+
+def video_limits(settings: Settings) -> VideoLimits:
+    return VideoLimits(
+        max_bytes=settings.max_upload_bytes,
+        max_duration_s=settings.max_duration_s,
+        max_pixels=settings.max_pixels,
+        max_frames=settings.max_frames,
+        max_windows=settings.max_windows,
+    )
+
+
+# ----------------------------------------------------------------------- errors -> responses
+
+
+def error_response(
+    request: Request, status: int, code: str, message: str, **extra: object
+) -> JSONResponse:
+    request_id = getattr(request.state, "request_id", None)
+    state: AppState | None = getattr(request.app.state, "actserve", None)
+    if state is not None and status >= 400:
+        state.metrics.rejections.labels(code).inc()
+    return JSONResponse(
+        {"error": code, "message": message, "request_id": request_id, **extra},
+        status_code=status,
+    )
+
+
+async def handle_error(request: Request, error: Exception) -> JSONResponse:
+    status = status_for(error)
+    details = error.details() if isinstance(error, ServiceError) else {}
+    response = error_response(request, status, code_for(error), str(error), **details)
+    if isinstance(error, Overloaded):
+        response.headers["Retry-After"] = str(error.retry_after)
+    if status >= 500:
+        logger.error("%s %s -> %d: %s", request.method, request.url.path, status, error)
+    return response
+
+
+async def handle_validation_error(request: Request, error: RequestValidationError) -> JSONResponse:
+    problems = [
+        f"{'.'.join(str(p) for p in e['loc'][1:]) or e['loc'][0]}: {e['msg']}"
+        for e in error.errors()
+    ]
+    return error_response(request, 400, "bad_request", "; ".join(problems))
+
+
+async def handle_http_exception(request: Request, error: HTTPException) -> JSONResponse:
+    code = {404: "not_found", 405: "method_not_allowed"}.get(error.status_code, "http_error")
+    return error_response(request, error.status_code, code, str(error.detail))
+
+
+async def handle_unexpected(request: Request, error: Exception) -> JSONResponse:
+    logger.exception("%s %s failed", request.method, request.url.path)
+    return error_response(request, 500, "internal_error", f"unexpected {type(error).__name__}")
+
+
+class RequestMetrics:
+    """Gives every request an id (the client's X-Request-ID when plain, else a new one,
+    echoed in the response) and counts every /classify response by model, version and
+    status. A pure ASGI middleware: the request's messages pass through untouched,
+    disconnects included."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = _request_id(Headers(scope=scope).get("x-request-id", ""))
+        scope.setdefault("state", {})["request_id"] = request_id
+        status = 500
+
+        async def record(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                MutableHeaders(scope=message)["X-Request-ID"] = request_id
+            await send(message)
+
+        try:
+            await self.app(scope, receive, record)
+        finally:
+            state: AppState | None = getattr(scope["app"].state, "actserve", None)
+            if state is not None and scope["path"] == "/classify":
+                labels = scope["state"].get("model_labels", ("-", "-"))
+                state.metrics.requests.labels(*labels, str(status)).inc()
+
+
+def _request_id(given: str) -> str:
+    """The client's request id when it is short and plain, else a new one."""
+    if 0 < len(given) <= 64 and all(c.isalnum() or c in "-_." for c in given):
+        return given
+    return uuid.uuid4().hex[:16]
+
+
+def _version() -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version("actserve")
+    except metadata.PackageNotFoundError:
+        return "0+unknown"

@@ -1,0 +1,134 @@
+"""Prometheus metrics (prefix `actserve_`, seconds, histograms so percentiles aggregate across
+replicas). Each app owns its registry; label values come from the store (model, version),
+HTTP status codes and a fixed set of rejection reasons, never from request content."""
+
+from __future__ import annotations
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+)
+
+from service.batching import BatchObserver
+
+# The `_created` timestamp series double every counter's output and no dashboard reads them.
+disable_created_metrics()
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
+VIEW_BUCKETS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 256)
+MODEL = ("model", "version")
+
+
+class ServiceMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.requests = Counter(
+            "actserve_requests",
+            "Classify requests by model, version and HTTP status.",
+            [*MODEL, "status"],
+            registry=r,
+        )
+        self.rejections = Counter(
+            "actserve_rejections",
+            "Requests refused, by reason (error code).",
+            ["reason"],
+            registry=r,
+        )
+        self.upload_seconds = Histogram(
+            "actserve_upload_duration_seconds",
+            "Receiving the upload into a temporary file.",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.decode_seconds = Histogram(
+            "actserve_decode_duration_seconds",
+            "Probe, sampling and decoding in a worker.",
+            MODEL,
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.queue_seconds = Histogram(
+            "actserve_queue_duration_seconds",
+            "From queuing a request's views to its last view entering a batch.",
+            MODEL,
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.inference_seconds = Histogram(
+            "actserve_inference_duration_seconds",
+            "Runtime time per batch.",
+            MODEL,
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.request_seconds = Histogram(
+            "actserve_request_duration_seconds",
+            "End to end, upload to response.",
+            MODEL,
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.batch_views = Histogram(
+            "actserve_batch_size_views",
+            "Views per executed batch.",
+            MODEL,
+            buckets=VIEW_BUCKETS,
+            registry=r,
+        )
+        self.request_views = Histogram(
+            "actserve_request_views",
+            "Views per request.",
+            MODEL,
+            buckets=VIEW_BUCKETS,
+            registry=r,
+        )
+        self.queue_depth = Gauge(
+            "actserve_queue_depth_views", "Views waiting for a batch.", MODEL, registry=r
+        )
+        self.inference_items = Counter(
+            "actserve_inference_items",
+            "Views run (Triton's inference count).",
+            MODEL,
+            registry=r,
+        )
+        self.inference_executions = Counter(
+            "actserve_inference_executions",
+            "Batches run; items / executions = mean batch size (Triton's exec count).",
+            MODEL,
+            registry=r,
+        )
+        self.decoded_frames = Counter(
+            "actserve_decoded_frames", "Video frames decoded.", registry=r
+        )
+        self.upload_bytes = Counter("actserve_upload_bytes", "Upload bytes received.", registry=r)
+        self.model_loaded = Gauge(
+            "actserve_model_loaded",
+            "1 for each loaded model version (info gauge).",
+            [*MODEL, "backbone", "runtime"],
+            registry=r,
+        )
+        self.model_load_seconds = Gauge(
+            "actserve_model_load_seconds",
+            "Load, verification and warm-up time of a version.",
+            MODEL,
+            registry=r,
+        )
+
+    def batch_observer(self, model: str, version: int) -> BatchObserver:
+        labels = (model, str(version))
+
+        def on_batch(views: int, seconds: float) -> None:
+            self.batch_views.labels(*labels).observe(views)
+            self.inference_seconds.labels(*labels).observe(seconds)
+            self.inference_items.labels(*labels).inc(views)
+            self.inference_executions.labels(*labels).inc()
+
+        return BatchObserver(on_batch=on_batch, on_queue_depth=self.queue_depth.labels(*labels).set)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

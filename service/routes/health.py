@@ -1,0 +1,40 @@
+"""Liveness, readiness and Prometheus metrics."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from service.deps import StateDep
+from service.schemas import ReadyPublic
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz")
+def check_health() -> dict[str, str]:
+    """The process is alive and its event loop answers."""
+    return {"status": "ok"}
+
+
+@router.get(
+    "/readyz",
+    response_model=ReadyPublic,
+    responses={503: {"model": ReadyPublic, "description": "Not ready (yet, or draining)."}},
+)
+def check_ready(state: StateDep) -> JSONResponse:
+    """Ready when the default model is loaded and warmed up and the server is not draining."""
+    ready = state.models.ready() and not state.shutting_down
+    body = ReadyPublic(
+        ready=ready,
+        default_model=state.models.default_model,
+        loaded=[m.key for m in state.models.loaded()],
+    )
+    return JSONResponse(body.model_dump(), status_code=200 if ready else 503)
+
+
+@router.get("/metrics", response_class=Response)
+def read_metrics(state: StateDep) -> Response:
+    """Prometheus text exposition (all metrics are prefixed actserve_)."""
+    return Response(state.metrics.render(), media_type=CONTENT_TYPE_LATEST)

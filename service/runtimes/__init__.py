@@ -1,0 +1,12 @@
+"""Runtimes execute a model version's artifact on a batch of views.
+
+    Runtime.run(clips (N, C, T, H, W) float32) -> Outputs(logits (N, K), embedding (N, D))
+
+`load_runtime` picks the artifact and the device: ONNX Runtime on CUDA (the fp16 artifact when
+there is one) when a GPU is usable, on CPU otherwise; TorchScript when the version has only a
+TorchScript artifact or it is asked for.
+"""
+
+from service.runtimes.base import Outputs, Runtime, RuntimeOptions, load_runtime
+
+__all__ = ["Outputs", "Runtime", "RuntimeOptions", "load_runtime"]

@@ -1,0 +1,182 @@
+"""Request and response models: the API reference on the OpenAPI page (/docs)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from model_store import Artifact, Recipe
+
+
+class Profile(StrEnum):
+    """How many views to classify."""
+
+    #: One clip × the centre crop: lowest latency.
+    fast = "fast"
+    #: The model's full test protocol (num_clips × num_crops views), as in its paper.
+    accurate = "accurate"
+
+
+class LabelScore(BaseModel):
+    label: str = Field(examples=["moving right"])
+    index: int = Field(description="Class index in the model's label set.", examples=[1])
+    score: float = Field(description="Softmax probability averaged over views.", examples=[0.97])
+
+
+class ClipPrediction(BaseModel):
+    clip: int = Field(description="Clip number, in time order.")
+    start_s: float = Field(description="Clip start in the video, seconds.")
+    end_s: float = Field(description="Clip end in the video, seconds.")
+    top_k: list[LabelScore]
+
+
+class Embedding(BaseModel):
+    dim: int = Field(description="Embedding width D.", examples=[432])
+    values: list[float] = Field(description="The pooled embedding averaged over views.")
+
+
+class VideoMetadata(BaseModel):
+    container: str = Field(examples=["mov,mp4,m4a,3gp,3g2,mj2"])
+    codec: str = Field(examples=["h264"])
+    width: int = Field(examples=[1280])
+    height: int = Field(examples=[720])
+    fps: float | None = Field(description="Average frame rate.", examples=[30.0])
+    duration_s: float | None = Field(examples=[10.0])
+    frames_decoded: int = Field(description="Frames the sampler decoded.", examples=[16])
+    clips: int = Field(description="Clips sampled.", examples=[1])
+    views: int = Field(description="Views classified (clips × crops).", examples=[1])
+    warnings: list[str] = Field(
+        default_factory=list,
+        description="Damage the decoder worked around, e.g. a file truncated after its header "
+        "was written (the clips then cover only the frames present).",
+        examples=[["truncated: the header says 10.0 s, the packets end at 4.2 s"]],
+    )
+
+
+class Timings(BaseModel):
+    """Milliseconds spent in each stage of this request."""
+
+    upload_ms: float = Field(description="Receiving the upload.")
+    decode_ms: float = Field(description="Probe, sampling and decoding in a worker process.")
+    queue_ms: float = Field(description="Waiting for batch-mates and a free runtime.")
+    inference_ms: float = Field(description="Runtime time of the batches this request joined.")
+    total_ms: float = Field(description="From the first byte to the response.")
+
+
+class ClassifyResponse(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "request_id": "4f6c0e8d2b7a4c1e",
+                    "model": "demo-x3d",
+                    "version": 1,
+                    "profile": "accurate",
+                    "top_k": [
+                        {"label": "moving right", "index": 1, "score": 0.97},
+                        {"label": "growing", "index": 6, "score": 0.01},
+                    ],
+                    "embedding": None,
+                    "clips": None,
+                    "video": {
+                        "container": "mov,mp4,m4a,3gp,3g2,mj2",
+                        "codec": "h264",
+                        "width": 320,
+                        "height": 240,
+                        "fps": 25.0,
+                        "duration_s": 2.0,
+                        "frames_decoded": 32,
+                        "clips": 2,
+                        "views": 2,
+                    },
+                    "timings": {
+                        "upload_ms": 1.2,
+                        "decode_ms": 38.0,
+                        "queue_ms": 4.1,
+                        "inference_ms": 21.5,
+                        "total_ms": 66.0,
+                    },
+                }
+            ]
+        }
+    )
+
+    request_id: str
+    model: str
+    version: int
+    profile: Profile
+    top_k: list[LabelScore] = Field(description="Best classes first.")
+    embedding: Embedding | None = Field(None, description="With `embedding=true`.")
+    clips: list[ClipPrediction] | None = Field(None, description="With `per_clip=true`.")
+    video: VideoMetadata
+    timings: Timings
+
+
+class ErrorResponse(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    error: str = Field(description="A stable error code.", examples=["limit_exceeded"])
+    message: str = Field(
+        examples=["video lasts 900.0 s; max_duration_s is 600.0 (ACTSERVE_MAX_DURATION_S)"]
+    )
+    request_id: str | None = None
+
+
+class ModelVersionPublic(BaseModel):
+    version: int
+    aliases: list[str] = Field(description="Aliases pointing at this version.")
+    state: str = Field(
+        description="loaded (serving), draining (finishing its requests), or available (in the "
+        "store, not loaded)",
+        examples=["loaded"],
+    )
+    runtime: str | None = Field(None, examples=["onnxruntime 1.31.1 CPU fp32 (model.onnx)"])
+    load_seconds: float | None = None
+    backbone: str
+    trained: bool
+    description: str
+    created_at: datetime
+    default_profile: Profile
+    recipe: Recipe
+    num_classes: int
+    label_set: str | None
+    labels_count: int
+    embedding_dim: int
+    artifacts: list[Artifact] = Field(description="Files with their parity reports.")
+
+
+class ModelPublic(BaseModel):
+    name: str
+    default: bool = Field(description="Served when a request names no model.")
+    aliases: dict[str, int]
+    routed_version: int | None = Field(
+        None, description="The version a request naming only the model gets."
+    )
+    versions: list[ModelVersionPublic]
+
+
+class ModelsPublic(BaseModel):
+    default_model: str | None
+    models: list[ModelPublic]
+
+
+class ReadyPublic(BaseModel):
+    ready: bool
+    default_model: str | None
+    loaded: list[str] = Field(examples=[["demo-x3d@1"]])
+
+
+class PromoteRequest(BaseModel):
+    version: int = Field(ge=1)
+    alias: str = Field("stable", examples=["stable", "canary"])
+
+
+class VersionRef(BaseModel):
+    version: int = Field(ge=1)
+
+
+class AdminResult(BaseModel):
+    message: str
+    loaded: list[str]

@@ -1,0 +1,150 @@
+"""Receiving an upload: streamed to a temporary file, counted, cut off at the limit.
+
+Two forms are accepted: multipart/form-data with a file field named `video`, or a raw body
+whose content type is video/* (or application/octet-stream). Nothing holds the whole video in
+memory, and a body over `max_upload_bytes` is refused as soon as its declared length or its
+byte count says so, without reading the rest.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+from python_multipart.multipart import MultipartParser, parse_options_header
+from starlette.requests import Request
+
+from service.errors import BadRequest, UnsupportedMediaType, UploadTooLarge
+
+VIDEO_FIELD = "video"
+#: Room for multipart boundaries and part headers on top of the video's own bytes.
+MULTIPART_OVERHEAD = 16 * 1024
+
+
+@dataclass(frozen=True)
+class ReceivedUpload:
+    path: Path
+    bytes: int
+    seconds: float
+    filename: str | None
+
+
+class _VideoPart:
+    """python-multipart callbacks that write the `video` part's bytes to a file."""
+
+    def __init__(self, sink: BinaryIO) -> None:
+        self.sink = sink
+        self.found = False
+        self.filename: str | None = None
+        self._in_video = False
+        self._header_field = b""
+        self._header_value = b""
+        self._disposition = b""
+
+    def callbacks(self) -> dict:
+        return {
+            "on_part_begin": self._begin,
+            "on_header_field": lambda data, start, end: self._field(data[start:end]),
+            "on_header_value": lambda data, start, end: self._value(data[start:end]),
+            "on_header_end": self._header_end,
+            "on_headers_finished": self._headers_finished,
+            "on_part_data": self._data,
+            "on_part_end": self._end,
+        }
+
+    def _begin(self) -> None:
+        self._disposition = b""
+        self._header_field = self._header_value = b""
+
+    def _field(self, chunk: bytes) -> None:
+        self._header_field += chunk
+
+    def _value(self, chunk: bytes) -> None:
+        self._header_value += chunk
+
+    def _header_end(self) -> None:
+        if self._header_field.lower() == b"content-disposition":
+            self._disposition = self._header_value
+        self._header_field = self._header_value = b""
+
+    def _headers_finished(self) -> None:
+        _, options = parse_options_header(self._disposition)
+        name = options.get(b"name", b"").decode("latin-1")
+        self._in_video = name == VIDEO_FIELD and not self.found
+        if self._in_video:
+            self.found = True
+            filename = options.get(b"filename")
+            self.filename = filename.decode("utf-8", "replace") if filename else None
+
+    def _data(self, data: bytes, start: int, end: int) -> None:
+        if self._in_video:
+            self.sink.write(data[start:end])
+
+    def _end(self) -> None:
+        self._in_video = False
+
+
+@asynccontextmanager
+async def receive_upload(
+    request: Request, *, max_bytes: int, directory: Path | None = None
+) -> AsyncIterator[ReceivedUpload]:
+    """Stream the request's video into a temporary file that is removed on exit."""
+    started = time.perf_counter()
+    media_type, options = parse_options_header(request.headers.get("content-type", ""))
+    media_type = media_type.decode("latin-1").lower()
+    multipart = media_type == "multipart/form-data"
+    if not (
+        multipart or media_type.startswith("video/") or media_type == "application/octet-stream"
+    ):
+        raise UnsupportedMediaType(
+            f"send the video as multipart/form-data field '{VIDEO_FIELD}' or as a raw body "
+            f"with a video/* content type; got {media_type or 'no content type'!r}"
+        )
+    allowance = max_bytes + (MULTIPART_OVERHEAD if multipart else 0)
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > allowance:
+        raise UploadTooLarge(
+            f"the upload declares {int(declared):,} bytes; max_upload_bytes is {max_bytes:,} "
+            "(ACTSERVE_MAX_UPLOAD_BYTES)",
+            limit=max_bytes,
+        )
+    handle, name = tempfile.mkstemp(prefix="actserve-upload-", dir=directory)
+    path = Path(name)
+    try:
+        with os.fdopen(handle, "wb") as sink:
+            part = _VideoPart(sink)
+            parser = None
+            if multipart:
+                boundary = options.get(b"boundary")
+                if not boundary:
+                    raise BadRequest("multipart/form-data without a boundary")
+                parser = MultipartParser(boundary, part.callbacks())
+            received = 0
+            async for chunk in request.stream():
+                received += len(chunk)
+                if received > allowance:
+                    raise UploadTooLarge(
+                        f"the upload exceeds max_upload_bytes ({max_bytes:,} bytes, "
+                        "ACTSERVE_MAX_UPLOAD_BYTES); stopped reading",
+                        limit=max_bytes,
+                    )
+                if parser is not None:
+                    parser.write(chunk)
+                else:
+                    sink.write(chunk)
+            if parser is not None:
+                parser.finalize()
+                if not part.found:
+                    raise BadRequest(f"the multipart body has no '{VIDEO_FIELD}' file field")
+            size = sink.tell()
+        if size == 0:
+            raise BadRequest("the upload is empty")
+        yield ReceivedUpload(path, size, time.perf_counter() - started, part.filename)
+    finally:
+        path.unlink(missing_ok=True)

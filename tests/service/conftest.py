@@ -1,0 +1,128 @@
+"""A store with a tiny exported model, apps over it (through ASGI or a real uvicorn on
+loopback) and the session's generated videos."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import torch
+import uvicorn
+from fastapi.testclient import TestClient
+
+from backbones import create_model
+from exporters import export_to_store
+from model_store import ModelSpec, ModelStore, Recipe
+from service.app import create_app
+from service.settings import Settings
+from tests.service.video.conftest import videos  # noqa: F401  (the session video library)
+
+LABELS = ("wave", "clap", "jump", "sit", "run")
+#: 2 clips × 3 crops of 4 frames, 2 apart, at 32×32: a 6-view accurate profile.
+RECIPE = Recipe(
+    clip_len=4,
+    frame_interval=2,
+    num_clips=2,
+    num_crops=3,
+    short_side=40,
+    crop_size=32,
+    pixel_scale=1.0,
+    mean=(0.45, 0.45, 0.45),
+    std=(0.225, 0.225, 0.225),
+)
+
+
+def export_tiny(store: ModelStore, *, seed: int, name: str = "tiny", **kwargs) -> int:
+    torch.manual_seed(seed)
+    model = create_model("r3d_10", num_classes=len(LABELS), recipe=RECIPE)
+    spec = ModelSpec(**model.spec.model_dump(exclude={"labels", "label_set"}), labels=LABELS)
+    return export_to_store(model, spec, store, trained=False, name=name, **kwargs).version
+
+
+@pytest.fixture(scope="session")
+def store_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """tiny v1 (ONNX + TorchScript, alias stable) and v2 (ONNX), read-only for the tests."""
+    root = tmp_path_factory.mktemp("store")
+    store = ModelStore(root)
+    export_tiny(store, seed=0, formats=("onnx", "torchscript"), alias="stable")
+    export_tiny(store, seed=1)
+    return root
+
+
+@pytest.fixture
+def writable_store(tmp_path: Path, store_root: Path) -> Path:
+    """A copy of the session store that a test may promote and roll back in."""
+    import shutil
+
+    target = tmp_path / "store"
+    shutil.copytree(store_root, target)
+    for path in target.rglob("*"):
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    return target
+
+
+def settings_for(store: Path, **overrides: object) -> Settings:
+    defaults = dict(store=store, decode_workers=2, decode_timeout_s=30, max_delay_ms=2)
+    return Settings(**{**defaults, **overrides})
+
+
+@pytest.fixture(scope="module")
+def client(store_root: Path) -> Iterator[TestClient]:
+    """The app through ASGI (lifespan included), shared by a test module."""
+    with TestClient(create_app(settings_for(store_root))) as test_client:
+        yield test_client
+
+
+class LiveServer:
+    """A real uvicorn on a free loopback port, in a thread (httpx's TestServer pattern)."""
+
+    def __init__(self, settings: Settings) -> None:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        config = uvicorn.Config(
+            create_app(settings), host="127.0.0.1", port=self.port, log_level="warning"
+        )
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> LiveServer:
+        self.thread.start()
+        deadline = time.monotonic() + 60
+        while not self.server.started:
+            assert self.thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
+            time.sleep(0.05)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=60)
+
+
+def post_video(client: httpx.Client | TestClient, path: Path, **params: object) -> httpx.Response:
+    with path.open("rb") as f:
+        return client.post("/classify", params=params, files={"video": (path.name, f, "video/mp4")})
+
+
+def metric(text: str, name: str, **labels: str) -> float:
+    """The value of one sample in Prometheus text (0 when absent)."""
+    wanted = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+    for line in text.splitlines():
+        if line.startswith("#"):
+            continue
+        sample, _, value = line.rpartition(" ")
+        if sample.split("{")[0] != name:
+            continue
+        found = sample[len(name) :].strip("{}")
+        if ",".join(sorted(found.split(","))) == wanted or (not wanted and not found):
+            return float(value)
+    return 0.0
