@@ -22,6 +22,7 @@ import concurrent.futures
 import multiprocessing
 import os
 import resource
+import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -121,21 +122,22 @@ class DecodePool:
         except pebble.ProcessExpired as error:
             raise WorkerCrashed(error.exitcode) from None
         except concurrent.futures.process.BrokenProcessPool:
-            self._pool = None  # the next job starts a fresh pool
+            self._discard_pool()  # the next job starts a fresh pool
             raise WorkerCrashed(None) from None
         finally:
             self._in_flight -= 1
 
     def _schedule(self, function: Callable[..., T], args: tuple[Any, ...]) -> Any:
-        pool = self._ensure_pool()
         try:
-            return pool.schedule(_run_job, (function, *args), timeout=self.timeout_s)
+            return self._ensure_pool().schedule(_run_job, (function, *args), timeout=self.timeout_s)
         except RuntimeError:  # pebble refuses work once a pool is broken or stopped
-            self._pool = None
+            self._discard_pool()
             return self._ensure_pool().schedule(_run_job, (function, *args), timeout=self.timeout_s)
 
     def _ensure_pool(self) -> pebble.ProcessPool:
-        if self._pool is None or not self._pool.active:
+        if self._pool is not None and not self._pool.active:
+            self._discard_pool()
+        if self._pool is None:
             self._pool = pebble.ProcessPool(
                 max_workers=self.workers,
                 max_tasks=self.max_tasks_per_worker,
@@ -144,6 +146,12 @@ class DecodePool:
                 context=multiprocessing.get_context("spawn"),
             )
         return self._pool
+
+    def _discard_pool(self) -> None:
+        """Forget a broken pool; its workers are stopped on a background thread."""
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            threading.Thread(target=_shut_down, args=(pool, 0.0), daemon=True).start()
 
 
 def _shut_down(pool: pebble.ProcessPool, grace_s: float) -> None:
