@@ -97,8 +97,9 @@ def main() -> None:
                 times.setdefault((name, method), []).append(seconds)
         print(f"round {round_ + 1}/{args.rounds} done", flush=True)
 
-    pool_times = asyncio.run(time_pool(paths, args.rounds))
+    pool_times, lag = asyncio.run(time_pool(paths, args.rounds))
     print_table(paths, times, pool_times, ffmpeg)
+    print(f"\nworst event-loop lag while the pool decoded: {lag * 1000:.0f} ms")
     print_transfer(paths["1080p_60s"])
 
 
@@ -156,11 +157,25 @@ def time_ffmpeg(ffmpeg: str | None, path: Path) -> float | None:
     return time.perf_counter() - started
 
 
-async def time_pool(paths: dict[str, Path], rounds: int) -> dict[str, float]:
-    """Median seconds of `await pool.decode` (10x16) per file, one warm worker."""
+async def time_pool(paths: dict[str, Path], rounds: int) -> tuple[dict[str, float], float]:
+    """Median seconds of `await pool.decode` (10x16) per file, and the event loop's worst lag.
+
+    A ticker coroutine sleeps 10 ms at a time while the decodes run; how late it wakes up
+    shows whether decoding, the transfer or the normalisation ever holds the event loop.
+    """
     medians = {}
+    lag = 0.0
     limits = VideoLimits(max_view_bytes=2**30)
+
+    async def ticker() -> None:
+        nonlocal lag
+        while True:
+            started = time.perf_counter()
+            await asyncio.sleep(0.01)
+            lag = max(lag, time.perf_counter() - started - 0.01)
+
     async with DecodePool(workers=1, timeout_s=600, limits=limits) as pool:
+        ticking = asyncio.create_task(ticker())
         for name, path in paths.items():
             runs = []
             for _ in range(rounds):
@@ -168,7 +183,8 @@ async def time_pool(paths: dict[str, Path], rounds: int) -> dict[str, float]:
                 await pool.decode(path, RECIPE)
                 runs.append(time.perf_counter() - started)
             medians[name] = statistics.median(runs)
-    return medians
+        ticking.cancel()
+    return medians, lag
 
 
 def print_table(paths, times, pool_times, ffmpeg) -> None:
@@ -209,9 +225,12 @@ def print_transfer(path: Path) -> None:
     blob = pickle.dumps(sampled, protocol=pickle.HIGHEST_PROTOCOL)
     pickle.loads(blob)
     pickling = time.perf_counter() - started
-    started = time.perf_counter()
-    views = assemble_views(sampled, RECIPE).views
-    assembling = time.perf_counter() - started
+    runs = []
+    for _ in range(3):
+        started = time.perf_counter()
+        views = assemble_views(sampled, RECIPE).views
+        runs.append(time.perf_counter() - started)
+    assembling = statistics.median(runs)
     print()
     print(
         f"transfer for {path.name}, 10x16x3 at 256: uint8 frames {sampled.frames.shape} "

@@ -209,11 +209,14 @@ def sample_frames(
     )
 
 
-def assemble_views(sampled: SampledFrames, recipe: Recipe) -> DecodedVideo:
+def assemble_views(
+    sampled: SampledFrames, recipe: Recipe, out: np.ndarray | None = None
+) -> DecodedVideo:
     """Cut the crops and normalise: (V, C, T, H, W) float32, clip-major.
 
     `(pixel / 255 * pixel_scale - mean) / std` per channel, as one float32 multiply-subtract
-    per element written straight into the views (about 0.15 s for 30 views of 16×256×256).
+    per element written straight into the views (0.1-0.4 s for 30 views of 16×256×256, 360
+    MiB). `out` lets a caller write them into a buffer of its own, such as a batch slice.
     """
     plan = sampled.plan
     size = recipe.crop_size
@@ -221,7 +224,10 @@ def assemble_views(sampled: SampledFrames, recipe: Recipe) -> DecodedVideo:
     std = np.array(recipe.std, dtype=np.float64)
     scales = (recipe.pixel_scale / 255.0 / std).astype(np.float32)
     offsets = (np.array(recipe.mean, dtype=np.float64) / std).astype(np.float32)
-    views = np.empty((plan.num_views, 3, clip_len, size, size), dtype=np.float32)
+    shape = (plan.num_views, 3, clip_len, size, size)
+    if out is not None and (out.shape != shape or out.dtype != np.float32):
+        raise ValueError(f"out must be float32 {shape}, got {out.dtype} {out.shape}")
+    views = np.empty(shape, dtype=np.float32) if out is None else out
     for clip in range(num_clips):
         frames = sampled.frames[sampled.frame_of_slot[clip]]
         for k, crop in enumerate(sampled.crops):

@@ -29,7 +29,7 @@ from typing import Any, TypeVar
 import pebble
 
 from model_store.spec import Recipe
-from service.errors import DecodeOutOfMemory, DecodeTimeout, WorkerCrashed
+from service.errors import DecodeFailed, DecodeOutOfMemory, DecodeTimeout, WorkerCrashed
 from service.video.decode import DecodedVideo, DecodeOptions, assemble_views, sample_frames
 from service.video.limits import VideoLimits
 from service.video.probe import VideoInfo, probe_video
@@ -76,9 +76,15 @@ class DecodePool:
         return self._in_flight
 
     async def start(self) -> None:
-        """Start the workers and wait until each one can take a job."""
-        self._ensure_pool()
-        await asyncio.gather(*(self.run(os.getpid) for _ in range(self.workers)))
+        """Start the workers and wait until each one can take a job.
+
+        Workers are spawned: each imports the parent's `__main__` module again, so a script
+        that starts a pool needs the `if __name__ == "__main__":` guard.
+        """
+        try:
+            await asyncio.gather(*(self.run(os.getpid) for _ in range(self.workers)))
+        except DecodeFailed as error:
+            raise RuntimeError(f"the decode workers could not start: {error}") from error
 
     async def close(self, grace_s: float = 10.0) -> None:
         """Let running jobs finish for up to `grace_s`, then stop the workers."""
