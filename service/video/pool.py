@@ -48,7 +48,7 @@ class DecodePool:
     `timeout_s` counts from when a worker picks the job up, not from when it was queued;
     queueing policy (how many requests may wait) belongs to the caller. `memory_limit_bytes`
     caps each worker's address space (None: no cap); it must leave room for the interpreter,
-    numpy and FFmpeg (about 0.5 GiB of address space before any frame).
+    numpy and FFmpeg (about 270 MiB of address space before any frame).
     """
 
     def __init__(
