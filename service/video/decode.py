@@ -5,8 +5,8 @@ The work is split at the process boundary:
 - `sample_frames` (runs in a decode worker): probe → packet scan → plan → decode. It returns
   `SampledFrames`: each distinct sampled frame once, uint8, already rotated, resized in
   FFmpeg's scaler and cut to the union of the crops, in the recipe's channel order.
-- `assemble_views` (runs in the parent): cuts the crops and normalises through a per-channel
-  lookup table into the (V, C, T, H, W) float32 views. Sending uint8 frames instead of float
+- `assemble_views` (runs in the parent): cuts the crops and normalises into the
+  (V, C, T, H, W) float32 views. Sending uint8 frames instead of float
   views moves 4-7x fewer bytes through the pipe (30 views of 3×16×256×256 are 377 MB as
   float32, their 160 distinct 256×455 frames 56 MB as uint8).
 
@@ -209,28 +209,34 @@ def sample_frames(
     )
 
 
-def assemble_views(sampled: SampledFrames, recipe: Recipe) -> DecodedVideo:
+def assemble_views(
+    sampled: SampledFrames, recipe: Recipe, out: np.ndarray | None = None
+) -> DecodedVideo:
     """Cut the crops and normalise: (V, C, T, H, W) float32, clip-major.
 
-    Normalisation is `(pixel / 255 * pixel_scale - mean) / std` per channel, computed in
-    float64 once per pixel value (a 256-entry table per channel) and gathered.
+    `(pixel / 255 * pixel_scale - mean) / std` per channel, as one float32 multiply-subtract
+    per element written straight into the views (0.1-0.4 s for 30 views of 16×256×256, 360
+    MiB). `out` lets a caller write them into a buffer of its own, such as a batch slice.
     """
     plan = sampled.plan
     size = recipe.crop_size
     num_clips, clip_len = sampled.frame_of_slot.shape
-    levels = np.arange(256, dtype=np.float64) / 255.0 * recipe.pixel_scale
-    tables = [
-        ((levels - mean) / std).astype(np.float32)
-        for mean, std in zip(recipe.mean, recipe.std, strict=True)
-    ]
-    views = np.empty((plan.num_views, 3, clip_len, size, size), dtype=np.float32)
+    std = np.array(recipe.std, dtype=np.float64)
+    scales = (recipe.pixel_scale / 255.0 / std).astype(np.float32)
+    offsets = (np.array(recipe.mean, dtype=np.float64) / std).astype(np.float32)
+    shape = (plan.num_views, 3, clip_len, size, size)
+    if out is not None and (out.shape != shape or out.dtype != np.float32):
+        raise ValueError(f"out must be float32 {shape}, got {out.dtype} {out.shape}")
+    views = np.empty(shape, dtype=np.float32) if out is None else out
     for clip in range(num_clips):
         frames = sampled.frames[sampled.frame_of_slot[clip]]
         for k, crop in enumerate(sampled.crops):
             cut = frames[:, crop.top : crop.top + size, crop.left : crop.left + size]
             view = clip * len(sampled.crops) + k
-            for channel, table in enumerate(tables):
-                np.take(table, cut[..., channel], out=views[view, channel], mode="clip")
+            for channel in range(3):
+                out = views[view, channel]
+                np.multiply(cut[..., channel], scales[channel], out=out)
+                out -= offsets[channel]
     clips = plan.clips
     return DecodedVideo(
         views=views,

@@ -22,13 +22,14 @@ import concurrent.futures
 import multiprocessing
 import os
 import resource
+import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 import pebble
 
 from model_store.spec import Recipe
-from service.errors import DecodeOutOfMemory, DecodeTimeout, WorkerCrashed
+from service.errors import DecodeFailed, DecodeOutOfMemory, DecodeTimeout, WorkerCrashed
 from service.video.decode import DecodedVideo, DecodeOptions, assemble_views, sample_frames
 from service.video.limits import VideoLimits
 from service.video.probe import VideoInfo, probe_video
@@ -47,7 +48,7 @@ class DecodePool:
     `timeout_s` counts from when a worker picks the job up, not from when it was queued;
     queueing policy (how many requests may wait) belongs to the caller. `memory_limit_bytes`
     caps each worker's address space (None: no cap); it must leave room for the interpreter,
-    numpy and FFmpeg (about 0.5 GiB of address space before any frame).
+    numpy and FFmpeg (about 270 MiB of address space before any frame).
     """
 
     def __init__(
@@ -75,9 +76,15 @@ class DecodePool:
         return self._in_flight
 
     async def start(self) -> None:
-        """Start the workers and wait until each one can take a job."""
-        self._ensure_pool()
-        await asyncio.gather(*(self.run(os.getpid) for _ in range(self.workers)))
+        """Start the workers and wait until each one can take a job.
+
+        Workers are spawned: each imports the parent's `__main__` module again, so a script
+        that starts a pool needs the `if __name__ == "__main__":` guard.
+        """
+        try:
+            await asyncio.gather(*(self.run(os.getpid) for _ in range(self.workers)))
+        except DecodeFailed as error:
+            raise RuntimeError(f"the decode workers could not start: {error}") from error
 
     async def close(self, grace_s: float = 10.0) -> None:
         """Let running jobs finish for up to `grace_s`, then stop the workers."""
@@ -121,21 +128,22 @@ class DecodePool:
         except pebble.ProcessExpired as error:
             raise WorkerCrashed(error.exitcode) from None
         except concurrent.futures.process.BrokenProcessPool:
-            self._pool = None  # the next job starts a fresh pool
+            self._discard_pool()  # the next job starts a fresh pool
             raise WorkerCrashed(None) from None
         finally:
             self._in_flight -= 1
 
     def _schedule(self, function: Callable[..., T], args: tuple[Any, ...]) -> Any:
-        pool = self._ensure_pool()
         try:
-            return pool.schedule(_run_job, (function, *args), timeout=self.timeout_s)
+            return self._ensure_pool().schedule(_run_job, (function, *args), timeout=self.timeout_s)
         except RuntimeError:  # pebble refuses work once a pool is broken or stopped
-            self._pool = None
+            self._discard_pool()
             return self._ensure_pool().schedule(_run_job, (function, *args), timeout=self.timeout_s)
 
     def _ensure_pool(self) -> pebble.ProcessPool:
-        if self._pool is None or not self._pool.active:
+        if self._pool is not None and not self._pool.active:
+            self._discard_pool()
+        if self._pool is None:
             self._pool = pebble.ProcessPool(
                 max_workers=self.workers,
                 max_tasks=self.max_tasks_per_worker,
@@ -144,6 +152,12 @@ class DecodePool:
                 context=multiprocessing.get_context("spawn"),
             )
         return self._pool
+
+    def _discard_pool(self) -> None:
+        """Forget a broken pool; its workers are stopped on a background thread."""
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            threading.Thread(target=_shut_down, args=(pool, 0.0), daemon=True).start()
 
 
 def _shut_down(pool: pebble.ProcessPool, grace_s: float) -> None:

@@ -46,6 +46,7 @@ __all__ = [
     "probe_video",
     "read_first_frame",
     "read_header",
+    "with_first_frame",
 ]
 
 

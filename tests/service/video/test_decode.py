@@ -169,6 +169,17 @@ def test_normalisation_follows_the_recipe_exactly(videos) -> None:
         np.testing.assert_allclose(views[view], expected, rtol=1e-6, atol=1e-6)
 
 
+def test_views_can_be_written_into_a_callers_buffer(videos) -> None:
+    sampled = sample_frames(videos["h264.mp4"], IDENTITY)
+    batch = np.zeros((12, 3, 4, 32, 32), dtype=np.float32)
+    video = assemble_views(sampled, IDENTITY, out=batch[2:11])
+    assert np.shares_memory(video.views, batch)
+    np.testing.assert_array_equal(batch[2:11], assemble_views(sampled, IDENTITY).views)
+    assert not batch[:2].any() and not batch[11:].any()
+    with pytest.raises(ValueError, match="out must be float32"):
+        assemble_views(sampled, IDENTITY, out=batch[:8])
+
+
 def test_bgr_recipes_get_the_channels_reversed(videos) -> None:
     rgb = sample_frames(videos["gradient.mp4"], IDENTITY)
     bgr = sample_frames(
