@@ -23,7 +23,7 @@ from exporters.outputs import tensor_infos
 from exporters.parity import check_parity
 from exporters.torchscript import export_torchscript, torchscript_runner
 from model_store import Artifact, Manifest, ManifestDraft, ModelStore, SourceCheckpoint
-from model_store.spec import ModelSpec
+from model_store.spec import ModelSpec, Profile
 from model_store.store import check_alias, check_name
 
 FORMATS = ("onnx", "torchscript")
@@ -70,7 +70,7 @@ def export_to_store(
     alias: str | None = None,
     source: SourceCheckpoint | None = None,
     description: str = "",
-    default_profile: str = "accurate",
+    default_profile: Profile = Profile.ACCURATE,
     step: StepReporter = log_step,
 ) -> Manifest:
     """Export `model` in `formats` (plus an fp16 ONNX artifact with `fp16`), check each

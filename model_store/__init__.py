@@ -20,7 +20,7 @@ from model_store.manifest import (
     SourceCheckpoint,
     TensorInfo,
 )
-from model_store.spec import ChannelOrder, ModelSpec, Recipe, Sampling
+from model_store.spec import ChannelOrder, ModelSpec, Profile, Recipe, Sampling
 from model_store.store import AliasState, ModelStore
 
 __all__ = [
@@ -38,6 +38,7 @@ __all__ = [
     "ModelStore",
     "ParityCheck",
     "ParityReport",
+    "Profile",
     "PublishError",
     "Recipe",
     "Sampling",

@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from model_store.spec import ModelSpec
+from model_store.spec import ModelSpec, Profile
 
 SCHEMA_VERSION = 1
 MANIFEST_FILE = "manifest.json"
@@ -78,7 +78,7 @@ class ManifestDraft(_Frozen):
     description: str = ""
     #: The service's profile when a request names none: "accurate" = the recipe's full test
     #: protocol, "fast" = one clip × the centre crop.
-    default_profile: Literal["fast", "accurate"] = "accurate"
+    default_profile: Profile = Profile.ACCURATE
     source_checkpoint: SourceCheckpoint | None = None
     spec: ModelSpec
     artifacts: tuple[Artifact, ...]

@@ -34,6 +34,15 @@ class Sampling(StrEnum):
     SEGMENTS = "segments"
 
 
+class Profile(StrEnum):
+    """How much of the recipe a request runs."""
+
+    #: One clip × the centre crop: lowest latency.
+    FAST = "fast"
+    #: The recipe's full test protocol: num_clips × num_crops views.
+    ACCURATE = "accurate"
+
+
 class Recipe(BaseModel):
     """The test-time input recipe of a model: sampling, resizing, cropping, normalisation.
 

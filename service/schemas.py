@@ -3,20 +3,10 @@
 from __future__ import annotations
 
 from datetime import datetime
-from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from model_store import Artifact, Recipe
-
-
-class Profile(StrEnum):
-    """How many views to classify."""
-
-    #: One clip × the centre crop: lowest latency.
-    fast = "fast"
-    #: The model's full test protocol (num_clips × num_crops views), as in its paper.
-    accurate = "accurate"
+from model_store import Artifact, Profile, Recipe
 
 
 class LabelScore(BaseModel):

@@ -17,10 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 
-from service.errors import BadRequest, UnsupportedMediaType, UploadTooLarge
+from service.errors import BadRequest, ClientDisconnected, UnsupportedMediaType, UploadTooLarge
 
 VIDEO_FIELD = "video"
 #: Room for multipart boundaries and part headers on top of the video's own bytes.
@@ -126,22 +127,27 @@ async def receive_upload(
                     raise BadRequest("multipart/form-data without a boundary")
                 parser = MultipartParser(boundary, part.callbacks())
             received = 0
-            async for chunk in request.stream():
-                received += len(chunk)
-                if received > allowance:
-                    raise UploadTooLarge(
-                        f"the upload exceeds max_upload_bytes ({max_bytes:,} bytes, "
-                        "ACTSERVE_MAX_UPLOAD_BYTES); stopped reading",
-                        limit=max_bytes,
-                    )
+            try:
+                async for chunk in request.stream():
+                    received += len(chunk)
+                    if received > allowance:
+                        raise UploadTooLarge(
+                            f"the upload exceeds max_upload_bytes ({max_bytes:,} bytes, "
+                            "ACTSERVE_MAX_UPLOAD_BYTES); stopped reading",
+                            limit=max_bytes,
+                        )
+                    if parser is not None:
+                        parser.write(chunk)
+                    else:
+                        sink.write(chunk)
                 if parser is not None:
-                    parser.write(chunk)
-                else:
-                    sink.write(chunk)
-            if parser is not None:
-                parser.finalize()
-                if not part.found:
-                    raise BadRequest(f"the multipart body has no '{VIDEO_FIELD}' file field")
+                    parser.finalize()
+            except FormParserError as exc:
+                raise BadRequest(f"malformed multipart body: {exc}") from None
+            except ClientDisconnect:
+                raise ClientDisconnected("the client left during the upload") from None
+            if parser is not None and not part.found:
+                raise BadRequest(f"the multipart body has no '{VIDEO_FIELD}' file field")
             size = sink.tell()
         if size == 0:
             raise BadRequest("the upload is empty")

@@ -12,12 +12,7 @@ from rich.table import Table
 
 from actserve.console import console, err_console, fail, rich_step
 from model_store.labels import list_label_sets
-from model_store.spec import ModelSpec
-
-
-class Profile(StrEnum):
-    fast = "fast"
-    accurate = "accurate"
+from model_store.spec import ModelSpec, Profile
 
 
 class Format(StrEnum):
@@ -55,7 +50,7 @@ def export(
     description: Annotated[str, typer.Option(help="Free text kept in the manifest.")] = "",
     default_profile: Annotated[
         Profile, typer.Option(help="The service's profile when a request names none.")
-    ] = Profile.accurate,
+    ] = Profile.ACCURATE,
 ) -> None:
     """Export a backbone (random or from a public checkpoint) to ONNX and/or TorchScript, check
     each artifact against the eager model, and publish a new store version."""
@@ -92,7 +87,7 @@ def export(
             alias=alias,
             source=source,
             description=description,
-            default_profile=default_profile.value,
+            default_profile=default_profile,
             step=rich_step,
         )
     except (BackboneError, ExportError, StoreError, ValueError) as exc:

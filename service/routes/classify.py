@@ -112,8 +112,8 @@ async def classify_video(
         ) as upload:
             metrics.upload_seconds.observe(upload.seconds)
             metrics.upload_bytes.inc(upload.bytes)
-            chosen = profile or Profile(loaded.manifest.default_profile)
-            options = DecodeOptions(profile=chosen.value, windows=per_clip)
+            chosen = profile or loaded.manifest.default_profile
+            options = DecodeOptions(profile=chosen, windows=per_clip)
             work = _decode_and_infer(state, loaded, upload.path, options, deadline)
             decoded, outputs, decode_s = await _unless_disconnected(request, work)
     spec = loaded.manifest.spec

@@ -19,7 +19,7 @@ from service.video.decode import (
 from service.video.limits import VideoLimits
 from service.video.pool import DecodePool
 from service.video.probe import VideoInfo, probe_video
-from service.video.sampling import Clip, CropBox, Profile, ViewPlan, plan_views
+from service.video.sampling import Clip, CropBox, ViewPlan, plan_views
 
 __all__ = [
     "Clip",
@@ -28,7 +28,6 @@ __all__ = [
     "DecodePool",
     "DecodedVideo",
     "FrameIndex",
-    "Profile",
     "SampledFrames",
     "VideoInfo",
     "VideoLimits",

@@ -35,7 +35,7 @@ from av.video.reformatter import Interpolation, VideoReformatter
 from av.video.stream import VideoStream
 from pydantic import BaseModel, ConfigDict, Field
 
-from model_store.spec import ChannelOrder, Recipe
+from model_store.spec import ChannelOrder, Profile, Recipe
 from service.errors import CorruptVideo, LimitExceeded, NoDecodableFrames
 from service.video.limits import VideoLimits
 from service.video.probe import (
@@ -47,7 +47,7 @@ from service.video.probe import (
     read_header,
     with_first_frame,
 )
-from service.video.sampling import CropBox, Profile, ViewPlan, plan_views
+from service.video.sampling import CropBox, ViewPlan, plan_views
 
 __all__ = [
     "DecodeOptions",
@@ -73,7 +73,7 @@ class DecodeOptions(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    profile: Profile = "accurate"
+    profile: Profile = Profile.ACCURATE
     windows: bool = Field(False, description="Back-to-back windows over the whole video.")
     interpolation: Literal["area", "bilinear", "bicubic"] = Field(
         "area", description="FFmpeg scaler filter for the short-side resize."

@@ -25,11 +25,10 @@ along the long side (left/top, centre, right/bottom; mmaction2's `ThreeCrop` off
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
 import numpy as np
 
-from model_store.spec import Recipe, Sampling
+from model_store.spec import Profile, Recipe, Sampling
 from service.errors import LimitExceeded
 from service.video.limits import VideoLimits
 from service.video.probe import VideoInfo
@@ -46,10 +45,6 @@ __all__ = [
     "sample_uniform",
     "sample_windows",
 ]
-
-#: "accurate" runs the recipe's full protocol (num_clips × num_crops views); "fast" one clip
-#: (the centred one, or the segment middles) with the centre crop.
-Profile = Literal["accurate", "fast"]
 
 
 @dataclass(frozen=True)

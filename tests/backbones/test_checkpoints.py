@@ -19,25 +19,11 @@ from backbones.densenet3d import convert_hara_densenet
 from backbones.p3d import convert_p3d_port
 from backbones.resnet3d import convert_hara
 from tests.backbones.foreign_layouts import to_hara, to_hara2018_densenet, to_p3d_port
+from tests.backbones.helpers import meta_state_dict, randomise_batchnorm
 
 
 class Pickled:
     """Stands for the arbitrary objects old training scripts pickled into checkpoints."""
-
-
-def _randomised(model: torch.nn.Module) -> torch.nn.Module:
-    torch.manual_seed(0)
-    for m in model.modules():
-        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
-            m.running_mean.uniform_(-0.3, 0.3)
-            m.running_var.uniform_(0.5, 1.5)
-            m.bias.data.uniform_(-0.3, 0.3)
-    return model.eval()
-
-
-def _meta_state_dict(name: str, **kwargs: object) -> dict[str, torch.Tensor]:
-    with torch.device("meta"):
-        return create_model(name, **kwargs).state_dict()
 
 
 # --------------------------------------------------------------------------- layouts
@@ -63,7 +49,7 @@ HARA_VARIANTS = [
 @pytest.mark.parametrize("year", [2018, 2020])
 @pytest.mark.parametrize(("name", "variant", "classes"), HARA_VARIANTS)
 def test_hara_file_determines_model_and_variant(name, variant, classes, year) -> None:
-    ours = _meta_state_dict(name, num_classes=classes, **variant)
+    ours = meta_state_dict(name, num_classes=classes, **variant)
     foreign = to_hara(ours, year=year, factorised=name.startswith("r2plus1d"))
     assert {convert_hara(k) for k in foreign} | {
         k for k in ours if k.endswith("num_batches_tracked")
@@ -77,11 +63,11 @@ def test_hara_file_determines_model_and_variant(name, variant, classes, year) ->
 
 
 def test_converters_invert_the_test_writers() -> None:
-    dense = _meta_state_dict("densenet3d_169")
+    dense = meta_state_dict("densenet3d_169")
     assert {convert_hara_densenet(k) for k in to_hara2018_densenet(dense)} == {
         k for k in dense if not k.endswith("num_batches_tracked")
     }
-    p3d = _meta_state_dict("p3d_131")
+    p3d = meta_state_dict("p3d_131")
     assert {convert_p3d_port(k) for k in to_p3d_port(p3d)} == {
         k for k in p3d if not k.endswith("num_batches_tracked")
     }
@@ -110,7 +96,7 @@ def _round_trip(tmp_path, foreign):
     ],
 )
 def test_hara_resnet_round_trip_reproduces_logits(tmp_path, name, variant, year, shape) -> None:
-    model = _randomised(create_model(name, num_classes=400, **variant))
+    model = randomise_batchnorm(create_model(name, num_classes=400, **variant))
     foreign = to_hara(model.state_dict(), year=year, factorised=name == "r2plus1d_18")
     loaded, spec = _round_trip(tmp_path, foreign)
     x = torch.randn(shape)
@@ -121,7 +107,7 @@ def test_hara_resnet_round_trip_reproduces_logits(tmp_path, name, variant, year,
 
 
 def test_old_densenet_dotted_names_round_trip(tmp_path) -> None:
-    model = _randomised(create_model("densenet3d_121", num_classes=400))
+    model = randomise_batchnorm(create_model("densenet3d_121", num_classes=400))
     loaded, spec = _round_trip(tmp_path, to_hara2018_densenet(model.state_dict()))
     x = torch.randn(1, 3, 16, 32, 32)
     with torch.no_grad():
@@ -130,7 +116,7 @@ def test_old_densenet_dotted_names_round_trip(tmp_path) -> None:
 
 
 def test_p3d_flow_checkpoint_round_trips_with_a_flow_recipe(tmp_path) -> None:
-    model = _randomised(create_model("p3d_63", num_classes=101, in_channels=2))
+    model = randomise_batchnorm(create_model("p3d_63", num_classes=101, in_channels=2))
     loaded, spec = _round_trip(tmp_path, to_p3d_port(model.state_dict()))
     x = torch.randn(1, 2, 16, 64, 64)
     with torch.no_grad():

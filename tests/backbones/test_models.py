@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from backbones import ClipShapeError, create_model, list_models
+from tests.backbones.helpers import meta_model
 
 # name, variant, classes -> parameters: an int is exact (parity fixtures, measured counts);
 # a float is millions to 2 decimals (../shared/docs/backbones.md, "measured").
@@ -59,14 +60,9 @@ PARAMETER_COUNTS = [
 ]
 
 
-def _meta_model(name: str, **kwargs: object) -> torch.nn.Module:
-    with torch.device("meta"):
-        return create_model(name, **kwargs)
-
-
 @pytest.mark.parametrize(("name", "variant", "classes", "expected"), PARAMETER_COUNTS)
 def test_parameter_count_matches_reference(name, variant, classes, expected) -> None:
-    model = _meta_model(name, num_classes=classes, **variant)
+    model = meta_model(name, num_classes=classes, **variant)
     count = sum(p.numel() for p in model.parameters())
     if isinstance(expected, int):
         assert count == expected
@@ -82,7 +78,7 @@ def test_every_model_has_a_parameter_figure() -> None:
 def test_face_logits_and_embedding_shapes(name: str) -> None:
     """forward -> (N, K); forward_features -> (N, D) = the spec's embedding; on the recipe's
     clip shape (shape-only, on the meta device)."""
-    model = _meta_model(name).eval()
+    model = meta_model(name).eval()
     spec = model.spec
     x = torch.empty(2, *spec.recipe.clip_shape, device="meta")
     assert model.forward_features(x).shape == (2, spec.embedding_dim)
@@ -123,7 +119,7 @@ def test_shortcut_a_subsamples_and_appends_zero_channels() -> None:
 
 
 def test_wrong_input_rank_or_channels_is_refused() -> None:
-    model = _meta_model("r3d_18")
+    model = meta_model("r3d_18")
     with pytest.raises(ClipShapeError, match=r"\(N, C, T, H, W\)"):
         model(torch.empty(3, 16, 112, 112, device="meta"))
     with pytest.raises(ClipShapeError, match="3 input channels"):
@@ -131,7 +127,7 @@ def test_wrong_input_rank_or_channels_is_refused() -> None:
 
 
 def test_densenet_refuses_clips_its_transitions_cannot_pool() -> None:
-    model = _meta_model("densenet3d_121").eval()
+    model = meta_model("densenet3d_121").eval()
     assert model.min_frames == 15
     model(torch.empty(1, 3, 15, 32, 32, device="meta"))
     with pytest.raises(ClipShapeError, match="at least 15 frames"):

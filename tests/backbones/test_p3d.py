@@ -9,24 +9,15 @@ import torch.nn.functional as F
 
 from backbones import ClipShapeError, create_model
 from backbones.p3d import P3DBlock
-
-
-def _randomised(module: torch.nn.Module) -> torch.nn.Module:
-    """Non-trivial BN statistics, so that rectification and weighting differences show."""
-    torch.manual_seed(0)
-    for m in module.modules():
-        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
-            m.running_mean.uniform_(-0.5, 0.5)
-            m.running_var.uniform_(0.5, 1.5)
-            m.weight.data.uniform_(0.5, 1.5)
-            m.bias.data.uniform_(-0.5, 0.5)
-    return module.eval().double()
+from tests.backbones.helpers import randomise_batchnorm
 
 
 @pytest.mark.parametrize("semantics", ["port", "caffe"])
 @pytest.mark.parametrize("block_type", ["A", "B", "C"])
 def test_block_semantics_follow_their_definition(block_type: str, semantics: str) -> None:
-    block = _randomised(P3DBlock(8, 4, block_type=block_type, semantics=semantics))
+    block = randomise_batchnorm(
+        P3DBlock(8, 4, block_type=block_type, semantics=semantics), spread=0.5
+    ).double()
     x = torch.randn(2, 4, 5, 6, 6, dtype=torch.float64)
     bs = lambda v: block.bn_s(block.conv_s(v))  # noqa: E731
     bt = lambda v: block.bn_t(block.conv_t(v))  # noqa: E731
@@ -80,7 +71,7 @@ def test_too_few_frames_are_refused_not_mixed_into_the_batch() -> None:
 def test_longer_clips_keep_samples_apart() -> None:
     """At 32 frames the port would view (N, C, 2, H, W) as 2N images; here each sample's
     logits depend on that sample alone."""
-    model = _randomised(create_model("p3d_63", num_classes=5)).float()
+    model = randomise_batchnorm(create_model("p3d_63", num_classes=5), spread=0.5)
     x = torch.randn(2, 3, 32, 64, 64)
     with torch.no_grad():
         batch = model(x)

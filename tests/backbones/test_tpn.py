@@ -18,27 +18,13 @@ from backbones.checkpoints import detect_layout, list_layouts
 from backbones.tpn import convert_mmaction_tpn, temporal_shift
 from model_store.spec import Sampling
 from tests.backbones.foreign_layouts import to_mmaction_tpn
+from tests.backbones.helpers import meta_state_dict, randomise_batchnorm
 from tests.backbones.parity_recipe import load_case, rebuild_state_dict, write_checkpoint
 
 
 def aux_head_parameters(classes: int) -> int:
     """mmaction2's auxiliary head: 1024->2048 1×3×3 conv + BN, Linear 2048->classes."""
     return 2048 * 1024 * 9 + 2 * 2048 + 2049 * classes
-
-
-def _randomised(model: torch.nn.Module) -> torch.nn.Module:
-    torch.manual_seed(0)
-    for m in model.modules():
-        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
-            m.running_mean.uniform_(-0.3, 0.3)
-            m.running_var.uniform_(0.5, 1.5)
-            m.bias.data.uniform_(-0.3, 0.3)
-    return model.eval()
-
-
-def _meta_state_dict(name: str, **kwargs: object) -> dict[str, torch.Tensor]:
-    with torch.device("meta"):
-        return create_model(name, **kwargs).state_dict()
 
 
 def _params(module: torch.nn.Module) -> int:
@@ -60,7 +46,7 @@ def public_keys(parity_case) -> dict[str, tuple[int, ...]]:
 
 
 def test_writer_and_converter_match_the_public_slowonly_layout(public_keys) -> None:
-    ours = _meta_state_dict("tpn_slowonly_r50")
+    ours = meta_state_dict("tpn_slowonly_r50")
     foreign = to_mmaction_tpn(ours, trunk="slowonly", aux_classes=400)
     assert {k: tuple(t.shape) for k, t in foreign.items()} == public_keys
     renamed = {convert_mmaction_tpn(k) for k in public_keys}
@@ -71,7 +57,7 @@ def test_writer_and_converter_match_the_public_slowonly_layout(public_keys) -> N
 
 
 def test_converter_inverts_the_tsm_writer() -> None:
-    ours = _meta_state_dict("tpn_tsm_r50")
+    ours = meta_state_dict("tpn_tsm_r50")
     foreign = to_mmaction_tpn(ours, trunk="tsm", aux_classes=174)
     assert "backbone.layer3.5.conv1.conv.net.weight" in foreign
     assert {convert_mmaction_tpn(k) for k in foreign} - {None} == set(ours)
@@ -108,7 +94,7 @@ def test_layout_is_told_apart_from_the_other_families(parity_case) -> None:
         400,
         {"in_channels": 3},
     )
-    tsm = to_mmaction_tpn(_meta_state_dict("tpn_tsm_r50"), trunk="tsm", aux_classes=174)
+    tsm = to_mmaction_tpn(meta_state_dict("tpn_tsm_r50"), trunk="tsm", aux_classes=174)
     assert tpn.identify(tsm).model == "tpn_tsm_r50" and tpn.identify(tsm).num_classes == 174
     # PySlowFast / pytorchvideo X3D files and mmaction2 recognizers without TPN are not TPN files.
     meta = torch.empty(1, device="meta")
@@ -121,7 +107,7 @@ def test_layout_is_told_apart_from_the_other_families(parity_case) -> None:
 
 
 def test_2d_trunk_without_temporal_shift_is_refused() -> None:
-    tsm = to_mmaction_tpn(_meta_state_dict("tpn_tsm_r50"), trunk="tsm")
+    tsm = to_mmaction_tpn(meta_state_dict("tpn_tsm_r50"), trunk="tsm")
     plain = {k.replace(".conv.net.", ".conv."): t for k, t in tsm.items()}
     with pytest.raises(UnrecognisedCheckpointError, match=r"layer1\.0, .* no temporal shift"):
         detect_layout(plain).identify(plain)
@@ -193,7 +179,7 @@ def test_head_pools_globally_at_the_256_test_crop(public_model) -> None:
 
 
 def test_tsm_file_round_trips_with_its_segment_recipe(tmp_path) -> None:
-    model = _randomised(create_model("tpn_tsm_r50"))
+    model = randomise_batchnorm(create_model("tpn_tsm_r50"))
     foreign = to_mmaction_tpn(model.state_dict(), trunk="tsm", aux_classes=174)
     path = tmp_path / "tpn_tsm.pth"
     torch.save({"meta": {"epoch": 150}, "state_dict": foreign}, path)

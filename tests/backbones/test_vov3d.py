@@ -12,23 +12,7 @@ from backbones.checkpoints import detect_layout
 from backbones.vov3d import D2plus1DLayer, TOSABlock, convert_slowfast_vov3d
 from backbones.x3d import Projection, SqueezeExcitation
 from tests.backbones.foreign_layouts import to_slowfast
-
-
-def _randomised(module: torch.nn.Module) -> torch.nn.Module:
-    torch.manual_seed(0)
-    for m in module.modules():
-        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
-            m.running_mean.uniform_(-0.3, 0.3)
-            m.running_var.uniform_(0.5, 1.5)
-            m.weight.data.uniform_(0.5, 1.5)
-            m.bias.data.uniform_(-0.3, 0.3)
-    return module.eval().double()
-
-
-def _meta_model(name: str, **kwargs: object) -> torch.nn.Module:
-    with torch.device("meta"):
-        return create_model(name, **kwargs)
-
+from tests.backbones.helpers import meta_model, randomise_batchnorm
 
 # --------------------------------------------------------------------------- blocks
 
@@ -42,7 +26,7 @@ def _meta_model(name: str, **kwargs: object) -> torch.nn.Module:
     ],
 )
 def test_d2plus1d_layer_follows_its_definition(in_planes, stride, use_se, residual) -> None:
-    layer = _randomised(D2plus1DLayer(in_planes, 16, stride=stride, use_se=use_se))
+    layer = randomise_batchnorm(D2plus1DLayer(in_planes, 16, stride=stride, use_se=use_se)).double()
     assert layer.residual is residual and isinstance(layer.se, SqueezeExcitation) is use_se
     assert layer.conv_s.kernel_size == (1, 3, 3) and layer.conv_t.kernel_size == (3, 1, 1)
     assert layer.conv_s.groups == layer.conv_t.groups == 16
@@ -61,7 +45,9 @@ def test_d2plus1d_layer_follows_its_definition(in_planes, stride, use_se, residu
 @pytest.mark.parametrize("stride", [1, 2])
 def test_tosa_concatenates_every_layer_and_the_input_at_stride_1(stride: int) -> None:
     shortcut = Projection(8, 8) if stride == 2 else None
-    block = _randomised(TOSABlock(8, 16, 8, num_layers=5, stride=stride, shortcut=shortcut))
+    block = randomise_batchnorm(
+        TOSABlock(8, 16, 8, num_layers=5, stride=stride, shortcut=shortcut)
+    ).double()
     assert [isinstance(layer.se, SqueezeExcitation) for layer in block.layers] == [
         True,
         False,
@@ -83,7 +69,7 @@ def test_tosa_concatenates_every_layer_and_the_input_at_stride_1(stride: int) ->
 
 
 def test_network_widths_follow_the_inner_channel_rule() -> None:
-    model = _meta_model("vov3d_l")
+    model = meta_model("vov3d_l")
     assert model.stem.conv_s.out_channels == 24
     assert [stage[0].bn_agg.num_features for stage in model.stages] == [24, 48, 96, 192]
     assert [stage[0].layers[0].conv_a.out_channels for stage in model.stages] == [48, 96, 192, 384]
@@ -95,7 +81,7 @@ def test_network_widths_follow_the_inner_channel_rule() -> None:
 
 
 def test_kinetics_recipe_is_scored_fully_convolutionally() -> None:
-    model = _meta_model("vov3d_m").eval()
+    model = meta_model("vov3d_m").eval()
     recipe = model.spec.recipe
     assert (recipe.sampling, recipe.clip_len, recipe.frame_interval) == ("uniform", 16, 5)
     assert (recipe.crop_size, recipe.train_crop_size, recipe.num_views) == (256, 224, 30)
@@ -106,7 +92,7 @@ def test_kinetics_recipe_is_scored_fully_convolutionally() -> None:
 
 @pytest.mark.parametrize("frames", [16, 32])
 def test_something_something_recipe_for_174_classes(frames: int) -> None:
-    recipe = _meta_model("vov3d_l", num_classes=174, train_clip_len=frames).spec.recipe
+    recipe = meta_model("vov3d_l", num_classes=174, train_clip_len=frames).spec.recipe
     assert (recipe.sampling, recipe.clip_len, recipe.num_clips, recipe.num_crops) == (
         "segments",
         frames,
@@ -129,7 +115,7 @@ def test_something_something_recipe_for_174_classes(frames: int) -> None:
     ],
 )
 def test_vov3d_file_determines_model_classes_and_labels(name, classes, labels, inner, params):
-    ours = _meta_model(name, num_classes=classes).state_dict()
+    ours = meta_model(name, num_classes=classes).state_dict()
     foreign = to_slowfast(ours)
     assert {convert_slowfast_vov3d(k) for k in foreign} == set(ours)
     layout = detect_layout(foreign)
@@ -149,7 +135,7 @@ def test_vov3d_file_determines_model_classes_and_labels(name, classes, labels, i
 @pytest.mark.parametrize("batches_tracked", [True, False])
 def test_vov3d_l_ssv2_round_trip_reproduces_logits(tmp_path, batches_tracked) -> None:
     small = {"train_clip_len": 4, "train_crop_size": 64}  # a window small clips can fill
-    model = _randomised(create_model("vov3d_l", num_classes=174, **small)).float()
+    model = randomise_batchnorm(create_model("vov3d_l", num_classes=174, **small))
     path = tmp_path / "vov3d_L_f16_ssv2.pth"
     torch.save(
         {

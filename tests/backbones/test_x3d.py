@@ -18,29 +18,13 @@ from backbones.x3d import (
 )
 from model_store.spec import Recipe
 from tests.backbones.foreign_layouts import to_hara, to_p3d_port, to_pytorchvideo_x3d, to_slowfast
-
-
-def _randomised(model: torch.nn.Module) -> torch.nn.Module:
-    """Non-trivial BN statistics and affine terms, so every tensor shows in the output."""
-    torch.manual_seed(0)
-    for m in model.modules():
-        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
-            m.running_mean.uniform_(-0.3, 0.3)
-            m.running_var.uniform_(0.5, 1.5)
-            m.weight.data.uniform_(0.5, 1.5)
-            m.bias.data.uniform_(-0.3, 0.3)
-    return model.eval()
-
-
-def _meta_model(name: str, **kwargs: object) -> torch.nn.Module:
-    with torch.device("meta"):
-        return create_model(name, **kwargs)
+from tests.backbones.helpers import meta_model, randomise_batchnorm
 
 
 def _small_x3d(**kwargs: object) -> X3D:
     """X3D-M's network with a 4×64 training window (2×2 cells at the end): cheap to run."""
     model = create_model("x3d_m", num_classes=7, train_clip_len=4, train_crop_size=64, **kwargs)
-    return _randomised(model).double()
+    return randomise_batchnorm(model).double()
 
 
 # --------------------------------------------------------------------------- architecture
@@ -62,7 +46,7 @@ def test_se_width_is_a_sixteenth_rounded_to_eight(channels: int, width: int) -> 
 
 
 def test_se_sits_on_even_blocks_and_shortcuts_on_first_blocks() -> None:
-    model = _meta_model("x3d_m")
+    model = meta_model("x3d_m")
     for stage in model.stages:
         assert [isinstance(b.se, SqueezeExcitation) for b in stage] == [
             i % 2 == 0 for i in range(len(stage))
@@ -76,7 +60,7 @@ def test_se_sits_on_even_blocks_and_shortcuts_on_first_blocks() -> None:
     assert model.stem.conv_t.weight.shape == (24, 1, 5, 1, 1) and model.stem.conv_t.groups == 24
     assert model.stages[0][0].conv_b.groups == 54 and model.stages[0][0].conv_b.stride == (1, 2, 2)
     assert isinstance(
-        _meta_model("x3d_m", stage1_shortcut_bn=False).stages[0][0].shortcut.bn, torch.nn.Identity
+        meta_model("x3d_m", stage1_shortcut_bn=False).stages[0][0].shortcut.bn, torch.nn.Identity
     )
 
 
@@ -92,7 +76,7 @@ ZOO_GEOMETRY = {
 @pytest.mark.parametrize("name", sorted(ZOO_GEOMETRY))
 def test_public_test_crops_are_scored_at_several_window_positions(name: str) -> None:
     window, positions, (frames, interval, crop) = ZOO_GEOMETRY[name]
-    model = _meta_model(name).eval()
+    model = meta_model(name).eval()
     recipe = model.spec.recipe
     assert model.embedding.window == window
     assert (recipe.clip_len, recipe.frame_interval, recipe.crop_size) == (frames, interval, crop)
@@ -150,7 +134,7 @@ def test_one_window_position_gives_the_projection_logits() -> None:
 )
 def test_views_smaller_than_the_head_window_are_refused(name, shape, message) -> None:
     """The reference's pool cannot take them either; the error says what the window needs."""
-    model = _meta_model(name)
+    model = meta_model(name)
     with pytest.raises(ClipShapeError, match=message):
         model(torch.empty(shape, device="meta"))
 
@@ -204,7 +188,7 @@ def test_onnx_and_torchscript_artifacts_score_a_larger_view_like_the_model(tmp_p
         mean=(0.45, 0.45, 0.45),
         std=(0.225, 0.225, 0.225),
     )
-    model = _randomised(
+    model = randomise_batchnorm(
         create_model("x3d_xs", num_classes=7, train_crop_size=64, recipe=recipe)
     ).float()
     spec = model.spec
@@ -243,7 +227,7 @@ SHORTCUT_BN = {"slowfast_x3d": True, "pytorchvideo_x3d": False}
     ],
 )
 def test_x3d_file_determines_network_and_variant(layout, name, classes, read_as, alternatives):
-    ours = _meta_model(name, num_classes=classes, stage1_shortcut_bn=SHORTCUT_BN[layout])
+    ours = meta_model(name, num_classes=classes, stage1_shortcut_bn=SHORTCUT_BN[layout])
     ours = ours.state_dict()
     foreign = WRITERS[layout](ours)
     assert {CONVERTERS[layout](k) for k in foreign} == set(ours)
@@ -270,7 +254,7 @@ def test_x3d_l_round_trip_reproduces_logits(tmp_path, layout, batches_tracked) -
     # X3D-L's tensors with a 4×64 training window, so that a small clip runs (2 positions).
     small = {"train_clip_len": 4, "train_crop_size": 64}
     model = create_model("x3d_l", stage1_shortcut_bn=SHORTCUT_BN[layout], **small)
-    model = _randomised(model)
+    model = randomise_batchnorm(model)
     state = {
         k: v
         for k, v in model.state_dict().items()
@@ -287,7 +271,7 @@ def test_x3d_l_round_trip_reproduces_logits(tmp_path, layout, batches_tracked) -
 
 
 def test_xs_and_s_files_are_read_as_the_model_asked_for(tmp_path) -> None:
-    model = _randomised(create_model("x3d_xs"))
+    model = randomise_batchnorm(create_model("x3d_xs"))
     path = _save(tmp_path, to_slowfast(model.state_dict()))
     loaded, spec = load_checkpoint(path, model="x3d_xs")
     assert spec.backbone == "x3d_xs" and loaded.embedding.window == (4, 5, 5)
@@ -317,13 +301,13 @@ def test_stage1_shortcut_bn_is_read_off_the_file_never_dropped_or_invented(tmp_p
 
 def test_layouts_claim_only_their_own_files() -> None:
     """Every file matches exactly one layout; mmaction2's TPN keys match none of X3D/VoV3D's."""
-    x3d = _meta_model("x3d_m").state_dict()
+    x3d = meta_model("x3d_m").state_dict()
     files = {
         "slowfast_x3d": to_slowfast(x3d),
-        "pytorchvideo_x3d": to_pytorchvideo_x3d(_meta_model("x3d_m").state_dict()),
-        "slowfast_vov3d": to_slowfast(_meta_model("vov3d_m").state_dict()),
-        "hara2020_resnet": to_hara(_meta_model("r3d_10").state_dict(), year=2020),
-        "p3d_port": to_p3d_port(_meta_model("p3d_63").state_dict()),
+        "pytorchvideo_x3d": to_pytorchvideo_x3d(meta_model("x3d_m").state_dict()),
+        "slowfast_vov3d": to_slowfast(meta_model("vov3d_m").state_dict()),
+        "hara2020_resnet": to_hara(meta_model("r3d_10").state_dict(), year=2020),
+        "p3d_port": to_p3d_port(meta_model("p3d_63").state_dict()),
     }
     for expected, state_dict in files.items():
         assert [layout.name for layout in list_layouts() if layout.matches(state_dict)] == [

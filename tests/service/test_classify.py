@@ -150,3 +150,9 @@ def test_uploads_that_are_not_videos(client, videos) -> None:
         headers={"Content-Type": "multipart/form-data; boundary=xyz"},
     )
     assert broken.status_code == 400, broken.text
+    garbage = client.post(
+        "/classify",
+        content=b"--xyz\r\n" + b"\xff" * 5000 + b"\r\n--xyz",
+        headers={"Content-Type": "multipart/form-data; boundary=xyz"},
+    )
+    assert garbage.status_code == 400 and garbage.json()["error"] == "bad_request", garbage.text
