@@ -1,0 +1,1 @@
+"""Deployment files (docker/, deploy/, docker-compose.yml), checked without Docker or a cluster."""
