@@ -20,3 +20,15 @@ def test_ci_runs_the_readme_commands_verbatim() -> None:
     ci_lines = [line.strip() for line in (ROOT / ".ci/run").read_text().splitlines()]
     for command in commands:
         assert command in ci_lines, f"{command!r} is in the README but not in .ci/run"
+
+
+def test_every_service_setting_is_documented() -> None:
+    from service.settings import Settings
+
+    readme = (ROOT / "README.md").read_text()
+    missing = [
+        f"ACTSERVE_{name.upper()}"
+        for name in Settings.model_fields
+        if f"ACTSERVE_{name.upper()}" not in readme
+    ]
+    assert not missing, f"README.md does not document {', '.join(missing)}"
