@@ -4,7 +4,8 @@
     python benchmarks/load.py --store S --model M --video clip.mp4 --concurrency 16
     python benchmarks/load.py --rate 20 --requests 300   # open loop: 20 requests/s
 
-For each mode a fresh server runs in this process (uvicorn on 127.0.0.1, a free port), gets a
+For each mode a fresh server runs in this process (`service.embedded`: uvicorn on
+127.0.0.1, a free port), gets a
 few warm-up requests, then `--requests` more at fixed concurrency (closed loop) or at a fixed
 rate (open loop, at most `--max-in-flight` outstanding). Printed per mode: client latency
 p50/p90/p99, throughput, the server's per-request stage split read from /metrics, mean batch
@@ -20,20 +21,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import socket
 import statistics
 import tempfile
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import numpy as np
-import uvicorn
 
 from model_store import ModelStore
-from service.app import create_app
+from service.embedded import EmbeddedServer
 from service.runtimes import RuntimeOptions, load_runtime
 from service.settings import BUNDLED_STORE, Settings
 from service.video import DecodeOptions, decode_video
@@ -50,30 +48,6 @@ class Result:
     stages_ms: dict[str, float]
     mean_batch: float
     errors: int
-
-
-class ThreadServer:
-    def __init__(self, settings: Settings) -> None:
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            self.port = probe.getsockname()[1]
-        config = uvicorn.Config(
-            create_app(settings), host="127.0.0.1", port=self.port, log_level="warning"
-        )
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def __enter__(self) -> str:
-        self.thread.start()
-        while not self.server.started:
-            if not self.thread.is_alive():
-                raise RuntimeError("the server did not start")
-            time.sleep(0.05)
-        return f"http://127.0.0.1:{self.port}"
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.server.should_exit = True
-        self.thread.join()
 
 
 def scrape(client: httpx.Client) -> dict[str, float]:
@@ -129,11 +103,11 @@ async def drive(
 
 
 def run_mode(mode: str, settings: Settings, video: bytes, args: argparse.Namespace) -> Result:
-    with ThreadServer(settings) as url, httpx.Client(base_url=url) as client:
+    with EmbeddedServer(settings) as server, httpx.Client(base_url=server.url) as client:
         for _ in range(args.warmup):
             client.post("/classify", files={"video": ("v", video)}, timeout=300)
         before = scrape(client)
-        latencies, views, errors, seconds = asyncio.run(drive(url, video, args))
+        latencies, views, errors, seconds = asyncio.run(drive(server.url, video, args))
         after = scrape(client)
     delta = {k: after.get(k, 0) - before.get(k, 0) for k in after}
     requests = max(delta.get("actserve_request_duration_seconds_count", 0), 1)

@@ -118,7 +118,7 @@ class LoadedModels:
             served = ", ".join(sorted(self._routes)) or "none"
             where = (
                 "is in the store but not loaded"
-                if name in self._store_models()
+                if name in self.store.list_models()
                 else "does not exist"
             )
             raise ModelNotLoaded(f"model {name!r} {where} (served models: {served})")
@@ -164,7 +164,7 @@ class LoadedModels:
         self.default_model = default_model or self.store.default_model()
         names = list(preload)
         if "*" in names:
-            names = self._store_models()
+            names = self.store.list_models()
         if self.default_model is not None:
             names.insert(0, self.default_model)
         async with self._admin:
@@ -298,6 +298,3 @@ class LoadedModels:
             task.add_done_callback(self._retiring.discard)
             task.add_done_callback(lambda _, key=key: self._draining.pop(key, None))
             logger.info("%s no longer routed: draining %d requests", model.key, model.active)
-
-    def _store_models(self) -> list[str]:
-        return self.store.list_models()

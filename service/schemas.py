@@ -163,10 +163,6 @@ class PromoteRequest(BaseModel):
     alias: str = Field("stable", examples=["stable", "canary"])
 
 
-class VersionRef(BaseModel):
-    version: int = Field(ge=1)
-
-
 class AdminResult(BaseModel):
     message: str
     loaded: list[str]

@@ -3,22 +3,19 @@ loopback) and the session's generated videos."""
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 import torch
-import uvicorn
 from fastapi.testclient import TestClient
 
 from backbones import create_model
 from exporters import export_to_store
 from model_store import ModelSpec, ModelStore, Recipe
 from service.app import create_app
+from service.embedded import EmbeddedServer
 from service.settings import Settings
 from tests.service.video.conftest import videos  # noqa: F401  (the session video library)
 
@@ -78,34 +75,8 @@ def client(store_root: Path) -> Iterator[TestClient]:
         yield test_client
 
 
-class LiveServer:
-    """A real uvicorn on a free loopback port, in a thread (httpx's TestServer pattern)."""
-
-    def __init__(self, settings: Settings) -> None:
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            self.port = probe.getsockname()[1]
-        config = uvicorn.Config(
-            create_app(settings), host="127.0.0.1", port=self.port, log_level="warning"
-        )
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def __enter__(self) -> LiveServer:
-        self.thread.start()
-        deadline = time.monotonic() + 60
-        while not self.server.started:
-            assert self.thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-            time.sleep(0.05)
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=60)
+#: The tests call it LiveServer: a real uvicorn on loopback (httpx's TestServer pattern).
+LiveServer = EmbeddedServer
 
 
 def post_video(client: httpx.Client | TestClient, path: Path, **params: object) -> httpx.Response:

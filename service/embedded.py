@@ -1,0 +1,45 @@
+"""The service on a real uvicorn in a background thread of this process, on a free loopback
+port: for notebooks, benchmarks and tests that need real sockets.
+
+    with EmbeddedServer(Settings(store=path)) as server:
+        httpx.post(f"{server.url}/classify", files={"video": open("clip.mp4", "rb")})
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import uvicorn
+
+from service.app import create_app
+from service.settings import Settings
+
+
+class EmbeddedServer:
+    def __init__(self, settings: Settings, *, log_level: str = "warning") -> None:
+        config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=0, log_level=log_level)
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.port = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> EmbeddedServer:
+        self.thread.start()
+        deadline = time.monotonic() + 120
+        while not self.server.started:
+            if not self.thread.is_alive():
+                raise RuntimeError("the embedded server stopped during start-up (see its log)")
+            if time.monotonic() > deadline:
+                raise TimeoutError("the embedded server did not start within 120 s")
+            time.sleep(0.05)
+        # Port 0 let the OS pick a free port; read which.
+        self.port = self.server.servers[0].sockets[0].getsockname()[1]
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=120)
