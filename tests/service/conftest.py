@@ -17,6 +17,7 @@ from model_store import ModelSpec, ModelStore, Recipe
 from service.app import create_app
 from service.embedded import EmbeddedServer
 from service.settings import Settings
+from tests.exporters.conftest import exported  # noqa: F401  (fp32 + fp16 ONNX + TorchScript)
 from tests.service.video.conftest import videos  # noqa: F401  (the session video library)
 
 LABELS = ("wave", "clap", "jump", "sit", "run")
