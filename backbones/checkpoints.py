@@ -159,8 +159,10 @@ class CheckpointInfo:
     num_parameters: int
 
 
-def inspect_checkpoint(path: str | Path) -> CheckpointInfo:
-    container = read_checkpoint(path)
+def inspect_checkpoint(path: str | Path, *, container: Any = None) -> CheckpointInfo:
+    """What a file holds. `container`: the file already read by `read_checkpoint`."""
+    if container is None:
+        container = read_checkpoint(path)
     state_dict, where = extract_state_dict(container)
     layout = detect_layout(state_dict)
     fields = [str(k) for k in container] if where is not None else []
@@ -188,6 +190,7 @@ def load_checkpoint(
     num_classes: int | None = None,
     *,
     label_set: str | None = None,
+    container: Any = None,
     **variant: Any,
 ) -> tuple[VideoClassifier, ModelSpec]:
     """Build the model a public checkpoint file holds and fill every tensor from it.
@@ -198,9 +201,11 @@ def load_checkpoint(
     tell (e.g. `conv1_t_stride` of a 3D ResNet, `block_types` of P3D). `label_set` names the
     classes when the file's class count has no documented label set.
     Returns the model in eval mode and its spec (the layout's test recipe and labels); the
-    model's `checkpoint_layout` attribute names the layout the file was read as.
+    model's `checkpoint_layout` attribute names the layout the file was read as. `container`:
+    the file already read by `read_checkpoint`, so callers that also inspect it read it once.
     """
-    container = read_checkpoint(path)
+    if container is None:
+        container = read_checkpoint(path)
     state_dict, _ = extract_state_dict(container)
     layout = detect_layout(state_dict)
     found = layout.identify(state_dict)

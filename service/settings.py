@@ -80,16 +80,10 @@ class Settings(BaseSettings):
         None, description="Bearer token enabling the /admin endpoints (disabled when unset)."
     )
 
-    @field_validator("preload", mode="before")
+    @field_validator("preload", "warmup_batch_sizes", mode="before")
     @classmethod
-    def _split_models(cls, value: object) -> object:
-        if isinstance(value, str):
-            return [v.strip() for v in value.split(",") if v.strip()]
-        return value
-
-    @field_validator("warmup_batch_sizes", mode="before")
-    @classmethod
-    def _split_sizes(cls, value: object) -> object:
+    def _split_commas(cls, value: object) -> object:
+        """Lists come from the environment as comma-separated text."""
         if isinstance(value, str):
             return [v.strip() for v in value.split(",") if v.strip()]
         return value

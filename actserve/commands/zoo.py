@@ -74,14 +74,16 @@ def inspect_checkpoint_file(
     """Say which family and model a checkpoint holds, its classes and parameters, and whether
     it loads strictly."""
     from backbones import BackboneError, inspect_checkpoint, load_checkpoint
+    from backbones.checkpoints import read_checkpoint
 
     try:
-        info = inspect_checkpoint(path)
+        container = read_checkpoint(path)  # once: checkpoints run to hundreds of MB
+        info = inspect_checkpoint(path, container=container)
     except BackboneError as exc:
         raise fail(str(exc)) from None
     load_error, spec = None, None
     try:
-        _, spec = load_checkpoint(path)
+        _, spec = load_checkpoint(path, container=container)
     except BackboneError as exc:
         load_error = str(exc)
     found = info.identified
