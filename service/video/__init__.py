@@ -1,16 +1,24 @@
 """Video intake: an uploaded file in, the model's (V, C, T, H, W) views out.
 
-probe_video (header + limits) → plan_views (pure: which moments, which crops) →
-sample_frames (decode only those frames, in a worker) → assemble_views (crop + normalise).
-`DecodePool` runs the file-touching steps in worker processes with a timeout and a memory
-cap; `decode_video` runs them all in the calling process. This package imports numpy, PyAV,
-pebble and `model_store` only, so workers start light (no torch, no backbones).
+One module per job:
+
+- `container`: the only place a file reaches FFmpeg (allow-lists, typed errors);
+- `index`: header limits, then every packet's timestamp and keyframe, in one open;
+- `sampling`: the plan (pure): which moments, which crops;
+- `reader`: decode only the planned frames, seeking when a keyframe makes it pay;
+- `pixels`: resize, convert, rotate and cut each frame once;
+- `job`: the worker's job (`sample_frames`) and the parent's (`assemble_views`);
+- `pool`: worker processes with a timeout and a memory cap.
+
+`DecodePool` runs the file-touching steps in worker processes; `decode_video` runs them all in
+the calling process. This package imports numpy, PyAV, pebble and `model_store` only, so
+workers start light (no torch, no backbones).
 """
 
-from service.video.decode import (
+from service.video.index import FrameIndex, VideoInfo, index_video, probe_video
+from service.video.job import (
     DecodedVideo,
     DecodeOptions,
-    FrameIndex,
     SampledFrames,
     assemble_views,
     decode_video,
@@ -18,7 +26,6 @@ from service.video.decode import (
 )
 from service.video.limits import VideoLimits
 from service.video.pool import DecodePool
-from service.video.probe import VideoInfo, probe_video
 from service.video.sampling import Clip, CropBox, ViewPlan, plan_views
 
 __all__ = [
@@ -34,6 +41,7 @@ __all__ = [
     "ViewPlan",
     "assemble_views",
     "decode_video",
+    "index_video",
     "plan_views",
     "probe_video",
     "sample_frames",

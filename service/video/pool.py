@@ -30,9 +30,9 @@ import pebble
 
 from model_store.spec import Recipe
 from service.errors import DecodeFailed, DecodeOutOfMemory, DecodeTimeout, WorkerCrashed
-from service.video.decode import DecodedVideo, DecodeOptions, assemble_views, sample_frames
+from service.video.index import VideoInfo, probe_video
+from service.video.job import DecodedVideo, DecodeOptions, assemble_views, sample_frames
 from service.video.limits import VideoLimits
-from service.video.probe import VideoInfo, probe_video
 
 __all__ = ["DecodePool"]
 
@@ -103,6 +103,7 @@ class DecodePool:
         self, path: str | os.PathLike[str], recipe: Recipe, options: DecodeOptions | None = None
     ) -> DecodedVideo:
         """Probe, plan and decode `path` in a worker; crop and normalise off the event loop."""
+        options = options or DecodeOptions()
         sampled = await self.run(sample_frames, os.fspath(path), recipe, options, self.limits)
         return await asyncio.to_thread(assemble_views, sampled, recipe)
 

@@ -30,8 +30,8 @@ import numpy as np
 
 from model_store.spec import Profile, Recipe, Sampling
 from service.errors import LimitExceeded
+from service.video.index import VideoInfo
 from service.video.limits import VideoLimits
-from service.video.probe import VideoInfo
 
 __all__ = [
     "Clip",
@@ -109,9 +109,9 @@ def plan_views(
     info: VideoInfo,
     recipe: Recipe,
     *,
-    profile: Profile = "accurate",
+    profile: Profile = Profile.ACCURATE,
     windows: bool = False,
-    limits: VideoLimits | None = None,
+    limits: VideoLimits,
 ) -> ViewPlan:
     """Plan the views of `info` under `recipe`.
 
@@ -121,7 +121,6 @@ def plan_views(
     clip. Raises `LimitExceeded` past `limits.max_windows` windows or `limits.max_view_bytes`
     of float32 views.
     """
-    limits = limits or VideoLimits()
     if recipe.in_channels != 3:
         raise ValueError(
             f"recipe takes {recipe.in_channels} input channels; only RGB (3) is decoded from video"

@@ -9,8 +9,11 @@ import pytest
 
 from model_store import ModelStore
 from service.predict import softmax
-from service.video import DecodeOptions, decode_video
+from service.video import DecodeOptions, VideoLimits, decode_video
 from tests.service.conftest import LABELS, RECIPE, post_video
+
+#: The intake's default limits, passed explicitly as the service passes its own.
+LIMITS = VideoLimits()
 
 
 @pytest.mark.parametrize("name", ["h264.mp4", "vp9.webm", "mjpeg.avi", "h264.mkv", "vfr.mp4"])
@@ -38,7 +41,7 @@ def test_scores_equal_an_independent_decode_and_onnx_run(client, videos, store_r
     artifact run on the decoded views: nothing reordered, dropped or mixed up."""
     path = videos["h264.mp4"]
     body = post_video(client, path, top_k=5, embedding="true").json()
-    decoded = decode_video(path, RECIPE, DecodeOptions(profile="accurate"))
+    decoded = decode_video(path, RECIPE, DecodeOptions(profile="accurate"), LIMITS)
     onnx_path = ModelStore(store_root).version_dir("tiny", 1) / "model.onnx"
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     logits, embedding = session.run(None, {"clips": decoded.views})

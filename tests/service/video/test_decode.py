@@ -16,6 +16,9 @@ from service.video import DecodeOptions, VideoLimits, assemble_views, decode_vid
 from tests.service.video.conftest import VFR_PTS_MS
 from tests.service.video.media import frame_ids, view_ids
 
+#: The intake's default limits, passed explicitly as the service passes its own.
+LIMITS = VideoLimits()
+
 IDENTITY = Recipe(  # views hold the plain 0..255 RGB pixels
     clip_len=4,
     frame_interval=3,
@@ -54,7 +57,7 @@ def planned_slots(video) -> np.ndarray:
 @pytest.mark.parametrize("name", INDEX_VIDEOS)
 def test_views_hold_the_planned_frames_in_order(videos, name: str, mode: str) -> None:
     recipe, options = MODES[mode]
-    video = decode_video(videos[name], recipe, options)
+    video = decode_video(videos[name], recipe, options, LIMITS)
     assert video.views.shape == (video.plan.num_views, 3, recipe.clip_len, 32, 32)
     assert video.views.dtype == np.float32
     np.testing.assert_array_equal(view_ids(video.views), planned_slots(video))
@@ -63,19 +66,19 @@ def test_views_hold_the_planned_frames_in_order(videos, name: str, mode: str) ->
 @pytest.mark.parametrize("name", ["h264.mp4", "h264.mkv", "mpeg4.avi", "mjpeg.avi"])
 def test_sparse_targets_decode_fewer_frames_than_the_video_has(videos, name: str) -> None:
     """Seeks to the keyframe before each clip: short-GOP files skip most of the video."""
-    video = decode_video(videos[name], IDENTITY, DecodeOptions(profile="fast"))
+    video = decode_video(videos[name], IDENTITY, DecodeOptions(profile="fast"), LIMITS)
     assert video.frames_decoded < video.info.num_frames
     assert not video.warnings
 
 
 def test_timestamps_out_of_decode_order_fall_back_to_frame_order(videos) -> None:
-    video = decode_video(videos["h264_bframes.avi"], IDENTITY)
+    video = decode_video(videos["h264_bframes.avi"], IDENTITY, DecodeOptions(), LIMITS)
     assert any("re-read sequentially" in note for note in video.warnings)
     np.testing.assert_array_equal(view_ids(video.views), planned_slots(video))
 
 
 def test_views_are_clip_major_with_each_clips_seconds(videos) -> None:
-    video = decode_video(videos["h264.mp4"], IDENTITY)
+    video = decode_video(videos["h264.mp4"], IDENTITY, DecodeOptions(), LIMITS)
     assert video.view_clip.tolist() == [0, 0, 0, 1, 1, 1, 2, 2, 2]
     assert video.view_crop.tolist() == [0, 1, 2] * 3
     # 96 frames at 30 fps; clip starts 0, 43, 86 (max offset 86 = 96 − 10)
@@ -86,7 +89,7 @@ def test_views_are_clip_major_with_each_clips_seconds(videos) -> None:
 @pytest.mark.parametrize("name", ["vfr.mp4", "vfr.mkv"])
 def test_variable_frame_rate_samples_by_presentation_time(videos, name: str) -> None:
     """30, then 5, then 60 fps: the frame on screen at each planned moment, not frame n."""
-    video = decode_video(videos[name], SEGMENTS, DecodeOptions(profile="fast"))
+    video = decode_video(videos[name], SEGMENTS, DecodeOptions(profile="fast"), LIMITS)
     assert (video.info.num_frames, video.info.variable_frame_rate) == (345, True)
     times_ms = np.array(video.plan.clips[0].times_s) * 1000
     on_screen = np.searchsorted(VFR_PTS_MS, times_ms, side="right") - 1
@@ -99,7 +102,7 @@ def test_variable_frame_rate_samples_by_presentation_time(videos, name: str) -> 
 
 
 def test_one_frame_video_fills_every_slot(videos) -> None:
-    video = decode_video(videos["one_frame.mp4"], IDENTITY)
+    video = decode_video(videos["one_frame.mp4"], IDENTITY, DecodeOptions(), LIMITS)
     assert (video.info.num_frames, video.frames_decoded) == (1, 1)
     assert (view_ids(video.views) == 0).all()
     assert not video.warnings
@@ -107,7 +110,7 @@ def test_one_frame_video_fills_every_slot(videos) -> None:
 
 @pytest.mark.parametrize("name", ["odd_h264.mp4", "odd_mjpeg.avi", "odd_mpeg4.avi"])
 def test_odd_frame_sizes(videos, name: str) -> None:
-    video = decode_video(videos[name], IDENTITY)
+    video = decode_video(videos[name], IDENTITY, DecodeOptions(), LIMITS)
     assert video.plan.frame_size == (32, 43)  # 321×241 with the short side at 32
     np.testing.assert_array_equal(view_ids(video.views), planned_slots(video))
 
@@ -115,7 +118,7 @@ def test_odd_frame_sizes(videos, name: str) -> None:
 def test_crops_cut_the_resized_frame_where_the_plan_says(videos) -> None:
     """Gradient R = 2x + 10, G = 3y + 10 on 96×64; a 2:1 box resize gives 4x' + 11, 6y' + 11.5."""
     recipe = IDENTITY.model_copy(update={"clip_len": 2, "num_clips": 1})
-    video = decode_video(videos["gradient.mp4"], recipe)
+    video = decode_video(videos["gradient.mp4"], recipe, DecodeOptions(), LIMITS)
     assert video.plan.frame_size == (32, 48)
     lefts = [crop.left for crop in video.plan.crops]
     assert lefts == [0, 8, 16]
@@ -136,7 +139,7 @@ def test_rotation_is_applied_before_resizing_and_cropping(videos) -> None:
     recipe = IDENTITY.model_copy(
         update={"clip_len": 1, "num_clips": 1, "short_side": 24, "crop_size": 24}
     )
-    sampled = sample_frames(path, recipe)
+    sampled = sample_frames(path, recipe, DecodeOptions(), LIMITS)
     assert sampled.info.rotation == 90
     assert sampled.plan.frame_size == (32, 24)
     assert [(c.top, c.left) for c in sampled.plan.crops] == [(0, 0), (4, 0), (8, 0)]
@@ -157,7 +160,7 @@ def test_normalisation_follows_the_recipe_exactly(videos) -> None:
             "channel_order": ChannelOrder.BGR,
         }
     )
-    sampled = sample_frames(videos["gradient.mp4"], recipe)
+    sampled = sample_frames(videos["gradient.mp4"], recipe, DecodeOptions(), LIMITS)
     views = assemble_views(sampled, recipe).views
     for view in range(sampled.plan.num_views):
         clip, crop = divmod(view, 3)
@@ -170,7 +173,7 @@ def test_normalisation_follows_the_recipe_exactly(videos) -> None:
 
 
 def test_views_can_be_written_into_a_callers_buffer(videos) -> None:
-    sampled = sample_frames(videos["h264.mp4"], IDENTITY)
+    sampled = sample_frames(videos["h264.mp4"], IDENTITY, DecodeOptions(), LIMITS)
     batch = np.zeros((12, 3, 4, 32, 32), dtype=np.float32)
     video = assemble_views(sampled, IDENTITY, out=batch[2:11])
     assert np.shares_memory(video.views, batch)
@@ -181,16 +184,19 @@ def test_views_can_be_written_into_a_callers_buffer(videos) -> None:
 
 
 def test_bgr_recipes_get_the_channels_reversed(videos) -> None:
-    rgb = sample_frames(videos["gradient.mp4"], IDENTITY)
+    rgb = sample_frames(videos["gradient.mp4"], IDENTITY, DecodeOptions(), LIMITS)
     bgr = sample_frames(
-        videos["gradient.mp4"], IDENTITY.model_copy(update={"channel_order": "BGR"})
+        videos["gradient.mp4"],
+        IDENTITY.model_copy(update={"channel_order": "BGR"}),
+        DecodeOptions(),
+        LIMITS,
     )
     np.testing.assert_array_equal(bgr.frames, rgb.frames[..., ::-1])
 
 
 def test_workers_send_each_frame_once_as_uint8(videos) -> None:
     """Three crops of ten clips: 30 float views, but only the distinct frames cross the pipe."""
-    sampled = sample_frames(videos["h264.mp4"], IDENTITY)
+    sampled = sample_frames(videos["h264.mp4"], IDENTITY, DecodeOptions(), LIMITS)
     assert sampled.frames.dtype == np.uint8
     # 3 clips × 4 distinct frames, cut to the union of the crops (lefts 0, 5, 10 on 43 px)
     assert sampled.frames.shape == (12, 32, 42, 3)
@@ -213,7 +219,7 @@ def test_truncated_files_are_sampled_over_what_is_there(videos, name: str) -> No
     Truncation also drops B-frames whose packets came after the cut, so the frames present are
     not 0..n-1: each planned moment takes the present frame on screen then.
     """
-    video = decode_video(videos[name], IDENTITY)
+    video = decode_video(videos[name], IDENTITY, DecodeOptions(), LIMITS)
     assert video.degraded
     assert any(note.startswith("truncated") for note in video.warnings)
     present = presentation_ids(videos[name])
@@ -225,7 +231,7 @@ def test_truncated_files_are_sampled_over_what_is_there(videos, name: str) -> No
 
 
 def test_damaged_packets_cost_a_few_frames_not_the_file(videos) -> None:
-    video = decode_video(videos["damaged.avi"], IDENTITY)
+    video = decode_video(videos["damaged.avi"], IDENTITY, DecodeOptions(), LIMITS)
     assert any(note.startswith("corrupt") for note in video.warnings)
     ids, planned = view_ids(video.views), planned_slots(video)
     assert (np.abs(ids - planned) <= 2).all()  # a blanked frame is replaced by a neighbour
@@ -233,12 +239,16 @@ def test_damaged_packets_cost_a_few_frames_not_the_file(videos) -> None:
 
 def test_too_many_damaged_packets_make_a_corrupt_file(videos) -> None:
     with pytest.raises(CorruptVideo, match="packets failed to decode"):
-        decode_video(videos["damaged.avi"], IDENTITY, limits=VideoLimits(max_corrupt_packets=1))
+        decode_video(
+            videos["damaged.avi"], IDENTITY, DecodeOptions(), VideoLimits(max_corrupt_packets=1)
+        )
 
 
 @pytest.mark.parametrize("threads", [0, 1])
 def test_decoder_threads_do_not_change_the_result(videos, threads: int) -> None:
-    video = decode_video(videos["h264.mp4"], IDENTITY, DecodeOptions(decoder_threads=threads))
+    video = decode_video(
+        videos["h264.mp4"], IDENTITY, DecodeOptions(decoder_threads=threads), LIMITS
+    )
     np.testing.assert_array_equal(view_ids(video.views), planned_slots(video))
 
 

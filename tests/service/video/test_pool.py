@@ -27,6 +27,9 @@ from service.errors import (
 from service.video import DecodeOptions, DecodePool, VideoLimits, decode_video, probe_video
 from tests.service.video import jobs
 
+#: The intake's default limits, passed explicitly as the service passes its own.
+LIMITS = VideoLimits()
+
 RECIPE = Recipe(
     clip_len=4,
     frame_interval=2,
@@ -57,10 +60,10 @@ def still_serves(pool: DecodePool, videos) -> None:
 def test_pool_decodes_exactly_like_the_calling_process(pool, videos) -> None:
     path = videos["mpeg4.avi"]
     pooled = asyncio.run(pool.decode(path, RECIPE, DecodeOptions(profile="fast")))
-    local = decode_video(path, RECIPE, DecodeOptions(profile="fast"))
+    local = decode_video(path, RECIPE, DecodeOptions(profile="fast"), LIMITS)
     np.testing.assert_array_equal(pooled.views, local.views)
     assert pooled.info == local.info
-    assert asyncio.run(pool.probe(path)) == probe_video(path)
+    assert asyncio.run(pool.probe(path)) == probe_video(path, LIMITS)
     assert pool.in_flight == 0
 
 
@@ -77,7 +80,7 @@ def test_typed_errors_cross_the_process_boundary(pool, videos, name: str, error:
     with pytest.raises(error) as pooled:
         asyncio.run(pool.decode(videos[name], RECIPE))
     with pytest.raises(error) as local:
-        decode_video(videos[name], RECIPE)
+        decode_video(videos[name], RECIPE, DecodeOptions(), LIMITS)
     assert str(pooled.value) == str(local.value)
     # pebble adds the worker's traceback as `traceback`; every field of ours survives
     assert vars(pooled.value).items() >= vars(local.value).items()

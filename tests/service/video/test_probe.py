@@ -17,7 +17,10 @@ from service.errors import (
     UnsupportedCodec,
     VideoError,
 )
-from service.video import VideoLimits, probe_video, sample_frames
+from service.video import DecodeOptions, VideoLimits, probe_video, sample_frames
+
+#: The intake's default limits, passed explicitly as the service passes its own.
+LIMITS = VideoLimits()
 
 IDENTITY = Recipe(
     clip_len=4,
@@ -37,7 +40,7 @@ def probe(path, limits: VideoLimits) -> object:
 
 
 def decode(path, limits: VideoLimits) -> object:
-    return sample_frames(path, IDENTITY, limits=limits)
+    return sample_frames(path, IDENTITY, DecodeOptions(), limits)
 
 
 ENTRY_POINTS: list[Callable] = [probe, decode]
@@ -58,7 +61,7 @@ ENTRY_POINTS: list[Callable] = [probe, decode]
 def test_probe_reads_the_header(
     videos, name, container, codec, size, pix_fmt, frames, estimated
 ) -> None:
-    info = probe_video(videos[name])
+    info = probe_video(videos[name], LIMITS)
     assert (info.container, info.codec, (info.width, info.height)) == (container, codec, size)
     assert (info.pix_fmt, info.num_frames, info.frames_estimated) == (pix_fmt, frames, estimated)
     assert info.fps == pytest.approx(30.0)
@@ -68,11 +71,11 @@ def test_probe_reads_the_header(
 
 
 def test_probe_reads_rotation_audio_and_variable_rate(videos) -> None:
-    rotated = probe_video(videos["rotated.mp4"])
+    rotated = probe_video(videos["rotated.mp4"], LIMITS)
     assert (rotated.rotation, rotated.display_size) == (90, (64, 48))
-    assert probe_video(videos["with_audio.mp4"]).has_audio
+    assert probe_video(videos["with_audio.mp4"], LIMITS).has_audio
     # MP4 headers give the average rate (345 frames in 10 s) next to the nominal 30 fps
-    vfr = probe_video(videos["vfr.mp4"])
+    vfr = probe_video(videos["vfr.mp4"], LIMITS)
     assert vfr.variable_frame_rate
     assert vfr.fps == pytest.approx(34.4, abs=0.1)
 

@@ -19,6 +19,9 @@ from service.video.sampling import (
     sample_windows,
 )
 
+#: The intake's default limits, passed explicitly as the service passes its own.
+LIMITS = VideoLimits()
+
 INFO = VideoInfo(
     container="mov,mp4,m4a,3gp,3g2,mj2",
     codec="h264",
@@ -174,7 +177,7 @@ def test_crop_boxes(frame_size, crop_size, num_crops, expected) -> None:
 
 
 def test_accurate_plan_is_clip_major_with_times_of_each_slot() -> None:
-    plan = plan_views(INFO, SLOWONLY)
+    plan = plan_views(INFO, SLOWONLY, limits=LIMITS)
     assert plan.num_views == 30
     assert plan.view_clips == tuple(c for c in range(10) for _ in range(3))
     assert plan.view_crops == (0, 1, 2) * 10
@@ -203,28 +206,28 @@ def test_accurate_plan_is_clip_major_with_times_of_each_slot() -> None:
 def test_profiles_and_windows_set_the_view_count(
     recipe: Recipe, profile: str, windows: bool, num_clips: int, num_crops: int
 ) -> None:
-    plan = plan_views(INFO, recipe, profile=profile, windows=windows)
+    plan = plan_views(INFO, recipe, profile=profile, windows=windows, limits=LIMITS)
     assert (len(plan.clips), len(plan.crops)) == (num_clips, num_crops)
     assert plan.clip_len == recipe.clip_len
 
 
 def test_fast_profile_takes_the_centred_clip_and_crop() -> None:
-    plan = plan_views(INFO, SLOWONLY, profile="fast")
+    plan = plan_views(INFO, SLOWONLY, profile="fast", limits=LIMITS)
     assert plan.clips[0].slots == tuple(range(121, 178, 8))  # (300 − 57) // 2 = 121
     assert plan.crops == (CropBox(0, 99, 256),)
 
 
 def test_segment_and_looped_clips_span_the_whole_video() -> None:
-    for clip in plan_views(INFO, TSM).clips:
+    for clip in plan_views(INFO, TSM, limits=LIMITS).clips:
         assert (clip.start_s, clip.end_s) == (0.0, 10.0)
     short = replace(INFO, num_frames=20, duration_s=20 / 30)
-    clip = plan_views(short, SLOWONLY, profile="fast").clips[0]
+    clip = plan_views(short, SLOWONLY, profile="fast", limits=LIMITS).clips[0]
     assert clip.slots == (0, 8, 16, 4, 12, 0, 8, 16)
     assert (clip.start_s, clip.end_s) == pytest.approx((0.0, 20 / 30))
 
 
 def test_windows_report_their_own_seconds() -> None:
-    plan = plan_views(INFO, SLOWONLY, windows=True)
+    plan = plan_views(INFO, SLOWONLY, windows=True, limits=LIMITS)
     edges = [edge for clip in plan.clips for edge in (clip.start_s, clip.end_s)]
     assert edges == pytest.approx([(k + e) * 64 / 30 for k in range(4) for e in (0, 1)])
 
@@ -246,12 +249,12 @@ def test_plans_over_a_limit_are_refused(limits, windows, limit, value, maximum) 
 
 def test_variable_rate_timeline_is_spread_evenly_over_the_duration() -> None:
     vfr = replace(INFO, num_frames=345, duration_s=10.0, variable_frame_rate=True)
-    times = plan_views(vfr, TSM, profile="fast").times_s[0]
+    times = plan_views(vfr, TSM, profile="fast", limits=LIMITS).times_s[0]
     np.testing.assert_allclose(times, (np.array(sample_segments(345, 8, 1)[0]) + 0.5) / 34.5)
 
 
 def test_rotation_swaps_the_displayed_frame() -> None:
-    plan = plan_views(replace(INFO, rotation=90), SLOWONLY)
+    plan = plan_views(replace(INFO, rotation=90), SLOWONLY, limits=LIMITS)
     assert plan.frame_size == (455, 256)
     assert [(c.top, c.left) for c in plan.crops] == [(0, 0), (99, 0), (198, 0)]
 
@@ -264,9 +267,9 @@ def test_rotation_swaps_the_displayed_frame() -> None:
 )
 def test_recipes_a_video_cannot_feed_are_refused(change: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
-        plan_views(INFO, SLOWONLY.model_copy(update=change))
+        plan_views(INFO, SLOWONLY.model_copy(update=change), limits=LIMITS)
 
 
 def test_unknown_profile_is_refused() -> None:
     with pytest.raises(ValueError, match="profile must be"):
-        plan_views(INFO, SLOWONLY, profile="quick")  # type: ignore[arg-type]
+        plan_views(INFO, SLOWONLY, profile="quick", limits=LIMITS)  # type: ignore[arg-type]

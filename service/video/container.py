@@ -1,13 +1,10 @@
-"""Open an untrusted video safely and read what it claims to be, before decoding it.
+"""Container plumbing: the only place an untrusted file is handed to FFmpeg.
 
-`open_video` is the only place that hands a file to FFmpeg: as bytes (its name plays no
-part), under an allow-list of demuxers (`format_whitelist`), with no decoder run while the
-header is probed (`codec_whitelist`), and with FFmpeg's errors translated into the typed
-errors of `service.errors`.
-`probe_video` then checks the header against `VideoLimits` and only then decodes the first
-frame, because FFmpeg 8 keeps the display matrix (rotation) in codec side data that PyAV 18
-only exposes on decoded frames; that frame also gives the pixel format and proves the stream
-decodes at all.
+`open_video` opens a file as bytes (its name plays no part in format detection), under an
+allow-list of demuxers (`format_whitelist`), with no decoder run while the header is probed
+(`codec_whitelist`), and translates FFmpeg's errors into the typed errors of `service.errors`.
+`prepare_decoder` caps the decoder's frame size and sets its threads; `decode_packet` decodes
+one packet, telling a broken packet (None) from running out of memory (MemoryError).
 """
 
 from __future__ import annotations
@@ -17,8 +14,6 @@ import math
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
-from fractions import Fraction
 from pathlib import Path
 from typing import BinaryIO
 
@@ -32,73 +27,12 @@ from service.errors import (
     ContainerNotAllowed,
     CorruptVideo,
     LimitExceeded,
-    NoDecodableFrames,
     NotAVideo,
     UnsupportedCodec,
 )
 from service.video.limits import VideoLimits
 
-__all__ = [
-    "VideoInfo",
-    "decode_packet",
-    "open_video",
-    "prepare_decoder",
-    "probe_video",
-    "read_first_frame",
-    "read_header",
-    "with_first_frame",
-]
-
-
-@dataclass(frozen=True)
-class VideoInfo:
-    """What a video is, from its header (`probe_video`) or its packets (`scan_frames`).
-
-    `width` × `height` is the coded size; `rotation` (0, 90, 180, 270, counter-clockwise) turns
-    it into the displayed size. `frames_estimated` is True when the container does not count
-    its frames (MKV/WebM) and the count is duration × fps. `variable_frame_rate` is a header
-    guess (average vs nominal rate) until a packet scan measures it.
-    """
-
-    container: str
-    codec: str
-    width: int
-    height: int
-    pix_fmt: str | None
-    fps: float
-    variable_frame_rate: bool
-    duration_s: float
-    start_s: float
-    num_frames: int
-    frames_estimated: bool
-    rotation: int
-    has_audio: bool
-    size_bytes: int
-
-    @property
-    def display_size(self) -> tuple[int, int]:
-        """(height, width) as shown to a viewer, after rotation."""
-        if self.rotation in (90, 270):
-            return self.width, self.height
-        return self.height, self.width
-
-
-def probe_video(path: str | os.PathLike[str], limits: VideoLimits | None = None) -> VideoInfo:
-    """Read the header, enforce `limits` from it, then decode the first frame for its rotation.
-
-    Raises the `VideoError` that says what is wrong: `NotAVideo`, `AudioOnly`,
-    `ContainerNotAllowed`, `UnsupportedCodec`, `CorruptVideo`, `NoDecodableFrames` or
-    `LimitExceeded`.
-    """
-    limits = limits or VideoLimits()
-    with open_video(path, limits) as (container, stream):
-        info = read_header(container, stream, Path(path).stat().st_size, limits)
-        return with_first_frame(info, read_first_frame(container, stream, limits))
-
-
-def with_first_frame(info: VideoInfo, frame: av.VideoFrame) -> VideoInfo:
-    """Fill in what only a decoded frame tells: display rotation and pixel format."""
-    return replace(info, rotation=normalise_rotation(frame.rotation), pix_fmt=frame.format.name)
+__all__ = ["decode_packet", "normalise_rotation", "open_video", "prepare_decoder"]
 
 
 @contextmanager
@@ -153,77 +87,6 @@ class _Unnamed:
 
     def tell(self) -> int:
         return self._file.tell()
-
-
-def read_header(
-    container: InputContainer, stream: VideoStream, size: int, limits: VideoLimits
-) -> VideoInfo:
-    """Fill a `VideoInfo` from the container header and enforce the header limits."""
-    codec = stream.codec_context
-    width, height = codec.width, codec.height
-    if width <= 0 or height <= 0:
-        raise CorruptVideo(f"the video stream declares no frame size ({width}x{height})")
-    if width * height > limits.max_pixels:
-        raise LimitExceeded("pixels", width * height, limits.max_pixels, "px")
-    aspect = max(width, height) / min(width, height)
-    if aspect > limits.max_aspect_ratio:
-        raise LimitExceeded("aspect_ratio", round(aspect, 2), limits.max_aspect_ratio)
-
-    time_base = stream.time_base or Fraction(1, 1)
-    average = _rate(stream.average_rate)
-    nominal = _rate(stream.guessed_rate) or _rate(stream.base_rate)
-    if stream.duration:
-        duration = float(stream.duration * time_base)
-    elif container.duration:
-        duration = container.duration / av.time_base
-    else:
-        duration = 0.0
-    fps = average or nominal or 0.0
-    frames_estimated = not stream.frames
-    num_frames = stream.frames or max(1, round(duration * fps))
-    if not duration and fps:
-        duration = num_frames / fps
-    if duration > limits.max_duration_s:
-        raise LimitExceeded("duration", round(duration, 3), limits.max_duration_s, "s")
-    if num_frames > limits.max_frames:
-        raise LimitExceeded("frames", num_frames, limits.max_frames, "frames")
-    return VideoInfo(
-        container=container.format.name,
-        codec=codec.codec.canonical_name,
-        width=width,
-        height=height,
-        pix_fmt=codec.pix_fmt,
-        fps=fps,
-        variable_frame_rate=bool(average and nominal and abs(average - nominal) > 0.01 * nominal),
-        duration_s=duration,
-        start_s=float(stream.start_time * time_base) if stream.start_time else 0.0,
-        num_frames=num_frames,
-        frames_estimated=frames_estimated,
-        rotation=0,
-        has_audio=any(s.type == "audio" for s in container.streams),
-        size_bytes=size,
-    )
-
-
-def read_first_frame(
-    container: InputContainer, stream: VideoStream, limits: VideoLimits
-) -> av.VideoFrame:
-    """Decode up to the first frame; up to `max_corrupt_packets` broken packets are skipped."""
-    prepare_decoder(stream, limits, threads=1)
-    broken = 0
-    packets = container.demux(stream)
-    try:
-        for packet in packets:
-            frames = decode_packet(stream, packet)
-            if frames is None:
-                broken += 1
-                if broken > limits.max_corrupt_packets:
-                    raise CorruptVideo(f"{broken} packets failed to decode before any frame")
-            elif frames:
-                return frames[0]
-    finally:
-        packets.close()
-    raise NoDecodableFrames("the file holds a video stream but no frame decodes")
 
 
 def decode_packet(stream: VideoStream, packet: av.Packet) -> list[av.VideoFrame] | None:
@@ -293,10 +156,6 @@ def _open_error(
         name, text = lines[-1]
         return CorruptVideo(f"truncated or damaged {name.split(',')[0]} file: {text}")
     return NotAVideo(f"no video container FFmpeg can read ({error.strerror or error})")
-
-
-def _rate(rate: Fraction | None) -> float:
-    return float(rate) if rate else 0.0
 
 
 @contextmanager

@@ -1,0 +1,248 @@
+"""Reading the frames at chosen positions of a `FrameIndex`: a keyframe-aware ("smart") seek.
+
+Targets are read in order with one decoder, seeking only when a keyframe lies beyond the next
+frame and at or before the target: never more frames than a sequential pass, far fewer on
+short GOPs. A broken packet costs a few frames, not the request (up to `max_corrupt_packets`),
+and the reader says so in `warnings()`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import av
+import numpy as np
+from av.container import InputContainer
+from av.video.stream import VideoStream
+
+from service.errors import CorruptVideo, LimitExceeded, NoDecodableFrames
+from service.video.container import decode_packet, open_video, prepare_decoder
+from service.video.index import FrameIndex
+from service.video.limits import VideoLimits
+from service.video.pixels import FrameConverter
+
+__all__ = ["FrameReader"]
+
+
+class _Restart(Exception):
+    """This pass cannot trust seeks (or timestamps); read again from the start without them."""
+
+    def __init__(self, reason: str, *, keep_pts: bool) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.keep_pts = keep_pts
+
+
+class FrameReader:
+    """Reads the frames at sorted positions of a `FrameIndex`, seeking only when it pays.
+
+    Frames are identified by their timestamp's position in the index. A seek goes to the
+    keyframe at or before the target by its presentation timestamp, then by its decode
+    timestamp if that lands past the target (MP4 and AVI index by decode time). If timestamps
+    prove unusable (out of order out of the decoder, as with H.264 with B-frames in AVI) or a
+    seek still lands past its target, the read restarts once from the start, sequentially,
+    identifying frames by their order.
+    """
+
+    def __init__(
+        self, path: str | os.PathLike[str], limits: VideoLimits, index: FrameIndex, threads: int
+    ) -> None:
+        self.path = path
+        self.limits = limits
+        self.index = index
+        self.threads = threads
+        positions = np.searchsorted(index.pts, index.keyframes)
+        first = np.unique(positions, return_index=True)[1]
+        self.keyframes = positions[first]
+        self.keyframe_stamps = list(
+            zip(index.keyframes[first], index.keyframe_dts[first], strict=True)
+        )
+        self.seek_by_dts = False
+        self._frames: Iterator[tuple[int, av.VideoFrame]] | None = None
+        self.decoded = 0
+        self.seeks = 0
+        self.corrupt = 0
+        self.fallbacks = 0
+        self.substituted = 0
+        self.restart_reason = ""
+        self.one_thread = False
+
+    def read(self, wanted: list[int], convert: FrameConverter) -> dict[int, np.ndarray]:
+        """The converted frame at each wanted position (a neighbour where one is missing)."""
+        try:
+            out: dict[int, np.ndarray] | None = self._read_modes(wanted, convert, self.threads)
+        except NoDecodableFrames:
+            if not self.corrupt or self.threads == 1:
+                raise
+            out = None
+        if (self.corrupt or self.fallbacks) and self.threads != 1:
+            # NOTE: frame threads lose the frames queued around a packet that fails (the
+            # error, or nothing, surfaces in place of the frames): damaged and truncated
+            # files decode again on one thread.
+            self.one_thread = True
+            out = self._read_modes(wanted, convert, threads=1)
+        assert out is not None
+        return out
+
+    def _read_modes(
+        self, wanted: list[int], convert: FrameConverter, threads: int
+    ) -> dict[int, np.ndarray]:
+        by_pts = seek = self.index.by_pts
+        while True:  # at most three passes: smart, sequential by timestamp, sequential by order
+            try:
+                return self._read_pass(wanted, convert, by_pts=by_pts, seek=seek, threads=threads)
+            except _Restart as restart:
+                self.restart_reason = restart.reason
+                by_pts = by_pts and seek and restart.keep_pts
+                seek = False
+
+    def warnings(self) -> tuple[str, ...]:
+        notes = []
+        if self.corrupt:
+            notes.append(f"corrupt: {self.corrupt} packets failed to decode and were skipped")
+        if self.substituted:
+            notes.append(f"substituted: {self.substituted} sampled frames replaced by a neighbour")
+        if self.fallbacks:
+            notes.append(
+                f"short: {self.fallbacks} sampled frames lie past the last decodable frame "
+                "and repeat it"
+            )
+        if self.restart_reason:
+            notes.append(f"re-read sequentially: {self.restart_reason}")
+        if self.one_thread:
+            notes.append(
+                "re-read on one decoder thread: frame threads drop frames around broken data"
+            )
+        return tuple(notes)
+
+    def _read_pass(
+        self,
+        wanted: list[int],
+        convert: FrameConverter,
+        *,
+        by_pts: bool,
+        seek: bool,
+        threads: int,
+    ) -> dict[int, np.ndarray]:
+        self.corrupt = self.fallbacks = self.substituted = 0
+        with open_video(self.path, self.limits) as (container, stream):
+            prepare_decoder(stream, self.limits, threads)
+            try:
+                return self._walk(container, stream, wanted, convert, by_pts=by_pts, seek=seek)
+            finally:
+                # NOTE: a decode generator left suspended until after its container closes can
+                # hang PyAV 18 with frame threads; close it while the container is open.
+                if self._frames is not None:
+                    self._frames.close()
+                    self._frames = None
+
+    def _walk(
+        self,
+        container: InputContainer,
+        stream: VideoStream,
+        wanted: list[int],
+        convert: FrameConverter,
+        *,
+        by_pts: bool,
+        seek: bool,
+    ) -> dict[int, np.ndarray]:
+        out: dict[int, np.ndarray] = {}
+        current = -1  # position of the last decoded frame
+        kept: tuple[int, np.ndarray] | None = None  # the last frame converted
+        last: av.VideoFrame | None = None  # the last frame decoded
+        for number, target in enumerate(wanted):
+            if kept is not None and kept[0] >= target:  # a frame was missing; reuse the next
+                out[target] = kept[1]
+                self.substituted += kept[0] != target
+                continue
+            at = max(int(np.searchsorted(self.keyframes, target, side="right")) - 1, 0)
+            if seek and self.keyframes[at] > current + 1 and self.keyframes[at] > 0:
+                self._frames = self._seek(container, stream, at, target)
+            elif self._frames is None:
+                self._frames = self._positions(container, stream, by_pts)
+            for position, frame in self._frames:
+                current, last = position, frame
+                if position >= target:
+                    kept = (position, convert(frame))
+                    out[target] = kept[1]
+                    self.substituted += position != target
+                    break
+            else:  # the data ends before the target: repeat the last frame for the rest
+                if last is None:
+                    raise NoDecodableFrames("the file holds a video stream but no frame decodes")
+                tail = convert(last)
+                for rest in wanted[number:]:
+                    out[rest] = tail
+                    self.fallbacks += 1
+                break
+        return out
+
+    def _seek(
+        self, container: InputContainer, stream: VideoStream, keyframe: int, target: int
+    ) -> Iterator[tuple[int, av.VideoFrame]]:
+        """Seek to keyframe number `keyframe` and decode from there, checking where it landed.
+
+        Past the target means the index disagrees (try the decode timestamp) or the frames
+        there do not decode (try up to two keyframes earlier).
+        """
+        for earlier in range(keyframe, max(keyframe - 3, -1), -1):
+            pts, dts = self.keyframe_stamps[earlier]
+            for stamp in dict.fromkeys((dts,) if self.seek_by_dts else (pts, dts)):
+                container.seek(int(stamp), stream=stream, backward=True)
+                stream.codec_context.flush_buffers()
+                self.seeks += 1
+                frames = self._positions(container, stream, by_pts=True)
+                first = next(frames, None)
+                if first is not None and first[0] <= target:
+                    self.seek_by_dts = stamp != pts
+                    yield first
+                    yield from frames
+                    return
+                frames.close()
+        raise _Restart(f"seeking to frame {target} lands past it", keep_pts=True)
+
+    def _positions(
+        self, container: InputContainer, stream: VideoStream, by_pts: bool
+    ) -> Iterator[tuple[int, av.VideoFrame]]:
+        """Decoded frames with their position in presentation order."""
+        pts = self.index.pts
+        previous = -1
+        for order, frame in enumerate(self._decode(container, stream)):
+            if by_pts:
+                if frame.pts is None:
+                    raise _Restart("decoded frames carry no timestamps", keep_pts=False)
+                position = min(int(np.searchsorted(pts, frame.pts)), len(pts) - 1)
+                if position <= previous:
+                    raise _Restart(
+                        "frame timestamps come out of the decoder out of order", keep_pts=False
+                    )
+            else:
+                position = order
+            previous = position
+            yield position, frame
+
+    def _decode(self, container: InputContainer, stream: VideoStream) -> Iterator[av.VideoFrame]:
+        """Decode packet by packet, so one broken packet costs a few frames, not the file."""
+        limits = self.limits
+        decoded = 0
+        for packet in container.demux(stream):
+            frames = decode_packet(stream, packet)
+            if frames is None:
+                self.corrupt += 1
+                if self.corrupt > limits.max_corrupt_packets:
+                    raise CorruptVideo(
+                        f"{self.corrupt} packets failed to decode (limit "
+                        f"{limits.max_corrupt_packets})"
+                    )
+                continue
+            for frame in frames:
+                decoded += 1
+                self.decoded += 1
+                if decoded > limits.max_frames:
+                    raise LimitExceeded("frames", decoded, limits.max_frames, "frames")
+                if frame.width * frame.height > limits.max_pixels:
+                    raise LimitExceeded(
+                        "pixels", frame.width * frame.height, limits.max_pixels, "px"
+                    )
+                yield frame
