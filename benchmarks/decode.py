@@ -36,11 +36,14 @@ from model_store.spec import Recipe
 from service.video import (
     DecodeOptions,
     DecodePool,
+    DecodeSettings,
     VideoLimits,
     assemble_views,
     sample_frames,
 )
 
+#: 30 float views of 16×256×256 are 377 MB: above the service's per-request default.
+LIMITS = VideoLimits(max_view_bytes=2**30)
 #: 10 clips × 16 frames × 3 crops at 256 (SlowOnly/X3D-style test protocol); "fast" takes
 #: the centred 16-frame clip and the centre crop (1x16).
 RECIPE = Recipe(
@@ -134,7 +137,7 @@ def write_video(path: Path, seconds: int, size: tuple[int, int], gop: int) -> No
 
 def time_sampled(path: Path, profile: str) -> float:
     started = time.perf_counter()
-    sampled = sample_frames(path, RECIPE, DecodeOptions(profile=profile))
+    sampled = sample_frames(path, RECIPE, DecodeOptions(profile=profile), LIMITS)
     assemble_views(sampled, RECIPE)
     DECODED[(path.name, profile)] = sampled.frames_decoded
     return time.perf_counter() - started
@@ -165,7 +168,6 @@ async def time_pool(paths: dict[str, Path], rounds: int) -> tuple[dict[str, floa
     """
     medians = {}
     lag = 0.0
-    limits = VideoLimits(max_view_bytes=2**30)
 
     async def ticker() -> None:
         nonlocal lag
@@ -174,7 +176,7 @@ async def time_pool(paths: dict[str, Path], rounds: int) -> tuple[dict[str, floa
             await asyncio.sleep(0.01)
             lag = max(lag, time.perf_counter() - started - 0.01)
 
-    async with DecodePool(workers=1, timeout_s=600, limits=limits) as pool:
+    async with DecodePool(DecodeSettings(workers=1, timeout_s=600), LIMITS) as pool:
         ticking = asyncio.create_task(ticker())
         for name, path in paths.items():
             runs = []
@@ -220,7 +222,7 @@ def print_table(paths, times, pool_times, ffmpeg) -> None:
 
 def print_transfer(path: Path) -> None:
     """What crosses the pipe for 30 views (10 clips × 3 crops) vs the float views built."""
-    sampled = sample_frames(path, RECIPE)
+    sampled = sample_frames(path, RECIPE, DecodeOptions(), LIMITS)
     started = time.perf_counter()
     blob = pickle.dumps(sampled, protocol=pickle.HIGHEST_PROTOCOL)
     pickle.loads(blob)

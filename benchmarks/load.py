@@ -34,7 +34,7 @@ from model_store import ModelStore
 from service.embedded import EmbeddedServer
 from service.runtimes import RuntimeOptions, load_runtime
 from service.settings import BUNDLED_STORE, Settings
-from service.video import DecodeOptions, decode_video
+from service.video import DecodeOptions, VideoLimits, decode_video
 
 STAGES = ("upload", "decode", "queue", "request")
 
@@ -135,7 +135,9 @@ def raw_throughput(
 ) -> float:
     """Views per second of the bare runtime on this video's views, in full batches."""
     manifest = ModelStore(store).resolve(model)
-    views = decode_video(video_path, manifest.spec.recipe, DecodeOptions(profile=profile)).views
+    views = decode_video(
+        video_path, manifest.spec.recipe, DecodeOptions(profile=profile), VideoLimits()
+    ).views
     clips = np.concatenate([views] * (batch // len(views) + 1))[:batch]
     runtime = load_runtime(
         manifest,

@@ -1,7 +1,7 @@
 """Turn a trained backbone into TorchScript and ONNX artifacts with a recorded parity check,
 publish them to the model store, and write Triton repositories from the store."""
 
-from exporters.errors import ExportError, ParityError
+from exporters.errors import ExportError, OutputShapeError, ParityError, TritonExportError
 from exporters.onnx import export_onnx, onnx_runner
 from exporters.parity import check_parity
 from exporters.pipeline import describe_checkpoint, export_to_store
@@ -10,7 +10,9 @@ from exporters.triton import render_config, write_triton_repository
 
 __all__ = [
     "ExportError",
+    "OutputShapeError",
     "ParityError",
+    "TritonExportError",
     "check_parity",
     "describe_checkpoint",
     "export_onnx",

@@ -1,7 +1,9 @@
 """Errors raised by the exporters.
 
 ExportError            an export could not be produced
-└── ParityError        the exported artifact does not compute what the eager model computes
+├── OutputShapeError   the exported artifact returns outputs of other shapes than the model
+├── ParityError        the exported artifact does not compute what the eager model computes
+└── TritonExportError  a store version cannot become (or join) a Triton model repository
 """
 
 from __future__ import annotations
@@ -11,6 +13,10 @@ from model_store.manifest import ParityReport
 
 class ExportError(Exception):
     """Base class of every error the exporters raise on purpose."""
+
+
+class OutputShapeError(ExportError):
+    """The artifact returns outputs of other shapes than the eager model."""
 
 
 class ParityError(ExportError):
@@ -30,3 +36,7 @@ class ParityError(ExportError):
             + "\n  ".join(lines)
         )
         self.report = report
+
+
+class TritonExportError(ExportError):
+    """A store version cannot be written into a Triton repository as asked."""

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from backbones import VideoClassifier
+from exporters.errors import OutputShapeError
 from model_store.manifest import ParityCheck, ParityReport
 from model_store.spec import ModelSpec
 
@@ -52,8 +53,9 @@ def check_parity(
         for output, ours, theirs in zip(("logits", "embedding"), eager, exported, strict=True):
             theirs = np.asarray(theirs, dtype=np.float32)
             if theirs.shape != ours.shape:
-                raise ValueError(
-                    f"{output}: artifact gave shape {theirs.shape}, eager {ours.shape}"
+                raise OutputShapeError(
+                    f"{output}: the artifact on {runtime} gave shape {theirs.shape}, the eager "
+                    f"model {ours.shape}"
                 )
             diff = float(np.abs(theirs - ours).max())
             scale = float(np.abs(ours).max()) or 1.0

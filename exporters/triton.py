@@ -13,6 +13,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+from exporters.errors import TritonExportError
 from model_store import Manifest, ModelStore
 from model_store.manifest import LABELS_FILE, TensorInfo
 
@@ -35,7 +36,7 @@ def render_tensors(manifest: Manifest) -> str:
     """The input and output blocks: what every version of a Triton model must share."""
     artifact = manifest.artifact("onnx")
     if artifact is None:
-        raise ValueError(f"{manifest.name} v{manifest.version} has no ONNX artifact")
+        raise TritonExportError(f"{manifest.name} v{manifest.version} has no ONNX artifact")
     labels = f'    label_filename: "{LABELS_FILE}"\n' if manifest.spec.labels else ""
     outputs = [_tensor(t, labels if t.name == "logits" else "") for t in artifact.outputs]
     return (
@@ -80,7 +81,7 @@ def write_triton_repository(
     model_dir = repository / manifest.name
     config_path = model_dir / "config.pbtxt"
     if config_path.is_file() and render_tensors(manifest) not in config_path.read_text():
-        raise ValueError(
+        raise TritonExportError(
             f"{config_path} describes other input/output tensors than {manifest.name} "
             f"v{manifest.version}; Triton needs one config for all versions of a model "
             "(use another repository or model name)"

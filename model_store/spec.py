@@ -146,6 +146,14 @@ class ModelSpec(BaseModel):
             )
         return self
 
+    def relabel(
+        self, labels: tuple[str, ...] | None = None, *, label_set: str | None = None
+    ) -> ModelSpec:
+        """The same spec with other class names: explicit `labels`, or a bundled `label_set`
+        (validated again: the count must equal `num_classes`)."""
+        fields = self.model_dump(exclude={"labels", "label_set"})
+        return ModelSpec(**fields, labels=labels, label_set=label_set)
+
     def label_of(self, index: int) -> str:
         """The class name of `index`, or `class_<index>` for a model without names."""
         return self.labels[index] if self.labels is not None else f"class_{index}"

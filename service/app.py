@@ -17,12 +17,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from model_store import ModelStore, StoreError
 from service.deps import AppState
 from service.errors import Overloaded, ServiceError, code_for, status_for
-from service.loaded_models import LoadedModels, ServingOptions
+from service.loaded_models import LoadedModels
 from service.metrics import ServiceMetrics
 from service.routes import admin, classify, health, models
-from service.runtimes import RuntimeOptions
 from service.settings import Settings
-from service.video import DecodePool, VideoLimits
+from service.video import DecodePool
 
 logger = logging.getLogger("actserve")
 
@@ -55,7 +54,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(RequestValidationError, handle_validation_error)
     app.add_exception_handler(HTTPException, handle_http_exception)
     app.add_exception_handler(Exception, handle_unexpected)
-    app.add_middleware(RequestMetrics)
+    app.add_middleware(RequestIds)
     return app
 
 
@@ -66,31 +65,15 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     if not settings.store.is_dir():
         raise RuntimeError(f"no model store at {settings.store} (ACTSERVE_STORE)")
     metrics = ServiceMetrics()
-    options = ServingOptions(
-        runtime=RuntimeOptions(
-            device=settings.device,
-            prefer_torchscript=settings.prefer_torchscript,
-            prefer_fp16=settings.prefer_fp16,
-            threads=settings.runtime_threads,
-        ),
-        max_batch_views=settings.max_batch_views,
-        max_delay_s=settings.max_delay_ms / 1000,
-        max_queue_views=settings.max_queue_views,
-        warmup_batch_sizes=settings.resolved_warmup_sizes(),
+    models = LoadedModels(
+        ModelStore(settings.store),
+        metrics,
+        runtime=settings.runtime,
+        batching=settings.batching,
         drain_timeout_s=settings.drain_timeout_s,
     )
-    pool = DecodePool(
-        workers=settings.decode_workers,
-        timeout_s=settings.decode_timeout_s,
-        memory_limit_bytes=settings.decode_memory_mb * 2**20,
-        limits=video_limits(settings),
-    )
-    state = AppState(
-        settings=settings,
-        metrics=metrics,
-        models=LoadedModels(ModelStore(settings.store), options, metrics),
-        decode_pool=pool,
-    )
+    pool = DecodePool(settings.decode, settings.video)
+    state = AppState(settings=settings, metrics=metrics, models=models, decode_pool=pool)
     app.state.actserve = state
     await pool.start()
     try:
@@ -106,16 +89,6 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         state.shutting_down = True
         await state.models.close()
         await pool.close()
-
-
-def video_limits(settings: Settings) -> VideoLimits:
-    return VideoLimits(
-        max_bytes=settings.max_upload_bytes,
-        max_duration_s=settings.max_duration_s,
-        max_pixels=settings.max_pixels,
-        max_frames=settings.max_frames,
-        max_windows=settings.max_windows,
-    )
 
 
 # ----------------------------------------------------------------------- errors -> responses
@@ -154,8 +127,7 @@ async def handle_validation_error(request: Request, error: RequestValidationErro
 
 
 async def handle_http_exception(request: Request, error: HTTPException) -> JSONResponse:
-    code = {404: "not_found", 405: "method_not_allowed"}.get(error.status_code, "http_error")
-    return error_response(request, error.status_code, code, str(error.detail))
+    return error_response(request, error.status_code, code_for(error), str(error.detail))
 
 
 async def handle_unexpected(request: Request, error: Exception) -> JSONResponse:
@@ -163,11 +135,10 @@ async def handle_unexpected(request: Request, error: Exception) -> JSONResponse:
     return error_response(request, 500, "internal_error", f"unexpected {type(error).__name__}")
 
 
-class RequestMetrics:
-    """Gives every request an id (the client's X-Request-ID when plain, else a new one,
-    echoed in the response) and counts every /classify response by model, version and
-    status. A pure ASGI middleware: the request's messages pass through untouched,
-    disconnects included."""
+class RequestIds:
+    """Gives every request an id (the client's X-Request-ID when plain, else a new one),
+    echoed in the response. A pure ASGI middleware: the request's messages pass through
+    untouched, disconnects included."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -178,22 +149,13 @@ class RequestMetrics:
             return
         request_id = _request_id(Headers(scope=scope).get("x-request-id", ""))
         scope.setdefault("state", {})["request_id"] = request_id
-        status = 500
 
-        async def record(message: Message) -> None:
-            nonlocal status
+        async def tagged(message: Message) -> None:
             if message["type"] == "http.response.start":
-                status = message["status"]
                 MutableHeaders(scope=message)["X-Request-ID"] = request_id
             await send(message)
 
-        try:
-            await self.app(scope, receive, record)
-        finally:
-            state: AppState | None = getattr(scope["app"].state, "actserve", None)
-            if state is not None and scope["path"] == "/classify":
-                labels = scope["state"].get("model_labels", ("-", "-"))
-                state.metrics.requests.labels(*labels, str(status)).inc()
+        await self.app(scope, receive, tagged)
 
 
 def _request_id(given: str) -> str:

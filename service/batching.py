@@ -25,11 +25,15 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Annotated, Literal
 
 import numpy as np
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic_settings import NoDecode
 
 from service.errors import DeadlineExceeded, InferenceFailed, NotReady, Overloaded
 from service.runtimes import Runtime
+from service.video.limits import split_commas
 
 logger = logging.getLogger("actserve.batching")
 
@@ -74,19 +78,46 @@ class BatchObserver:
     on_queue_depth: Callable[[int], None] = lambda views: None
 
 
+class BatchingSettings(BaseModel):
+    """How views are batched; the `batching` group of the service's settings."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    max_batch_views: int = Field(32, ge=1, le=1024, description="Views per inference batch.")
+    max_delay_ms: float = Field(
+        5.0, ge=0, le=10_000, description="Longest wait of the oldest view for batch-mates."
+    )
+    max_queue_views: int = Field(
+        512, ge=1, description="Views allowed to wait per model version; more → 429."
+    )
+    warmup_batch_sizes: Annotated[
+        list[int | Literal["max"]], NoDecode, BeforeValidator(split_commas)
+    ] = Field(
+        default_factory=lambda: [1],
+        description="Batch sizes run once at load (comma-separated); 'max' = max_batch_views.",
+    )
+
+    @property
+    def max_delay_s(self) -> float:
+        return self.max_delay_ms / 1000
+
+    def resolved_warmup_sizes(self) -> tuple[int, ...]:
+        sizes = {self.max_batch_views if s == "max" else s for s in self.warmup_batch_sizes}
+        return tuple(sorted({min(s, self.max_batch_views) for s in sizes if s >= 1}))
+
+
 @dataclass
 class Batcher:
     runtime: Runtime
-    max_batch_views: int = 32
-    max_delay_s: float = 0.005
-    #: Views allowed to wait; beyond it submissions are refused with Retry-After.
-    max_queue_views: int = 512
+    settings: BatchingSettings = field(default_factory=BatchingSettings)
     observer: BatchObserver = field(default_factory=BatchObserver)
     name: str = "model"
 
     def __post_init__(self) -> None:
-        if self.max_batch_views < 1 or self.max_queue_views < 1 or self.max_delay_s < 0:
-            raise ValueError("max_batch_views and max_queue_views must be ≥ 1, max_delay_s ≥ 0")
+        self.max_batch_views = self.settings.max_batch_views
+        self.max_delay_s = self.settings.max_delay_s
+        #: Views allowed to wait; beyond it submissions are refused with Retry-After.
+        self.max_queue_views = self.settings.max_queue_views
         self._queue: deque[PendingViews] = deque()
         self._queued_views = 0
         self._wakeup = asyncio.Event()

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import secrets
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Header, Request
 
-from service.errors import Unauthorized
-from service.loaded_models import LoadedModels
-from service.metrics import ServiceMetrics
+from model_store import ModelStore
+from service.errors import Unauthorized, status_for
+from service.loaded_models import LoadedModel, LoadedModels
+from service.metrics import NO_MODEL, ServiceMetrics
 from service.settings import Settings
 from service.video import DecodePool
 
@@ -34,8 +36,39 @@ def get_settings(request: Request) -> Settings:
     return request.app.state.actserve.settings
 
 
+def get_store(request: Request) -> ModelStore:
+    return request.app.state.actserve.models.store
+
+
 StateDep = Annotated[AppState, Depends(get_state)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
+StoreDep = Annotated[ModelStore, Depends(get_store)]
+
+
+class RequestOutcome:
+    """Which model version a request went to, for `actserve_requests_total`."""
+
+    def __init__(self) -> None:
+        self.labels = NO_MODEL
+
+    def served_by(self, loaded: LoadedModel) -> LoadedModel:
+        self.labels = loaded.labels
+        return loaded
+
+
+def count_request(state: StateDep) -> Iterator[RequestOutcome]:
+    """Count the request under its model version and final status, whatever the outcome:
+    validation errors and the route's own errors pass through here on their way out."""
+    outcome = RequestOutcome()
+    try:
+        yield outcome
+    except BaseException as error:
+        state.metrics.count_request(outcome.labels, status_for(error))
+        raise
+    state.metrics.count_request(outcome.labels, 200)
+
+
+OutcomeDep = Annotated[RequestOutcome, Depends(count_request)]
 
 
 def require_admin(
@@ -44,7 +77,14 @@ def require_admin(
     """Bearer-token check of the admin endpoints (which exist only when a token is set)."""
     token = settings.admin_token.get_secret_value() if settings.admin_token else ""
     scheme, _, given = (authorization or "").partition(" ")
-    if not token or scheme.lower() != "bearer" or not secrets.compare_digest(given, token):
+    # compare_digest takes ASCII text only; compare bytes so any header value is just wrong
+    if (
+        not token
+        or scheme.lower() != "bearer"
+        or not secrets.compare_digest(
+            given.encode("utf-8", "surrogateescape"), token.encode("utf-8")
+        )
+    ):
         raise Unauthorized(
             "the admin endpoints need 'Authorization: Bearer <ACTSERVE_ADMIN_TOKEN>'"
         )

@@ -7,6 +7,7 @@ ServiceError                          every error the service raises on purpose
 │   ├── Unauthorized                  missing or wrong admin token
 │   ├── ModelNotLoaded                the model, version or alias is not served here
 │   ├── Conflict                      an admin action that contradicts the routing
+│   ├── ModelLoadError                a version that cannot run here (no usable artifact or device)
 │   ├── UnsupportedMediaType          neither multipart with a `video` field nor a video/* body
 │   ├── UploadTooLarge                the body exceeds max_upload_bytes (reading stops there)
 │   ├── Overloaded                    the model's queue is full: retry after `retry_after` s
@@ -36,6 +37,8 @@ Model-store errors (`model_store.StoreError`) map here too.
 from __future__ import annotations
 
 from typing import Any
+
+from starlette.exceptions import HTTPException
 
 from model_store import (
     AliasNotFoundError,
@@ -101,6 +104,13 @@ class Conflict(RequestError):
     """An admin action that contradicts the current routing."""
 
     code = "conflict"
+
+
+class ModelLoadError(RequestError):
+    """The version exists but cannot run on this machine: no artifact this service can load,
+    or the device the settings demand is unusable."""
+
+    code = "model_load_failed"
 
 
 class UnsupportedMediaType(RequestError):
@@ -284,6 +294,7 @@ STATUS: dict[type[Exception], int] = {
     ModelNotLoaded: 404,
     Conflict: 409,
     UploadTooLarge: 413,
+    ModelLoadError: 422,
     UnsupportedMediaType: 415,
     Overloaded: 429,
     # What the upload is: not a video, or a container/codec we do not take -> 415;
@@ -318,14 +329,40 @@ STORE_CODES: dict[type[Exception], str] = {
 }
 
 
-def status_for(error: Exception) -> int:
+#: The web framework's own refusals: malformed parameters, unknown paths and methods.
+HTTP_CODES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed"}
+
+
+def status_for(error: BaseException) -> int:
+    # NOTE: imported here, not at the top: decode workers import this module (to raise its
+    # errors) and fastapi would add half a second to every worker's start.
+    from fastapi.exceptions import RequestValidationError
+
+    if isinstance(error, RequestValidationError):
+        return 400
+    if isinstance(error, HTTPException):
+        return error.status_code
     for cls in type(error).__mro__:
         if cls in STATUS:
             return STATUS[cls]
     return 500
 
 
-def code_for(error: Exception) -> str:
+def code_for(error: BaseException) -> str:
     if isinstance(error, ServiceError):
         return error.code
-    return next((STORE_CODES[c] for c in type(error).__mro__ if c in STORE_CODES), "internal_error")
+    for cls in type(error).__mro__:
+        if cls in STORE_CODES:
+            return STORE_CODES[cls]
+    status = status_for(error)  # the framework's own refusals
+    return HTTP_CODES.get(status, "http_error") if status < 500 else "internal_error"
+
+
+def all_codes() -> list[str]:
+    """Every `error` code a response can carry."""
+    codes, queue = set(HTTP_CODES.values()) | set(STORE_CODES.values()), [ServiceError]
+    while queue:
+        error = queue.pop()
+        codes.add(error.code)
+        queue.extend(error.__subclasses__())
+    return sorted(codes | {"http_error", "internal_error"})

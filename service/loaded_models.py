@@ -14,28 +14,32 @@ import logging
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from enum import StrEnum
 
 import numpy as np
 
 from model_store import Manifest, ModelStore
 from model_store.store import DEFAULT_ALIAS
-from service.batching import Batcher
-from service.errors import Conflict, ModelNotLoaded, NotReady
+from service.batching import Batcher, BatchingSettings
+from service.errors import BadRequest, Conflict, ModelNotLoaded, NotReady
 from service.metrics import ServiceMetrics
 from service.runtimes import Runtime, RuntimeOptions, load_runtime
 
 logger = logging.getLogger("actserve.models")
 
 
-@dataclass(frozen=True)
-class ServingOptions:
-    runtime: RuntimeOptions = field(default_factory=RuntimeOptions)
-    max_batch_views: int = 32
-    max_delay_s: float = 0.005
-    max_queue_views: int = 512
-    warmup_batch_sizes: tuple[int, ...] = (1,)
-    drain_timeout_s: float = 30.0
+class VersionState(StrEnum):
+    """Where a model version stands in this process."""
+
+    #: In the store, not loaded here.
+    AVAILABLE = "available"
+    #: Verified, warmed up and taking requests.
+    LOADED = "loaded"
+    #: No longer routed: its requests in flight finish, then it is freed.
+    DRAINING = "draining"
+    #: Freed.
+    CLOSED = "closed"
 
 
 @dataclass(eq=False)
@@ -44,13 +48,21 @@ class LoadedModel:
     runtime: Runtime
     batcher: Batcher
     load_seconds: float
-    state: str = "loaded"
+    state: VersionState = VersionState.LOADED
     active: int = 0
-    _idle: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def __post_init__(self) -> None:
+        self._idle = asyncio.Event()
+        self._idle.set()
 
     @property
     def key(self) -> str:
         return f"{self.manifest.name}@{self.manifest.version}"
+
+    @property
+    def labels(self) -> tuple[str, str]:
+        """The (model, version) labels of its metrics."""
+        return self.manifest.name, str(self.manifest.version)
 
     @contextmanager
     def lease(self) -> Iterator[LoadedModel]:
@@ -65,7 +77,7 @@ class LoadedModel:
                 self._idle.set()
 
     async def drain_and_close(self, timeout: float) -> None:
-        self.state = "draining"
+        self.state = VersionState.DRAINING
         if self.active:
             try:
                 async with asyncio.timeout(timeout):
@@ -79,7 +91,7 @@ class LoadedModel:
                 )
         await self.batcher.close(timeout)
         await asyncio.to_thread(self.runtime.close)
-        self.state = "closed"
+        self.state = VersionState.CLOSED
 
 
 @dataclass
@@ -90,12 +102,53 @@ class Route:
     def versions(self) -> set[int]:
         return {self.default_version, *self.aliases.values()}
 
+    def why_routed(self, version: int) -> str | None:
+        """What routes requests to `version` ("the default version", "alias 'canary'"), or
+        None."""
+        reasons = ["the default version"] if version == self.default_version else []
+        reasons += [f"alias {a!r}" for a, v in sorted(self.aliases.items()) if v == version]
+        return " and ".join(reasons) or None
+
+
+@dataclass(frozen=True)
+class VersionStatus:
+    """One version as this process holds it, for `GET /models`."""
+
+    state: VersionState
+    runtime: str | None = None
+    load_seconds: float | None = None
+
+
+@dataclass(frozen=True)
+class ServingSnapshot:
+    """What this process serves, at one moment: routes and the versions it holds."""
+
+    default_model: str | None
+    routes: dict[str, Route]
+    versions: dict[tuple[str, int], VersionStatus]
+
+    def status(self, name: str, version: int) -> VersionStatus:
+        return self.versions.get((name, version), VersionStatus(VersionState.AVAILABLE))
+
 
 class LoadedModels:
-    def __init__(self, store: ModelStore, options: ServingOptions, metrics: ServiceMetrics) -> None:
+    """The served models: routing (name, version or alias → a loaded version) and the
+    lifecycle of versions (load, warm up, drain, free)."""
+
+    def __init__(
+        self,
+        store: ModelStore,
+        metrics: ServiceMetrics,
+        *,
+        runtime: RuntimeOptions,
+        batching: BatchingSettings,
+        drain_timeout_s: float,
+    ) -> None:
         self.store = store
-        self.options = options
         self.metrics = metrics
+        self.runtime_options = runtime
+        self.batching = batching
+        self.drain_timeout_s = drain_timeout_s
         self.default_model: str | None = None
         self._loaded: dict[tuple[str, int], LoadedModel] = {}
         self._draining: dict[tuple[str, int], LoadedModel] = {}
@@ -110,20 +163,21 @@ class LoadedModels:
         self, name: str | None = None, version: int | None = None, alias: str | None = None
     ) -> LoadedModel:
         """The loaded version a request asks for (404 for anything not served)."""
+        if version is not None and alias is not None:
+            raise BadRequest("give a version or an alias, not both")
         name = name or self.default_model
         if name is None:
             raise NotReady("no default model: set ACTSERVE_DEFAULT_MODEL or name a model")
         route = self._routes.get(name)
         if route is None:
             served = ", ".join(sorted(self._routes)) or "none"
-            where = (
-                "is in the store but not loaded"
-                if name in self.store.list_models()
-                else "does not exist"
-            )
-            raise ModelNotLoaded(f"model {name!r} {where} (served models: {served})")
-        if version is not None and alias is not None:
-            raise Conflict("give a version or an alias, not both")
+            if name in self.store.list_models():
+                raise ModelNotLoaded(
+                    f"model {name!r} is in the store but not served here (served models: "
+                    f"{served}); serve it with ACTSERVE_PRELOAD={name} or load a version with "
+                    f"POST /admin/models/{name}/versions/<version>/load"
+                )
+            raise ModelNotLoaded(f"model {name!r} does not exist (served models: {served})")
         if alias is not None:
             if alias not in route.aliases:
                 known = ", ".join(route.aliases) or "none"
@@ -131,10 +185,15 @@ class LoadedModels:
             version = route.aliases[alias]
         version = version if version is not None else route.default_version
         loaded = self._loaded.get((name, version))
-        if loaded is None or loaded.state != "loaded":
-            served = ", ".join(str(v) for n, v in self._loaded if n == name)
+        if loaded is None or loaded.state != VersionState.LOADED:
+            served = ", ".join(str(v) for n, v in sorted(self._loaded) if n == name)
+            hint = (
+                f"; load it with POST /admin/models/{name}/versions/{version}/load"
+                if version in self.store.list_versions(name)
+                else ""
+            )
             raise ModelNotLoaded(
-                f"version {version} of {name!r} is not loaded (loaded versions: {served})"
+                f"version {version} of {name!r} is not loaded (loaded versions: {served}){hint}"
             )
         return loaded
 
@@ -148,14 +207,18 @@ class LoadedModels:
         return True
 
     def loaded(self) -> list[LoadedModel]:
-        return [m for m in self._loaded.values() if m.state == "loaded"]
+        return [m for m in self._loaded.values() if m.state == VersionState.LOADED]
 
-    def routes(self) -> dict[str, Route]:
-        return dict(self._routes)
-
-    def state_of(self, name: str, version: int) -> LoadedModel | None:
-        """The loaded or draining version, or None."""
-        return self._loaded.get((name, version)) or self._draining.get((name, version))
+    def snapshot(self) -> ServingSnapshot:
+        held = {**self._draining, **self._loaded}
+        return ServingSnapshot(
+            default_model=self.default_model,
+            routes=dict(self._routes),
+            versions={
+                key: VersionStatus(model.state, model.runtime.description, model.load_seconds)
+                for key, model in held.items()
+            },
+        )
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -189,14 +252,16 @@ class LoadedModels:
 
     async def unload(self, name: str, version: int) -> None:
         async with self._admin:
-            route = self._routes.get(name)
-            if route is not None and version in route.versions():
-                raise Conflict(
-                    f"{name} version {version} is routed (default or alias target); promote "
-                    "another version first"
-                )
             if (name, version) not in self._loaded:
                 raise ModelNotLoaded(f"version {version} of {name!r} is not loaded")
+            route = self._routes.get(name)
+            routed = route.why_routed(version) if route is not None else None
+            if routed is not None:
+                raise Conflict(
+                    f"{name} version {version} is {routed} of the routes this process serves; "
+                    "point them elsewhere first (promote another version, then POST /admin/reload "
+                    "if you changed the store with `actserve models`)"
+                )
             self._pinned.discard((name, version))
             await self._retire_unrouted()
 
@@ -249,26 +314,24 @@ class LoadedModels:
 
     async def _ensure_loaded(self, name: str, version: int) -> LoadedModel:
         existing = self._loaded.get((name, version))
-        if existing is not None and existing.state == "loaded":
+        if existing is not None and existing.state == VersionState.LOADED:
             return existing
         started = time.perf_counter()
         manifest = await asyncio.to_thread(self.store.verify, name, version)
         directory = self.store.version_dir(name, version)
-        runtime = await asyncio.to_thread(load_runtime, manifest, directory, self.options.runtime)
+        runtime = await asyncio.to_thread(load_runtime, manifest, directory, self.runtime_options)
         await asyncio.to_thread(self._warm_up, runtime, manifest)
         batcher = Batcher(
             runtime,
-            max_batch_views=self.options.max_batch_views,
-            max_delay_s=self.options.max_delay_s,
-            max_queue_views=self.options.max_queue_views,
+            self.batching,
             observer=self.metrics.batch_observer(name, version),
             name=f"{name}@{version}",
         )
         batcher.start()
         seconds = time.perf_counter() - started
         loaded = LoadedModel(manifest, runtime, batcher, seconds)
-        loaded._idle.set()
         self._loaded[(name, version)] = loaded
+        self.metrics.track_version(name, version)
         self.metrics.model_loaded.labels(
             name, str(version), manifest.backbone, runtime.description
         ).set(1)
@@ -279,21 +342,21 @@ class LoadedModels:
     def _warm_up(self, runtime: Runtime, manifest: Manifest) -> None:
         """Run every batch shape once: first calls allocate and plan; requests should not pay."""
         shape = manifest.spec.recipe.clip_shape
-        for size in sorted(set(self.options.warmup_batch_sizes)):
+        for size in self.batching.resolved_warmup_sizes():
             runtime.run(np.zeros((size, *shape), np.float32))
 
     async def _retire_unrouted(self) -> None:
         needed = {(n, v) for n, route in self._routes.items() for v in route.versions()}
         needed |= self._pinned
         for key, model in list(self._loaded.items()):
-            if key in needed or model.state != "loaded":
+            if key in needed or model.state != VersionState.LOADED:
                 continue
-            model.state = "draining"
+            model.state = VersionState.DRAINING
             self._draining[key] = self._loaded.pop(key)
             self.metrics.model_loaded.remove(
                 key[0], str(key[1]), model.manifest.backbone, model.runtime.description
             )
-            task = asyncio.create_task(model.drain_and_close(self.options.drain_timeout_s))
+            task = asyncio.create_task(model.drain_and_close(self.drain_timeout_s))
             self._retiring.add(task)
             task.add_done_callback(self._retiring.discard)
             task.add_done_callback(lambda _, key=key: self._draining.pop(key, None))

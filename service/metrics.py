@@ -4,6 +4,8 @@ HTTP status codes and a fixed set of rejection reasons, never from request conte
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from prometheus_client import (
     CollectorRegistry,
     Counter,
@@ -14,6 +16,7 @@ from prometheus_client import (
 )
 
 from service.batching import BatchObserver
+from service.errors import STATUS, all_codes
 
 # The `_created` timestamp series double every counter's output and no dashboard reads them.
 disable_created_metrics()
@@ -21,6 +24,25 @@ disable_created_metrics()
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 VIEW_BUCKETS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 256)
 MODEL = ("model", "version")
+#: Labels of a request that failed before a model was chosen (bad parameters, unknown model).
+NO_MODEL = ("-", "-")
+#: Every status a classify request can end with, created at 0 for each served version so that
+#: `rate()` sees the first burst.
+STATUSES = tuple(sorted({200, 400, 499, 500, *STATUS.values()}))
+
+
+@dataclass(frozen=True)
+class RequestStages:
+    """Seconds one request spent in each stage, and how much work it was."""
+
+    upload_s: float
+    decode_s: float
+    queue_s: float
+    inference_s: float
+    total_s: float
+    upload_bytes: int
+    views: int
+    frames_decoded: int
 
 
 class ServiceMetrics:
@@ -118,6 +140,28 @@ class ServiceMetrics:
             MODEL,
             registry=r,
         )
+
+        for reason in all_codes():
+            self.rejections.labels(reason)
+        self.track_version(*NO_MODEL)
+
+    def track_version(self, model: str, version: int | str) -> None:
+        """Create a served version's request counters at 0, one per possible status."""
+        for status in STATUSES:
+            self.requests.labels(model, str(version), str(status))
+
+    def count_request(self, labels: tuple[str, str], status: int) -> None:
+        self.requests.labels(*labels, str(status)).inc()
+
+    def observe_request(self, labels: tuple[str, str], stages: RequestStages) -> None:
+        """Everything a served request tells the metrics, in one call."""
+        self.upload_seconds.observe(stages.upload_s)
+        self.upload_bytes.inc(stages.upload_bytes)
+        self.decode_seconds.labels(*labels).observe(stages.decode_s)
+        self.queue_seconds.labels(*labels).observe(stages.queue_s)
+        self.request_seconds.labels(*labels).observe(stages.total_s)
+        self.request_views.labels(*labels).observe(stages.views)
+        self.decoded_frames.inc(stages.frames_decoded)
 
     def batch_observer(self, model: str, version: int) -> BatchObserver:
         labels = (model, str(version))

@@ -1,14 +1,27 @@
 """From per-view outputs to what a client reads: averaged probabilities, top-k labels, the
-mean embedding and per-clip scores."""
+mean embedding, per-clip scores, and the whole /classify answer."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from model_store import ModelSpec
-from service.schemas import ClipPrediction, LabelScore
+from service.metrics import RequestStages
+from service.schemas import (
+    ClassifyResponse,
+    ClipPrediction,
+    Embedding,
+    LabelScore,
+    Timings,
+    VideoMetadata,
+)
+from service.video import DecodedVideo
+
+if TYPE_CHECKING:
+    from service.pipeline import Classified
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -53,3 +66,55 @@ def per_clip_predictions(
                 )
             )
     return clips
+
+
+def classify_response(
+    classified: Classified,
+    stages: RequestStages,
+    *,
+    request_id: str,
+    top_k: int,
+    embedding: bool,
+    per_clip: bool,
+) -> ClassifyResponse:
+    manifest, outputs, decoded = classified.loaded.manifest, classified.outputs, classified.decoded
+    spec = manifest.spec
+    clips = None
+    if per_clip:
+        times = [(c.start_s, c.end_s) for c in decoded.plan.clips]
+        clips = per_clip_predictions(outputs.logits, decoded.view_clip, times, spec, top_k)
+    mean = outputs.embedding.mean(0).astype(float).tolist() if embedding else None
+    return ClassifyResponse(
+        request_id=request_id,
+        model=manifest.name,
+        version=manifest.version,
+        profile=classified.profile,
+        top_k=top_labels(average_probabilities(outputs.logits), spec, top_k),
+        embedding=Embedding(dim=spec.embedding_dim, values=mean) if mean is not None else None,
+        clips=clips,
+        video=video_metadata(decoded),
+        timings=Timings(
+            upload_ms=stages.upload_s * 1e3,
+            decode_ms=stages.decode_s * 1e3,
+            queue_ms=stages.queue_s * 1e3,
+            inference_ms=stages.inference_s * 1e3,
+            total_ms=stages.total_s * 1e3,
+        ),
+    )
+
+
+def video_metadata(decoded: DecodedVideo) -> VideoMetadata:
+    info = decoded.info
+    height, width = info.display_size
+    return VideoMetadata(
+        container=info.container,
+        codec=info.codec,
+        width=width,
+        height=height,
+        fps=info.fps or None,
+        duration_s=info.duration_s or None,
+        frames_decoded=decoded.frames_decoded,
+        clips=len(decoded.plan.clips),
+        views=len(decoded.views),
+        warnings=list(decoded.warnings),
+    )

@@ -7,6 +7,7 @@ from datetime import datetime
 from pydantic import BaseModel, ConfigDict, Field
 
 from model_store import Artifact, Profile, Recipe
+from service.loaded_models import VersionState
 
 
 class LabelScore(BaseModel):
@@ -117,9 +118,9 @@ class ErrorResponse(BaseModel):
 class ModelVersionPublic(BaseModel):
     version: int
     aliases: list[str] = Field(description="Aliases pointing at this version.")
-    state: str = Field(
-        description="loaded (serving), draining (finishing its requests), or available (in the "
-        "store, not loaded)",
+    state: VersionState = Field(
+        description="loaded (serving), draining (finishing its requests), closed, or available "
+        "(in the store, not loaded)",
         examples=["loaded"],
     )
     runtime: str | None = Field(None, examples=["onnxruntime 1.31.1 CPU fp32 (model.onnx)"])
@@ -137,6 +138,15 @@ class ModelVersionPublic(BaseModel):
     artifacts: list[Artifact] = Field(description="Files with their parity reports.")
 
 
+class BrokenVersionPublic(BaseModel):
+    """A version whose manifest the store cannot read or trust: listed, never served."""
+
+    version: int
+    aliases: list[str]
+    state: str = Field("broken", description="Always 'broken'.")
+    error: str = Field(description="What is wrong with it.")
+
+
 class ModelPublic(BaseModel):
     name: str
     default: bool = Field(description="Served when a request names no model.")
@@ -144,7 +154,10 @@ class ModelPublic(BaseModel):
     routed_version: int | None = Field(
         None, description="The version a request naming only the model gets."
     )
-    versions: list[ModelVersionPublic]
+    versions: list[ModelVersionPublic | BrokenVersionPublic]
+    problems: list[str] = Field(
+        default_factory=list, description="What the store could not read for this model."
+    )
 
 
 class ModelsPublic(BaseModel):

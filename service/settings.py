@@ -1,4 +1,18 @@
-"""Service settings: every field can be set as an `ACTSERVE_<FIELD>` environment variable.
+"""Service settings: one tree, read from `ACTSERVE_*` environment variables.
+
+    Settings
+    ├── store, default_model, preload, host, port, request_timeout_s, drain_timeout_s,
+    │   max_top_k, upload_dir, admin_token
+    ├── video: VideoLimits          what an upload may be (service/video/limits.py)
+    ├── decode: DecodeSettings      the decode workers (service/video/pool.py)
+    ├── batching: BatchingSettings  view batching (service/batching.py)
+    └── runtime: RuntimeOptions     which artifact runs where (service/runtimes/base.py)
+
+Each group is defined beside the code it configures and handed to it whole. A group's field
+is set as `ACTSERVE_<GROUP>__<FIELD>` (`ACTSERVE_VIDEO__MAX_PIXELS`) or by its flat name,
+`ACTSERVE_<FIELD>` (`ACTSERVE_MAX_PIXELS`), unless the group's `flat_names` gives another
+(`ACTSERVE_DECODE_WORKERS` for `decode.workers`); the nested name wins when both are set.
+Keyword arguments take the same flat names, or the groups as objects or dicts.
 
 Built once by `create_app(settings)` and reached through the `SettingsDep` dependency; nothing
 reads the environment at import time.
@@ -6,24 +20,47 @@ reads the environment at import time.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, ClassVar
 
-from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic import BaseModel, BeforeValidator, Field, SecretStr
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+from service.batching import BatchingSettings
+from service.runtimes.base import RuntimeOptions
+from service.video.limits import VideoLimits, split_commas
+from service.video.pool import DecodeSettings
 
 BUNDLED_STORE = Path(__file__).resolve().parent / "bundled_store"
+ENV_PREFIX = "ACTSERVE_"
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="ACTSERVE_", extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid"
+    )
+
+    #: The nested groups, by field name.
+    groups: ClassVar[dict[str, type[BaseModel]]] = {
+        "video": VideoLimits,
+        "decode": DecodeSettings,
+        "batching": BatchingSettings,
+        "runtime": RuntimeOptions,
+    }
 
     # Store and models.
     store: Path = Field(BUNDLED_STORE, description="Model store directory.")
     default_model: str | None = Field(
         None, description="Model served when a request names none (default: the store's)."
     )
-    preload: Annotated[list[str], NoDecode] = Field(
+    preload: Annotated[list[str], NoDecode, BeforeValidator(split_commas)] = Field(
         default_factory=list,
         description="More models to serve at start, comma-separated; '*' = all in the store.",
     )
@@ -32,62 +69,96 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
 
-    # Batching and deadlines.
-    max_batch_views: int = Field(32, ge=1, le=1024, description="Views per inference batch.")
-    max_delay_ms: float = Field(
-        5.0, ge=0, le=10_000, description="Longest wait of the oldest view for batch-mates."
-    )
-    max_queue_views: int = Field(
-        512, ge=1, description="Views allowed to wait per model version; more → 429."
-    )
+    # Requests.
     request_timeout_s: float = Field(120.0, gt=0, description="Deadline of a request → 504.")
     drain_timeout_s: float = Field(30.0, ge=0, description="Wait for in-flight requests.")
-    warmup_batch_sizes: Annotated[list[int | Literal["max"]], NoDecode] = Field(
-        default_factory=lambda: [1],
-        description="Batch sizes run once at load (comma-separated); 'max' = max_batch_views.",
-    )
     max_top_k: int = Field(100, ge=1, description="Largest top_k a request may ask for.")
-
-    # Uploads and video limits.
-    max_upload_bytes: int = Field(200 * 1024**2, ge=1, description="Largest upload → 413.")
-    max_duration_s: float = Field(600.0, gt=0, description="Longest video accepted → 422.")
-    max_pixels: int = Field(
-        3840 * 2160, ge=1, description="Largest frame (width × height) accepted → 422."
-    )
-    max_frames: int = Field(
-        18_000, ge=1, description="Most frames a video may have (header, then packets) → 422."
-    )
-    max_windows: int = Field(
-        64, ge=1, description="Most clips of a `per_clip` request over a long video."
-    )
     upload_dir: Path | None = Field(None, description="Where uploads are spooled (system tmp).")
-
-    # Decode workers.
-    decode_workers: int = Field(2, ge=1, le=64, description="Decode worker processes.")
-    decode_timeout_s: float = Field(30.0, gt=0, description="Per-video decode time limit.")
-    decode_memory_mb: int = Field(
-        2048, ge=256, description="Address-space limit of each decode worker."
-    )
-
-    # Runtime.
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    runtime_threads: int = Field(0, ge=0, description="Intra-op threads (0 = all cores).")
-    prefer_fp16: bool = Field(True, description="Use the fp16 ONNX artifact on CUDA.")
-    prefer_torchscript: bool = Field(False, description="Serve TorchScript over ONNX.")
 
     # Admin.
     admin_token: SecretStr | None = Field(
         None, description="Bearer token enabling the /admin endpoints (disabled when unset)."
     )
 
-    @field_validator("preload", "warmup_batch_sizes", mode="before")
-    @classmethod
-    def _split_commas(cls, value: object) -> object:
-        """Lists come from the environment as comma-separated text."""
-        if isinstance(value, str):
-            return [v.strip() for v in value.split(",") if v.strip()]
-        return value
+    # The groups.
+    video: VideoLimits = Field(default_factory=VideoLimits)
+    decode: DecodeSettings = Field(default_factory=DecodeSettings)
+    batching: BatchingSettings = Field(default_factory=BatchingSettings)
+    runtime: RuntimeOptions = Field(default_factory=RuntimeOptions)
 
-    def resolved_warmup_sizes(self) -> tuple[int, ...]:
-        sizes = {self.max_batch_views if s == "max" else s for s in self.warmup_batch_sizes}
-        return tuple(sorted({min(s, self.max_batch_views) for s in sizes if s >= 1}))
+    @classmethod
+    def flat_names(cls) -> dict[str, tuple[str | None, str]]:
+        """Every flat setting name (lower case, no prefix) → (group or None, field)."""
+        names: dict[str, tuple[str | None, str]] = {
+            name: (None, name) for name in cls.model_fields if name not in cls.groups
+        }
+        for group, model in cls.groups.items():
+            renamed: dict[str, str] = getattr(model, "flat_names", {})
+            for field in model.model_fields:
+                names[renamed.get(field, field)] = (group, field)
+        return names
+
+    @classmethod
+    def env_names(cls) -> set[str]:
+        """Every environment variable the settings read: flat and nested names."""
+        flat = {ENV_PREFIX + name.upper() for name in cls.flat_names()}
+        nested = {
+            f"{ENV_PREFIX}{group.upper()}__{field.upper()}"
+            for group, model in cls.groups.items()
+            for field in model.model_fields
+        }
+        return flat | nested
+
+    def __init__(self, **values: Any) -> None:
+        super().__init__(**self.nest(values))
+
+    @classmethod
+    def nest(cls, values: dict[str, Any]) -> dict[str, Any]:
+        """Move flat names (`max_pixels`) and dotted ones (`video.max_pixels`) into their
+        group; a value given in the group itself wins."""
+        names = cls.flat_names()
+        out: dict[str, Any] = {}
+        moved: list[tuple[str, str, Any]] = []
+        for key, value in values.items():
+            group, _, field = key.rpartition(".")
+            if group in cls.groups:
+                moved.append((group, field, value))
+            elif names.get(key, (None,))[0] is not None:
+                moved.append((*names[key], value))
+            else:
+                out[key] = value
+        for group, field, value in moved:
+            given = out.get(group)
+            merged = given.model_dump() if isinstance(given, BaseModel) else dict(given or {})
+            merged.setdefault(field, value)
+            out[group] = merged
+        return out
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        flat_env = _FlatEnvSource(settings_cls)
+        return (init_settings, env_settings, flat_env, dotenv_settings, file_secret_settings)
+
+
+class _FlatEnvSource(PydanticBaseSettingsSource):
+    """The groups' flat `ACTSERVE_<NAME>` variables, put in their groups; ranked below the
+    nested `ACTSERVE_<GROUP>__<FIELD>` variables and keyword arguments."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False  # unused: __call__ reads the environment at once
+
+    def __call__(self) -> dict[str, Any]:
+        names = Settings.flat_names()
+        found = {}
+        for key, value in os.environ.items():
+            name = key.upper().removeprefix(ENV_PREFIX).lower()
+            if key.upper().startswith(ENV_PREFIX) and names.get(name, (None,))[0] is not None:
+                found[name] = value
+        return Settings.nest(found)

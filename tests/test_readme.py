@@ -28,7 +28,7 @@ def test_every_service_setting_is_documented() -> None:
     readme = (ROOT / "README.md").read_text()
     missing = [
         f"ACTSERVE_{name.upper()}"
-        for name in Settings.model_fields
-        if f"ACTSERVE_{name.upper()}" not in readme
+        for name in Settings.flat_names()
+        if f"`ACTSERVE_{name.upper()}`" not in readme
     ]
     assert not missing, f"README.md does not document {', '.join(missing)}"

@@ -112,9 +112,8 @@ def export(
 
 def with_labels(spec: ModelSpec, labels: str) -> ModelSpec:
     """The spec with class names from a bundled label set or a text file."""
-    fields = spec.model_dump(exclude={"labels", "label_set"})
     if labels in list_label_sets():
-        return ModelSpec(**fields, label_set=labels)
+        return spec.relabel(label_set=labels)
     path = Path(labels)
     if not path.is_file():
         raise ValueError(
@@ -122,7 +121,7 @@ def with_labels(spec: ModelSpec, labels: str) -> ModelSpec:
             f"({', '.join(list_label_sets())}) nor a file"
         )
     names = tuple(line.strip() for line in path.read_text().splitlines() if line.strip())
-    return ModelSpec(**fields, labels=names)
+    return spec.relabel(names)
 
 
 def export_triton(

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from actserve.demo.synthetic import ACTIONS, FPS, NUM_FRAMES, make_scene, render_frames
 from backbones import create_model
 from exporters import export_to_store
-from model_store import ModelSpec, ModelStore, Profile, Recipe
+from model_store import ModelStore, Profile, Recipe
 from model_store.manifest import Manifest
 
 DEMO_NAME = "demo-actions"
@@ -122,7 +122,7 @@ def evaluate_clips(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> 
 def publish_demo_model(
     model: torch.nn.Module, store: Path, *, accuracy: float, config: TrainingConfig
 ) -> Manifest:
-    spec = ModelSpec(**model.spec.model_dump(exclude={"labels", "label_set"}), labels=ACTIONS)
+    spec = model.spec.relabel(ACTIONS)
     description = (
         f"actserve demo model: a slim R(2+1)D (r2plus1d_18 with widths 16/32/64/128, one block "
         f"per stage) trained from scratch on synthetic videos of {len(ACTIONS)} motions "

@@ -4,23 +4,79 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from model_store import Manifest
-from service.deps import AppState, StateDep
+from model_store import Manifest, ModelStore, StoreError
+from service.deps import StateDep, StoreDep
 from service.errors import ModelNotLoaded
-from service.schemas import ErrorResponse, ModelPublic, ModelsPublic, ModelVersionPublic
+from service.loaded_models import ServingSnapshot
+from service.schemas import (
+    BrokenVersionPublic,
+    ErrorResponse,
+    ModelPublic,
+    ModelsPublic,
+    ModelVersionPublic,
+)
 
 router = APIRouter(prefix="/models", tags=["models"])
 
 
-def _version_public(state: AppState, manifest: Manifest, aliases: list[str]) -> ModelVersionPublic:
-    loaded = state.models.state_of(manifest.name, manifest.version)
+@router.get("", response_model=ModelsPublic)
+def list_models(state: StateDep, store: StoreDep) -> ModelsPublic:
+    """Every model and version in the store with its recipe, labels, artifacts, parity
+    reports and load state."""
+    snapshot = state.models.snapshot()
+    return ModelsPublic(
+        default_model=snapshot.default_model,
+        models=[_model_public(store, snapshot, name) for name in store.list_models()],
+    )
+
+
+@router.get("/{name}", response_model=ModelPublic, responses={404: {"model": ErrorResponse}})
+def read_model(name: str, state: StateDep, store: StoreDep) -> ModelPublic:
+    """One model with all its versions."""
+    if name not in store.list_models():
+        raise ModelNotLoaded(f"no model {name!r} in the store")
+    return _model_public(store, state.models.snapshot(), name)
+
+
+def _model_public(store: ModelStore, snapshot: ServingSnapshot, name: str) -> ModelPublic:
+    """A model's entry; a version (or alias file) the store cannot read is listed with the
+    reason instead of failing the whole answer."""
+    problems = []
+    try:
+        aliases = {alias: s.version for alias, s in store.aliases(name).items()}
+    except StoreError as error:
+        aliases, problems = {}, [f"aliases: {error}"]
+    versions: list[ModelVersionPublic | BrokenVersionPublic] = []
+    for version in store.list_versions(name):
+        named = [a for a, target in aliases.items() if target == version]
+        try:
+            manifest = store.read_manifest(name, version)
+        except StoreError as error:
+            versions.append(BrokenVersionPublic(version=version, aliases=named, error=str(error)))
+            continue
+        versions.append(_version_public(snapshot, manifest, named))
+    route = snapshot.routes.get(name)
+    return ModelPublic(
+        name=name,
+        default=name == snapshot.default_model,
+        aliases=aliases,
+        routed_version=route.default_version if route else None,
+        versions=versions,
+        problems=problems,
+    )
+
+
+def _version_public(
+    snapshot: ServingSnapshot, manifest: Manifest, aliases: list[str]
+) -> ModelVersionPublic:
+    status = snapshot.status(manifest.name, manifest.version)
     spec = manifest.spec
     return ModelVersionPublic(
         version=manifest.version,
         aliases=aliases,
-        state=loaded.state if loaded is not None else "available",
-        runtime=loaded.runtime.description if loaded is not None else None,
-        load_seconds=round(loaded.load_seconds, 3) if loaded is not None else None,
+        state=status.state,
+        runtime=status.runtime,
+        load_seconds=round(status.load_seconds, 3) if status.load_seconds is not None else None,
         backbone=manifest.backbone,
         trained=manifest.trained,
         description=manifest.description,
@@ -33,43 +89,3 @@ def _version_public(state: AppState, manifest: Manifest, aliases: list[str]) -> 
         embedding_dim=spec.embedding_dim,
         artifacts=list(manifest.artifacts),
     )
-
-
-def _model_public(state: AppState, name: str) -> ModelPublic:
-    store = state.models.store
-    aliases = {alias: s.version for alias, s in store.aliases(name).items()}
-    route = state.models.routes().get(name)
-    versions = [
-        _version_public(
-            state,
-            store.read_manifest(name, version),
-            [a for a, target in aliases.items() if target == version],
-        )
-        for version in store.list_versions(name)
-    ]
-    return ModelPublic(
-        name=name,
-        default=name == state.models.default_model,
-        aliases=aliases,
-        routed_version=route.default_version if route else None,
-        versions=versions,
-    )
-
-
-@router.get("", response_model=ModelsPublic)
-def list_models(state: StateDep) -> ModelsPublic:
-    """Every model and version in the store with its recipe, labels, artifacts, parity
-    reports and load state."""
-    names = state.models.store.list_models()
-    return ModelsPublic(
-        default_model=state.models.default_model,
-        models=[_model_public(state, name) for name in names],
-    )
-
-
-@router.get("/{name}", response_model=ModelPublic, responses={404: {"model": ErrorResponse}})
-def read_model(name: str, state: StateDep) -> ModelPublic:
-    """One model with all its versions."""
-    if name not in state.models.store.list_models():
-        raise ModelNotLoaded(f"no model {name!r} in the store")
-    return _model_public(state, name)

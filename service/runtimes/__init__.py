@@ -4,9 +4,10 @@
 
 `load_runtime` picks the artifact and the device: ONNX Runtime on CUDA (the fp16 artifact when
 there is one) when a GPU is usable, on CPU otherwise; TorchScript when the version has only a
-TorchScript artifact or it is asked for.
+TorchScript artifact or it is asked for. torch is imported only by a TorchScript runtime.
 """
 
-from service.runtimes.base import Outputs, Runtime, RuntimeOptions, load_runtime
+from service.runtimes.base import Outputs, Runtime, RuntimeOptions
+from service.runtimes.select import load_runtime
 
 __all__ = ["Outputs", "Runtime", "RuntimeOptions", "load_runtime"]

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from service.errors import ModelLoadError
 from service.runtimes.base import Outputs, RuntimeOptions
 
 
@@ -16,7 +17,7 @@ class TorchScriptRuntime:
 
         cuda = options.device != "cpu" and torch.cuda.is_available()
         if options.device == "cuda" and not cuda:
-            raise RuntimeError("ACTSERVE_DEVICE=cuda but torch sees no CUDA device")
+            raise ModelLoadError("ACTSERVE_DEVICE=cuda but torch sees no CUDA device")
         if options.threads:
             torch.set_num_threads(options.threads)
         self._device = torch.device("cuda" if cuda else "cpu")

@@ -25,7 +25,7 @@ from service.video.job import (
     sample_frames,
 )
 from service.video.limits import VideoLimits
-from service.video.pool import DecodePool
+from service.video.pool import DecodePool, DecodeSettings
 from service.video.sampling import Clip, CropBox, ViewPlan, plan_views
 
 __all__ = [
@@ -33,6 +33,7 @@ __all__ = [
     "CropBox",
     "DecodeOptions",
     "DecodePool",
+    "DecodeSettings",
     "DecodedVideo",
     "FrameIndex",
     "SampledFrames",

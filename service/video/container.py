@@ -47,8 +47,8 @@ def open_video(
     size = Path(path).stat().st_size
     if size == 0:
         raise NotAVideo("the file is empty")
-    if size > limits.max_bytes:
-        raise LimitExceeded("bytes", size, limits.max_bytes, "bytes")
+    if size > limits.max_upload_bytes:
+        raise LimitExceeded("bytes", size, limits.max_upload_bytes, "bytes")
     options = {
         "format_whitelist": ",".join(limits.containers),
         # NOTE: a list naming no decoder: FFmpeg decodes nothing while probing the header, so

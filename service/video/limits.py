@@ -1,14 +1,37 @@
-"""What an uploaded video may be before the service spends time decoding it."""
+"""What an uploaded video may be before the service spends time decoding it.
+
+`VideoLimits` is also the `video` group of the service's settings (`service/settings.py`):
+every field can be set as `ACTSERVE_<FIELD>` (or `ACTSERVE_VIDEO__<FIELD>`), except the two
+allow-lists, which are `ACTSERVE_VIDEO_CONTAINERS` and `ACTSERVE_VIDEO_CODECS`.
+"""
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+import json
+from typing import Annotated, ClassVar
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic_settings import NoDecode
 
 #: FFmpeg demuxer names. `mov` also opens mp4/m4a/3gp, `matroska` also webm; each name in a
 #: demuxer's comma list matches. AVI stays in because UCF101 and HMDB51 are AVI files.
 DEFAULT_CONTAINERS = ("mov", "mp4", "matroska", "webm", "avi")
 #: FFmpeg codec ids (`Codec.canonical_name`), whatever decoder implements them.
 DEFAULT_CODECS = ("h264", "hevc", "vp8", "vp9", "av1", "mpeg4", "mjpeg")
+
+
+def split_commas(value: object) -> object:
+    """Lists arrive from the environment as comma-separated text (or a JSON list)."""
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            return json.loads(text)
+        return [item.strip() for item in text.split(",") if item.strip()]
+    return value
+
+
+#: Names set as a sequence, or as text such as "mov, matroska" from the environment.
+NameList = Annotated[tuple[str, ...], NoDecode, BeforeValidator(split_commas)]
 
 
 class VideoLimits(BaseModel):
@@ -25,10 +48,18 @@ class VideoLimits(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    max_bytes: int = Field(200 * 2**20, ge=1, description="Size of the uploaded file.")
+    #: Flat `ACTSERVE_*` names that differ from the field's name.
+    flat_names: ClassVar[dict[str, str]] = {
+        "containers": "video_containers",
+        "codecs": "video_codecs",
+    }
+
+    max_upload_bytes: int = Field(
+        200 * 2**20, ge=1, description="Size of the uploaded file (413 while uploading)."
+    )
     max_duration_s: float = Field(600.0, gt=0, description="Duration from the header or packets.")
     max_pixels: int = Field(
-        4096 * 2160, ge=1, description="Width × height of one frame (header and every frame)."
+        3840 * 2160, ge=1, description="Width × height of one frame (header and every frame)."
     )
     max_frames: int = Field(
         18_000, ge=1, description="Frames in the video (header estimate, then packet count)."
@@ -37,12 +68,14 @@ class VideoLimits(BaseModel):
     max_aspect_ratio: float = Field(
         8.0, ge=1.0, description="Long side / short side; a 16×4000 video would resize to 64k px."
     )
-    max_windows: int = Field(128, ge=1, description="Clips of a whole-video windows request.")
+    max_windows: int = Field(64, ge=1, description="Clips of a whole-video `per_clip` request.")
     max_view_bytes: int = Field(
         512 * 2**20, ge=1, description="float32 bytes of one request's views (V×C×T×H×W×4)."
     )
     max_corrupt_packets: int = Field(
         16, ge=0, description="Packets that fail to decode before the file counts as corrupt."
     )
-    containers: tuple[str, ...] = Field(DEFAULT_CONTAINERS, min_length=1)
-    codecs: tuple[str, ...] = Field(DEFAULT_CODECS, min_length=1)
+    containers: NameList = Field(
+        DEFAULT_CONTAINERS, min_length=1, description="FFmpeg demuxers allowed."
+    )
+    codecs: NameList = Field(DEFAULT_CODECS, min_length=1, description="Video codecs allowed.")

@@ -5,10 +5,10 @@ timeout and an address-space limit (RLIMIT_AS), so a crashing, hanging or memory
 decode fails only its own request with a typed error and its worker is replaced. The pool is
 pebble's `ProcessPool`: per-task timeouts that terminate the worker, a fresh worker after a
 crash, cancellation of running tasks (a dropped client stops its decode) and worker recycling
-after `max_tasks_per_worker` jobs. Workers are spawned, not forked: the parent may hold
+after `jobs_per_worker` jobs. Workers are spawned, not forked: the parent may hold
 threads (uvicorn, inference runtimes) that a fork would copy mid-lock.
 
-    pool = DecodePool(workers=2, timeout_s=60)
+    pool = DecodePool(DecodeSettings(workers=2, timeout_s=60), VideoLimits())
     await pool.start()                      # FastAPI lifespan, before `yield`
     video = await pool.decode(path, spec.recipe, DecodeOptions(profile="fast"))
     video.views                             # (V, C, T, H, W) float32
@@ -24,9 +24,10 @@ import os
 import resource
 import threading
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import pebble
+from pydantic import BaseModel, ConfigDict, Field
 
 from model_store.spec import Recipe
 from service.errors import DecodeFailed, DecodeOutOfMemory, DecodeTimeout, WorkerCrashed
@@ -34,7 +35,7 @@ from service.video.index import VideoInfo, probe_video
 from service.video.job import DecodedVideo, DecodeOptions, assemble_views, sample_frames
 from service.video.limits import VideoLimits
 
-__all__ = ["DecodePool"]
+__all__ = ["DecodePool", "DecodeSettings"]
 
 T = TypeVar("T")
 
@@ -42,31 +43,45 @@ T = TypeVar("T")
 _memory_limit: int | None = None
 
 
-class DecodePool:
-    """A pool of decode worker processes with an asyncio face.
+class DecodeSettings(BaseModel):
+    """The decode workers; the `decode` group of the service's settings.
 
     `timeout_s` counts from when a worker picks the job up, not from when it was queued;
-    queueing policy (how many requests may wait) belongs to the caller. `memory_limit_bytes`
-    caps each worker's address space (None: no cap); it must leave room for the interpreter,
-    numpy and FFmpeg (about 270 MiB of address space before any frame).
+    queueing policy (how many requests may wait) belongs to the caller. `memory_mb` caps each
+    worker's address space (None: no cap); it must leave room for the interpreter, numpy and
+    FFmpeg (about 270 MiB of address space before any frame).
     """
 
-    def __init__(
-        self,
-        *,
-        workers: int = 2,
-        timeout_s: float = 120.0,
-        memory_limit_bytes: int | None = 2 * 2**30,
-        max_tasks_per_worker: int = 100,
-        limits: VideoLimits | None = None,
-    ) -> None:
-        if workers < 1:
-            raise ValueError(f"workers must be at least 1, got {workers}")
-        self.workers = workers
-        self.timeout_s = timeout_s
-        self.memory_limit_bytes = memory_limit_bytes
-        self.max_tasks_per_worker = max_tasks_per_worker
-        self.limits = limits or VideoLimits()
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    #: Flat `ACTSERVE_*` names that differ from the field's name.
+    flat_names: ClassVar[dict[str, str]] = {
+        "workers": "decode_workers",
+        "timeout_s": "decode_timeout_s",
+        "memory_mb": "decode_memory_mb",
+        "jobs_per_worker": "decode_jobs_per_worker",
+    }
+
+    workers: int = Field(2, ge=1, le=64, description="Decode worker processes.")
+    timeout_s: float = Field(30.0, gt=0, description="Per-video decode time limit (s).")
+    memory_mb: int | None = Field(
+        2048, ge=256, description="Address-space limit of each worker, MiB (None: no cap)."
+    )
+    jobs_per_worker: int | None = Field(
+        100, ge=1, description="Jobs before a worker is replaced by a fresh one (None: never)."
+    )
+
+
+class DecodePool:
+    """A pool of decode worker processes with an asyncio face, run as `settings` say and
+    checking every video against `limits`."""
+
+    def __init__(self, settings: DecodeSettings, limits: VideoLimits) -> None:
+        self.settings = settings
+        self.limits = limits
+        self.workers = settings.workers
+        self.timeout_s = settings.timeout_s
+        self.memory_limit_bytes = settings.memory_mb * 2**20 if settings.memory_mb else None
         self._pool: pebble.ProcessPool | None = None
         self._in_flight = 0
 
@@ -147,7 +162,7 @@ class DecodePool:
         if self._pool is None:
             self._pool = pebble.ProcessPool(
                 max_workers=self.workers,
-                max_tasks=self.max_tasks_per_worker,
+                max_tasks=self.settings.jobs_per_worker or 0,
                 initializer=_start_worker,
                 initargs=(self.memory_limit_bytes,),
                 context=multiprocessing.get_context("spawn"),

@@ -123,8 +123,8 @@ def test_cpu_service_runs_by_default_and_gpu_service_in_its_profile() -> None:
     (device,) = gpu["deploy"]["resources"]["reservations"]["devices"]
     assert device["driver"] == "nvidia" and "gpu" in device["capabilities"]
     assert device.get("count", 0) >= 1 or device.get("device_ids")
-    assert check_settings(environment(gpu)).device == "cuda"
-    assert check_settings(environment(cpu)).device != "cuda"
+    assert check_settings(environment(gpu)).runtime.device == "cuda"
+    assert check_settings(environment(cpu)).runtime.device != "cuda"
     assert "actserve" in gpu["networks"]["default"]["aliases"], "Prometheus scrapes `actserve`"
 
 

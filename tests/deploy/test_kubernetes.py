@@ -297,7 +297,7 @@ def test_gpu_variant_requests_a_gpu_and_the_cuda_image() -> None:
     resources = gpu["resources"]
     assert int(resources["limits"]["nvidia.com/gpu"]) >= 1
     assert resources["requests"]["nvidia.com/gpu"] == resources["limits"]["nvidia.com/gpu"]
-    assert check_settings(env("gpu")).device == "cuda"
+    assert check_settings(env("gpu")).runtime.device == "cuda"
     assert any(t["key"] == "nvidia.com/gpu" for t in pod_spec("gpu")["tolerations"])
     assert "nvidia.com/gpu" not in str(cpu["resources"]) and "tolerations" not in pod_spec("cpu")
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
@@ -376,7 +376,7 @@ def test_hpa_scales_on_queue_depth_served_by_the_adapter(variant: str) -> None:
     assert name == "actserve_queue_depth_views"
     settings = check_settings(env(variant))
     average = float(metric["pods"]["target"]["averageValue"])
-    assert settings.max_batch_views <= average < settings.max_queue_views, (
+    assert settings.batching.max_batch_views <= average < settings.batching.max_queue_views, (
         "scale out while the queue is still below the 429 bound"
     )
     rule = adapter_rule(name)

@@ -4,7 +4,7 @@ import pytest
 
 from backbones import create_model
 from exporters import export_to_store
-from model_store import ModelSpec, ModelStore, Recipe
+from model_store import ModelStore, Recipe
 
 #: Small clips keep exports to seconds on a 2-core CPU.
 SMALL = Recipe(
@@ -24,7 +24,7 @@ LABELS = ("wave", "clap", "jump", "sit")
 def small_model(seed: int = 0):
     torch_seed(seed)
     model = create_model("r3d_10", num_classes=len(LABELS), recipe=SMALL).eval()
-    spec = ModelSpec(**model.spec.model_dump(exclude={"labels", "label_set"}), labels=LABELS)
+    spec = model.spec.relabel(LABELS)
     return model, spec
 
 

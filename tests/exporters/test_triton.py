@@ -7,7 +7,7 @@ import pytest
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
 
-from exporters import export_to_store, write_triton_repository
+from exporters import TritonExportError, export_to_store, write_triton_repository
 from tests.exporters.conftest import LABELS, small_model
 
 
@@ -53,5 +53,5 @@ def test_versions_accumulate_and_conflicting_tensors_are_refused(exported, tmp_p
     existing = (repo / manifest.name / "config.pbtxt").read_text()
     (repo / "other").mkdir()
     (repo / "other" / "config.pbtxt").write_text(existing.replace("dims: [ 4 ]", "dims: [ 9 ]"))
-    with pytest.raises(ValueError, match="other input/output tensors"):
+    with pytest.raises(TritonExportError, match="other input/output tensors"):
         write_triton_repository(store, other.name, repo)

@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 
 from backbones import create_model
 from exporters import export_to_store
-from model_store import ModelSpec, ModelStore, Recipe
+from model_store import ModelStore, Recipe
 from service.app import create_app
 from service.embedded import EmbeddedServer
 from service.settings import Settings
@@ -38,7 +38,7 @@ RECIPE = Recipe(
 def export_tiny(store: ModelStore, *, seed: int, name: str = "tiny", **kwargs) -> int:
     torch.manual_seed(seed)
     model = create_model("r3d_10", num_classes=len(LABELS), recipe=RECIPE)
-    spec = ModelSpec(**model.spec.model_dump(exclude={"labels", "label_set"}), labels=LABELS)
+    spec = model.spec.relabel(LABELS)
     return export_to_store(model, spec, store, trained=False, name=name, **kwargs).version
 
 

@@ -8,7 +8,7 @@ import asyncio
 import numpy as np
 import pytest
 
-from service.batching import Batcher
+from service.batching import Batcher, BatchingSettings
 from service.errors import DeadlineExceeded, InferenceFailed, NotReady, Overloaded
 from tests.service.fakes import FakeRuntime, views
 
@@ -24,7 +24,7 @@ def deadline(seconds: float = 10.0) -> float:
 def test_views_of_several_requests_share_batches_and_come_back_in_order() -> None:
     async def scenario():
         runtime = FakeRuntime(seconds_per_batch=0.05)
-        batcher = Batcher(runtime, max_batch_views=8, max_delay_s=0.02)
+        batcher = Batcher(runtime, BatchingSettings(max_batch_views=8, max_delay_ms=20))
         batcher.start()
         counts = [5, 4, 7, 1, 5]
         results = await asyncio.gather(
@@ -51,7 +51,7 @@ def test_delay_counts_from_the_oldest_waiting_view() -> None:
 
     async def scenario():
         runtime = FakeRuntime()
-        batcher = Batcher(runtime, max_batch_views=64, max_delay_s=0.3)
+        batcher = Batcher(runtime, BatchingSettings(max_batch_views=64, max_delay_ms=300))
         batcher.start()
         loop = asyncio.get_running_loop()
         started = loop.time()
@@ -70,7 +70,7 @@ def test_delay_counts_from_the_oldest_waiting_view() -> None:
 
 def test_a_full_batch_leaves_without_waiting_for_the_delay() -> None:
     async def scenario():
-        batcher = Batcher(FakeRuntime(), max_batch_views=4, max_delay_s=5.0)
+        batcher = Batcher(FakeRuntime(), BatchingSettings(max_batch_views=4, max_delay_ms=5000))
         batcher.start()
         loop = asyncio.get_running_loop()
         started = loop.time()
@@ -85,7 +85,9 @@ def test_a_full_batch_leaves_without_waiting_for_the_delay() -> None:
 def test_queue_bound_refuses_with_retry_after() -> None:
     async def scenario():
         runtime = FakeRuntime(seconds_per_batch=0.3)
-        batcher = Batcher(runtime, max_batch_views=4, max_delay_s=0.0, max_queue_views=8)
+        batcher = Batcher(
+            runtime, BatchingSettings(max_batch_views=4, max_delay_ms=0, max_queue_views=8)
+        )
         batcher.start()
         first = asyncio.create_task(batcher.submit(views(0, 4), deadline=deadline()))
         await asyncio.sleep(0.05)  # the first batch is running
@@ -106,7 +108,7 @@ def test_queue_bound_refuses_with_retry_after() -> None:
 def test_deadline_drops_the_queued_views() -> None:
     async def scenario():
         runtime = FakeRuntime(seconds_per_batch=0.4)
-        batcher = Batcher(runtime, max_batch_views=2, max_delay_s=0.0)
+        batcher = Batcher(runtime, BatchingSettings(max_batch_views=2, max_delay_ms=0))
         batcher.start()
         blocker = asyncio.create_task(batcher.submit(views(0, 2), deadline=deadline()))
         await asyncio.sleep(0.05)
@@ -127,7 +129,7 @@ def test_a_cancelled_request_frees_its_place() -> None:
 
     async def scenario():
         runtime = FakeRuntime(seconds_per_batch=0.3)
-        batcher = Batcher(runtime, max_batch_views=2, max_delay_s=0.0)
+        batcher = Batcher(runtime, BatchingSettings(max_batch_views=2, max_delay_ms=0))
         batcher.start()
         blocker = asyncio.create_task(batcher.submit(views(0, 2), deadline=deadline()))
         await asyncio.sleep(0.05)
@@ -148,7 +150,7 @@ def test_a_cancelled_request_frees_its_place() -> None:
 def test_one_failing_request_does_not_fail_its_batch_mates() -> None:
     async def scenario():
         runtime = FakeRuntime()
-        batcher = Batcher(runtime, max_batch_views=16, max_delay_s=0.05)
+        batcher = Batcher(runtime, BatchingSettings(max_batch_views=16, max_delay_ms=50))
         batcher.start()
         bad = views(1, 3)
         bad[1] = np.nan
@@ -170,7 +172,7 @@ def test_one_failing_request_does_not_fail_its_batch_mates() -> None:
 def test_close_lets_queued_work_finish_then_refuses() -> None:
     async def scenario():
         runtime = FakeRuntime(seconds_per_batch=0.1)
-        batcher = Batcher(runtime, max_batch_views=2, max_delay_s=0.0)
+        batcher = Batcher(runtime, BatchingSettings(max_batch_views=2, max_delay_ms=0))
         batcher.start()
         pending = [
             asyncio.create_task(batcher.submit(views(r, 2), deadline=deadline())) for r in range(3)

@@ -130,7 +130,7 @@ def test_limit_errors_name_the_limit(client, videos) -> None:
         ({"model": "nope"}, 404, "model_not_found", "does not exist"),
         ({"version": 7}, 404, "model_not_found", "version 7"),
         ({"alias": "canary"}, 404, "model_not_found", "no alias 'canary'"),
-        ({"version": 1, "alias": "stable"}, 409, "conflict", "not both"),
+        ({"version": 1, "alias": "stable"}, 400, "bad_request", "not both"),
     ],
 )
 def test_bad_parameters(client, videos, params, status, code, message) -> None:

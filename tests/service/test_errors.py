@@ -18,6 +18,7 @@ EXAMPLES: dict[type[ServiceError], tuple] = {
     errors.Unauthorized: ("no token",),
     errors.ModelNotLoaded: ("no model 'x'",),
     errors.Conflict: ("version 2 is routed",),
+    errors.ModelLoadError: ("no ONNX or TorchScript artifact",),
     errors.UnsupportedMediaType: ("text/plain",),
     errors.UploadTooLarge: ("too big",),
     errors.Overloaded: ("queue full",),
@@ -111,6 +112,7 @@ def test_every_error_has_a_status_and_a_code(error: type[ServiceError]) -> None:
         (errors.Overloaded("x", retry_after=2), 429),
         (errors.DeadlineExceeded("x"), 504),
         (errors.NotReady("x"), 503),
+        (errors.ModelLoadError("x"), 422),
     ],
 )
 def test_status_table(error: ServiceError, status: int) -> None:

@@ -90,12 +90,16 @@ def test_admin_needs_its_token(store_root) -> None:
 
 def test_admin_load_unload_promote_rollback(writable_store, videos) -> None:
     with TestClient(create_app(settings_for(writable_store, admin_token=TOKEN))) as client:
-        assert post_video(client, videos["h264.mp4"], version=2).status_code == 404
+        not_loaded = post_video(client, videos["h264.mp4"], version=2)
+        assert not_loaded.status_code == 404
+        assert "POST /admin/models/tiny/versions/2/load" in not_loaded.json()["message"]
         loaded = client.post("/admin/models/tiny/versions/2/load", headers=AUTH)
         assert loaded.status_code == 200 and loaded.json()["loaded"] == ["tiny@1", "tiny@2"]
         assert post_video(client, videos["h264.mp4"], version=2).json()["version"] == 2
         routed = client.post("/admin/models/tiny/versions/1/unload", headers=AUTH)
         assert routed.status_code == 409 and routed.json()["error"] == "conflict"
+        reason = routed.json()["message"]
+        assert "the default version and alias 'stable'" in reason, reason
         assert client.post("/admin/models/tiny/versions/2/unload", headers=AUTH).status_code == 200
         promoted = client.post("/admin/models/tiny/promote", headers=AUTH, json={"version": 2})
         assert promoted.status_code == 200 and "version 2" in promoted.json()["message"]

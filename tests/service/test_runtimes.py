@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from exporters.parity import parity_batch
+from service.errors import ModelLoadError
 from service.runtimes import RuntimeOptions, load_runtime
 from service.runtimes.onnx import cuda_unavailable_reason
 
@@ -27,7 +28,7 @@ def test_without_a_gpu_the_fp32_onnx_artifact_runs_on_cpu_and_says_why(exported,
     assert "CPU fp32 (model.onnx)" in runtime.description
     (line,) = [r.getMessage() for r in caplog.records]
     assert f"because {cuda_unavailable_reason()}" in line
-    with pytest.raises(RuntimeError, match="ACTSERVE_DEVICE=cuda but CUDA is unusable"):
+    with pytest.raises(ModelLoadError, match="ACTSERVE_DEVICE=cuda but CUDA is unusable"):
         load_runtime(manifest, directory, RuntimeOptions(device="cuda"))
 
 

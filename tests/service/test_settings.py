@@ -7,7 +7,6 @@ from pydantic import ValidationError
 from typer.testing import CliRunner
 
 from actserve.cli import app
-from service.app import video_limits
 from service.settings import BUNDLED_STORE, Settings
 
 
@@ -20,8 +19,8 @@ def test_environment_variables_set_every_group(monkeypatch, tmp_path) -> None:
     monkeypatch.setenv("ACTSERVE_ADMIN_TOKEN", "s3cret-xyz")
     settings = Settings()
     assert settings.store == tmp_path and settings.preload == ["a", "b"]
-    assert settings.resolved_warmup_sizes() == (1, 8, 48)
-    assert video_limits(settings).max_duration_s == 30
+    assert settings.batching.resolved_warmup_sizes() == (1, 8, 48)
+    assert settings.video.max_duration_s == 30
     assert settings.admin_token.get_secret_value() == "s3cret-xyz"
     assert "s3cret-xyz" not in repr(settings)
 

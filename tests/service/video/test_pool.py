@@ -24,7 +24,14 @@ from service.errors import (
     NotAVideo,
     WorkerCrashed,
 )
-from service.video import DecodeOptions, DecodePool, VideoLimits, decode_video, probe_video
+from service.video import (
+    DecodeOptions,
+    DecodePool,
+    DecodeSettings,
+    VideoLimits,
+    decode_video,
+    probe_video,
+)
 from tests.service.video import jobs
 
 #: The intake's default limits, passed explicitly as the service passes its own.
@@ -46,7 +53,9 @@ MEMORY_LIMIT = 2**30
 
 @pytest.fixture(scope="module")
 def pool() -> Iterator[DecodePool]:
-    pool = DecodePool(workers=2, timeout_s=2.0, memory_limit_bytes=MEMORY_LIMIT)
+    pool = DecodePool(
+        DecodeSettings(workers=2, timeout_s=2.0, memory_mb=MEMORY_LIMIT // 2**20), LIMITS
+    )
     asyncio.run(pool.start())
     yield pool
     asyncio.run(pool.close())
@@ -98,7 +107,7 @@ def test_a_job_deaf_to_sigterm_is_killed(videos) -> None:
     """A decoder stuck in C never returns to Python's SIGTERM handler: pebble SIGKILLs it."""
 
     async def scenario() -> None:
-        async with DecodePool(workers=1, timeout_s=1.0) as deaf:
+        async with DecodePool(DecodeSettings(workers=1, timeout_s=1.0), LIMITS) as deaf:
             with pytest.raises(DecodeTimeout):
                 await deaf.run(jobs.sleep_through_sigterm)
             assert (await deaf.decode(videos["h264.mp4"], RECIPE)).views.shape[0] == 9
@@ -138,12 +147,11 @@ def test_a_decompression_bomb_hits_the_worker_limit(videos) -> None:
     single = DecodeOptions(decoder_threads=1)  # thread stacks would blur the margin
 
     async def scenario() -> None:
-        async with DecodePool(workers=1, memory_limit_bytes=None) as probe_pool:
+        async with DecodePool(DecodeSettings(workers=1, memory_mb=None), LIMITS) as probe_pool:
             baseline = await probe_pool.run(jobs.address_space_now)
         tight = DecodePool(
-            workers=1,
-            memory_limit_bytes=baseline + 24 * 2**20,
-            limits=VideoLimits(max_pixels=4096 * 4096),
+            DecodeSettings(workers=1, memory_mb=-(-baseline // 2**20) + 24),
+            VideoLimits(max_pixels=4096 * 4096),
         )
         async with tight:
             assert (await tight.decode(small, RECIPE, single)).views.shape[0] == 9
@@ -190,7 +198,7 @@ def test_workers_stay_light(pool) -> None:
 
 def test_a_closed_pool_starts_again_on_demand(videos) -> None:
     async def scenario() -> None:
-        pool = DecodePool(workers=1)
+        pool = DecodePool(DecodeSettings(workers=1), LIMITS)
         await pool.start()
         await pool.close()
         assert (await pool.decode(videos["h264.mp4"], RECIPE)).views.shape[0] == 9

@@ -118,7 +118,7 @@ def test_no_decodable_frame_is_its_own_error(videos, entry) -> None:
     ("name", "limits", "limit", "value", "maximum"),
     [
         # sizes read before FFmpeg opens the file
-        ("h264.mp4", {"max_bytes": 1000}, "bytes", None, 1000),
+        ("h264.mp4", {"max_upload_bytes": 1000}, "bytes", None, 1000),
         # the header
         ("h264.mp4", {"max_duration_s": 1.0}, "duration", 3.2, 1.0),
         ("h264.mp4", {"max_pixels": 1000}, "pixels", 64 * 48, 1000),
@@ -127,7 +127,7 @@ def test_no_decodable_frame_is_its_own_error(videos, entry) -> None:
         ("with_audio.mp4", {"max_streams": 1}, "streams", 2, 1),
         ("wide.mp4", {}, "aspect_ratio", 16, 8.0),
         # a 4096×4096 MJPEG of a few kilobytes per frame, refused without decoding it
-        ("bomb.avi", {}, "pixels", 4096 * 4096, 4096 * 2160),
+        ("bomb.avi", {}, "pixels", 4096 * 4096, 3840 * 2160),
     ],
 )
 def test_limits_name_the_limit_its_value_and_maximum(
