@@ -15,6 +15,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from model_store import ModelStore, StoreError
+from service.admission import Admission
 from service.deps import AppState
 from service.errors import Overloaded, ServiceError, code_for, status_for
 from service.loaded_models import LoadedModels
@@ -73,7 +74,11 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         drain_timeout_s=settings.drain_timeout_s,
     )
     pool = DecodePool(settings.decode, settings.video)
-    state = AppState(settings=settings, metrics=metrics, models=models, decode_pool=pool)
+    admission = Admission(settings.admission, pool, inference_backlog_s=models.inference_backlog_s)
+    metrics.watch(pool, admission)
+    state = AppState(
+        settings=settings, metrics=metrics, models=models, decode_pool=pool, admission=admission
+    )
     app.state.actserve = state
     await pool.start()
     try:
@@ -86,7 +91,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         )
         yield
     finally:
-        state.shutting_down = True
+        admission.draining = True
         await state.models.close()
         await pool.close()
 

@@ -347,8 +347,11 @@ class Batcher:
             rate if not self._views_per_second else (0.8 * self._views_per_second + 0.2 * rate)
         )
 
-    def _retry_after(self) -> int:
+    def backlog_seconds(self) -> float:
         """Seconds until the queue has likely drained, from the measured views/second."""
         if not self._views_per_second:
-            return 1
-        return max(1, min(60, math.ceil(self._queued_views / self._views_per_second)))
+            return 0.0
+        return self._queued_views / self._views_per_second
+
+    def _retry_after(self) -> int:
+        return max(1, min(60, math.ceil(self.backlog_seconds())))

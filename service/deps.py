@@ -10,6 +10,7 @@ from typing import Annotated
 from fastapi import Depends, Header, Request
 
 from model_store import ModelStore
+from service.admission import Admission
 from service.errors import Unauthorized, status_for
 from service.loaded_models import LoadedModel, LoadedModels
 from service.metrics import NO_MODEL, ServiceMetrics
@@ -25,7 +26,7 @@ class AppState:
     metrics: ServiceMetrics
     models: LoadedModels
     decode_pool: DecodePool
-    shutting_down: bool = False
+    admission: Admission
 
 
 def get_state(request: Request) -> AppState:
@@ -60,12 +61,16 @@ def count_request(state: StateDep) -> Iterator[RequestOutcome]:
     """Count the request under its model version and final status, whatever the outcome:
     validation errors and the route's own errors pass through here on their way out."""
     outcome = RequestOutcome()
+    state.metrics.requests_in_flight.inc()
     try:
         yield outcome
     except BaseException as error:
         state.metrics.count_request(outcome.labels, status_for(error))
         raise
-    state.metrics.count_request(outcome.labels, 200)
+    else:
+        state.metrics.count_request(outcome.labels, 200)
+    finally:
+        state.metrics.requests_in_flight.dec()
 
 
 OutcomeDep = Annotated[RequestOutcome, Depends(count_request)]

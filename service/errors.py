@@ -20,10 +20,10 @@ ServiceError                          every error the service raises on purpose
 │       │   └── NoDecodableFrames     not a single frame decodes
 │       ├── LimitExceeded             over a limit: `limit` names it, with `value` and `maximum`
 │       └── DecodeFailed              the decode worker failed the job (see its subclasses)
-│           ├── DecodeTimeout         the job ran past the pool's time limit and was killed
-│           ├── DecodeOutOfMemory     the job hit the worker's memory limit
-│           └── WorkerCrashed         the worker process died (signal or abnormal exit)
+│           ├── DecodeTimeout         the job ran past its time limit and was stopped
+│           └── DecodeOutOfMemory     the job hit the worker's memory limit
 ├── NotReady                          starting, draining, or no default model
+├── WorkerCrashed                     the decode worker died, twice (a server fault until proven)
 ├── DeadlineExceeded                  the request ran out of time
 ├── ClientDisconnected                the client left; its queued work was dropped
 └── InferenceFailed                   the runtime raised (a server fault, not the input's)
@@ -204,10 +204,13 @@ class LimitExceeded(VideoError):
 
     code = "limit_exceeded"
 
-    def __init__(self, limit: str, value: float, maximum: float, unit: str = "") -> None:
+    def __init__(
+        self, limit: str, value: float, maximum: float, unit: str = "", detail: str = ""
+    ) -> None:
         suffix = f" {unit}" if unit else ""
         super().__init__(
             f"{limit} over the limit: {_number(value)}{suffix} > {_number(maximum)}{suffix}"
+            + detail
         )
         self.limit = limit
         self.value = value
@@ -225,12 +228,13 @@ class DecodeFailed(VideoError):
 
 
 class DecodeTimeout(DecodeFailed):
-    """The decode ran past the pool's per-job time limit and its worker was killed."""
+    """The decode ran past its time limit: the pool's (its worker was killed) or the one its
+    size allows (the worker stopped it)."""
 
     code = "decode_timeout"
 
-    def __init__(self, seconds: float) -> None:
-        super().__init__(f"decoding took longer than {seconds:g} s and was stopped")
+    def __init__(self, seconds: float, why: str = "") -> None:
+        super().__init__(f"decoding took longer than {seconds:.3g} s{why} and was stopped")
         self.seconds = seconds
 
     def details(self) -> dict[str, Any]:
@@ -251,20 +255,23 @@ class DecodeOutOfMemory(DecodeFailed):
         return {"limit": "decode_memory_mb", "maximum": self.limit_bytes}
 
 
-class WorkerCrashed(DecodeFailed):
-    """The worker process died while decoding (a signal or an abnormal exit code)."""
-
-    code = "decoder_crashed"
-
-    def __init__(self, exitcode: int | None) -> None:
-        super().__init__(f"the decode worker died (exit code {exitcode})")
-        self.exitcode = exitcode
-
-
 class NotReady(ServiceError):
     """The service is starting or draining, or no default model is configured."""
 
     code = "not_ready"
+
+
+class WorkerCrashed(ServiceError):
+    """The decode worker died (a signal or an abnormal exit) on a job and again on a fresh
+    worker. An idle worker killed from outside or by the kernel's OOM killer is not the
+    upload's fault, so the first death is retried and the second is a 503, not a 422."""
+
+    code = "decoder_crashed"
+
+    def __init__(self, exitcode: int | None, *, again: bool = False) -> None:
+        twice = " twice, on a fresh worker too" if again else ""
+        super().__init__(f"the decode worker died{twice} (exit code {exitcode})")
+        self.exitcode = exitcode
 
 
 class DeadlineExceeded(ServiceError):
@@ -304,6 +311,7 @@ STATUS: dict[type[Exception], int] = {
     ContainerNotAllowed: 415,
     UnsupportedCodec: 415,
     NotReady: 503,
+    WorkerCrashed: 503,
     DeadlineExceeded: 504,
     ClientDisconnected: 499,  # nginx's code: the client is gone, the metrics read it
     InferenceFailed: 500,

@@ -209,6 +209,11 @@ class LoadedModels:
     def loaded(self) -> list[LoadedModel]:
         return [m for m in self._loaded.values() if m.state == VersionState.LOADED]
 
+    def inference_backlog_s(self) -> float:
+        """Seconds until every loaded version's queued views have likely run (they share the
+        machine, so the sum)."""
+        return sum(m.batcher.backlog_seconds() for m in self._loaded.values())
+
     def snapshot(self) -> ServingSnapshot:
         held = {**self._draining, **self._loaded}
         return ServingSnapshot(

@@ -5,6 +5,7 @@ HTTP status codes and a fixed set of rejection reasons, never from request conte
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from prometheus_client import (
     CollectorRegistry,
@@ -17,6 +18,10 @@ from prometheus_client import (
 
 from service.batching import BatchObserver
 from service.errors import STATUS, all_codes
+
+if TYPE_CHECKING:
+    from service.admission import Admission
+    from service.video import DecodePool
 
 # The `_created` timestamp series double every counter's output and no dashboard reads them.
 disable_created_metrics()
@@ -36,6 +41,7 @@ class RequestStages:
     """Seconds one request spent in each stage, and how much work it was."""
 
     upload_s: float
+    decode_wait_s: float
     decode_s: float
     queue_s: float
     inference_s: float
@@ -67,9 +73,16 @@ class ServiceMetrics:
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
+        self.decode_wait_seconds = Histogram(
+            "actserve_decode_wait_duration_seconds",
+            "Waiting for a free decode worker (the decode backlog).",
+            MODEL,
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
         self.decode_seconds = Histogram(
             "actserve_decode_duration_seconds",
-            "Probe, sampling and decoding in a worker.",
+            "Indexing, sampling and decoding in a worker, and assembling the views.",
             MODEL,
             buckets=LATENCY_BUCKETS,
             registry=r,
@@ -112,6 +125,22 @@ class ServiceMetrics:
         self.queue_depth = Gauge(
             "actserve_queue_depth_views", "Views waiting for a batch.", MODEL, registry=r
         )
+        self.requests_in_flight = Gauge(
+            "actserve_requests_in_flight",
+            "Requests being served: uploading, waiting for or in decoding, or in inference.",
+            registry=r,
+        )
+        self.uploads_in_progress = Gauge(
+            "actserve_uploads_in_progress", "Uploads being received.", registry=r
+        )
+        self.decode_backlog = Gauge(
+            "actserve_decode_backlog_requests",
+            "Requests waiting for a decode worker or decoding (the scaling signal on CPU).",
+            registry=r,
+        )
+        self.decode_workers = Gauge(
+            "actserve_decode_workers", "Decode worker processes.", registry=r
+        )
         self.inference_items = Counter(
             "actserve_inference_items",
             "Views run (Triton's inference count).",
@@ -145,6 +174,12 @@ class ServiceMetrics:
             self.rejections.labels(reason)
         self.track_version(*NO_MODEL)
 
+    def watch(self, pool: DecodePool, admission: Admission) -> None:
+        """Read the decode backlog and the uploads in progress at each scrape."""
+        self.decode_backlog.set_function(lambda: pool.backlog)
+        self.decode_workers.set_function(lambda: pool.workers)
+        self.uploads_in_progress.set_function(lambda: admission.uploads)
+
     def track_version(self, model: str, version: int | str) -> None:
         """Create a served version's request counters at 0, one per possible status."""
         for status in STATUSES:
@@ -157,6 +192,7 @@ class ServiceMetrics:
         """Everything a served request tells the metrics, in one call."""
         self.upload_seconds.observe(stages.upload_s)
         self.upload_bytes.inc(stages.upload_bytes)
+        self.decode_wait_seconds.labels(*labels).observe(stages.decode_wait_s)
         self.decode_seconds.labels(*labels).observe(stages.decode_s)
         self.queue_seconds.labels(*labels).observe(stages.queue_s)
         self.request_seconds.labels(*labels).observe(stages.total_s)

@@ -26,10 +26,12 @@ from service.video import DecodedVideo, DecodeOptions, DecodePool
 
 @dataclass(frozen=True)
 class ClassifyOptions:
-    """Per-request choices: which views (`profile`, `per_clip` windows)."""
+    """Per-request choices: which views (`profile`, `per_clip` windows), and who asks (the
+    key the decode workers are shared fairly by)."""
 
     profile: Profile | None = None  # None: the manifest's default profile
     per_clip: bool = False
+    client: str = "-"
 
     def decode_options(self, loaded: LoadedModel) -> DecodeOptions:
         return DecodeOptions(profile=self.profiled(loaded), windows=self.per_clip)
@@ -46,12 +48,13 @@ class Classified:
     profile: Profile
     decoded: DecodedVideo
     outputs: ViewOutputs
-    decode_s: float
+    decode_s: float  # in a worker and assembling the views, without waiting for a worker
 
     def stages(self, *, upload_s: float, upload_bytes: int, total_s: float) -> RequestStages:
         """The request's stage times, for the response and the metrics."""
         return RequestStages(
             upload_s=upload_s,
+            decode_wait_s=self.decoded.wait_s,
             decode_s=self.decode_s,
             queue_s=self.outputs.queue_seconds,
             inference_s=self.outputs.inference_seconds,
@@ -79,11 +82,13 @@ async def classify(
     recipe = loaded.manifest.spec.recipe
     try:
         async with asyncio.timeout_at(deadline):
-            decoded = await pool.decode(path, recipe, options.decode_options(loaded))
+            decoded = await pool.decode(
+                path, recipe, options.decode_options(loaded), client=options.client
+            )
     except TimeoutError:
         raise DeadlineExceeded(
             "the request's deadline (ACTSERVE_REQUEST_TIMEOUT_S) passed while decoding"
         ) from None
-    decode_s = time.perf_counter() - started
+    decode_s = time.perf_counter() - started - decoded.wait_s
     outputs = await loaded.batcher.submit(decoded.views, deadline=deadline)
     return Classified(loaded, options.profiled(loaded), decoded, outputs, decode_s)

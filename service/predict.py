@@ -95,6 +95,7 @@ def classify_response(
         video=video_metadata(decoded),
         timings=Timings(
             upload_ms=stages.upload_s * 1e3,
+            decode_wait_ms=stages.decode_wait_s * 1e3,
             decode_ms=stages.decode_s * 1e3,
             queue_ms=stages.queue_s * 1e3,
             inference_ms=stages.inference_s * 1e3,

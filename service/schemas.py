@@ -50,7 +50,13 @@ class Timings(BaseModel):
     """Milliseconds spent in each stage of this request."""
 
     upload_ms: float = Field(description="Receiving the upload.")
-    decode_ms: float = Field(description="Probe, sampling and decoding in a worker process.")
+    decode_wait_ms: float = Field(
+        0.0, description="Waiting for a free decode worker (the decode backlog)."
+    )
+    decode_ms: float = Field(
+        description="Indexing, sampling and decoding in a worker process, then assembling the "
+        "views."
+    )
     queue_ms: float = Field(description="Waiting for batch-mates and a free runtime.")
     inference_ms: float = Field(description="Runtime time of the batches this request joined.")
     total_ms: float = Field(description="From the first byte to the response.")
@@ -84,6 +90,7 @@ class ClassifyResponse(BaseModel):
                     },
                     "timings": {
                         "upload_ms": 1.2,
+                        "decode_wait_ms": 0.1,
                         "decode_ms": 38.0,
                         "queue_ms": 4.1,
                         "inference_ms": 21.5,

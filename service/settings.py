@@ -4,7 +4,8 @@
     ├── store, default_model, preload, host, port, request_timeout_s, drain_timeout_s,
     │   max_top_k, upload_dir, admin_token
     ├── video: VideoLimits          what an upload may be (service/video/limits.py)
-    ├── decode: DecodeSettings      the decode workers (service/video/pool.py)
+    ├── decode: DecodeSettings      the decode workers and their backlog (service/video/pool.py)
+    ├── admission: AdmissionSettings  bounds at the door (service/admission.py)
     ├── batching: BatchingSettings  view batching (service/batching.py)
     └── runtime: RuntimeOptions     which artifact runs where (service/runtimes/base.py)
 
@@ -33,6 +34,7 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from service.admission import AdmissionSettings
 from service.batching import BatchingSettings
 from service.runtimes.base import RuntimeOptions
 from service.video.limits import VideoLimits, split_commas
@@ -51,6 +53,7 @@ class Settings(BaseSettings):
     groups: ClassVar[dict[str, type[BaseModel]]] = {
         "video": VideoLimits,
         "decode": DecodeSettings,
+        "admission": AdmissionSettings,
         "batching": BatchingSettings,
         "runtime": RuntimeOptions,
     }
@@ -83,6 +86,7 @@ class Settings(BaseSettings):
     # The groups.
     video: VideoLimits = Field(default_factory=VideoLimits)
     decode: DecodeSettings = Field(default_factory=DecodeSettings)
+    admission: AdmissionSettings = Field(default_factory=AdmissionSettings)
     batching: BatchingSettings = Field(default_factory=BatchingSettings)
     runtime: RuntimeOptions = Field(default_factory=RuntimeOptions)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import tempfile
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -93,9 +93,14 @@ class _VideoPart:
 
 @asynccontextmanager
 async def receive_upload(
-    request: Request, *, max_bytes: int, directory: Path | None = None
+    request: Request,
+    *,
+    max_bytes: int,
+    directory: Path | None = None,
+    on_received: Callable[[], None] = lambda: None,
 ) -> AsyncIterator[ReceivedUpload]:
-    """Stream the request's video into a temporary file that is removed on exit."""
+    """Stream the request's video into a temporary file that is removed on exit;
+    `on_received` is called once the whole body is in."""
     started = time.perf_counter()
     media_type, options = parse_options_header(request.headers.get("content-type", ""))
     media_type = media_type.decode("latin-1").lower()
@@ -149,6 +154,7 @@ async def receive_upload(
             if parser is not None and not part.found:
                 raise BadRequest(f"the multipart body has no '{VIDEO_FIELD}' file field")
             size = sink.tell()
+        on_received()
         if size == 0:
             raise BadRequest("the upload is empty")
         yield ReceivedUpload(path, size, time.perf_counter() - started, part.filename)

@@ -1,7 +1,8 @@
 """POST /classify: a video in, top-k actions (and optionally embedding and per-clip scores) out.
 
-upload (streamed to a temp file) -> `pipeline.classify` (decode in a worker, views through
-the model version's batcher) -> softmax averaged over views
+admission (429/503 before the body is read) -> upload (streamed to a temp file) ->
+`pipeline.classify` (decode in a worker, views through the model version's batcher) ->
+softmax averaged over views
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from service.deps import OutcomeDep, StateDep
 from service.errors import BadRequest
 from service.pipeline import ClassifyOptions, classify
 from service.predict import classify_response
-from service.routes.common import VIDEO_ERRORS, unless_disconnected, video_body
+from service.routes.common import VIDEO_ERRORS, client_key, unless_disconnected, video_body
 from service.schemas import ClassifyResponse, Profile
 from service.upload import receive_upload
 
@@ -62,10 +63,14 @@ async def classify_video(
         raise BadRequest(f"top_k is {top_k}; ACTSERVE_MAX_TOP_K is {settings.max_top_k}")
     loaded = outcome.served_by(state.models.resolve(model, version, alias))
     deadline = asyncio.get_running_loop().time() + settings.request_timeout_s
-    options = ClassifyOptions(profile=profile, per_clip=per_clip)
-    with loaded.lease():
+    client = client_key(request, state.admission)
+    options = ClassifyOptions(profile=profile, per_clip=per_clip, client=client)
+    with loaded.lease(), state.admission.admit(client) as ticket:
         async with receive_upload(
-            request, max_bytes=settings.video.max_upload_bytes, directory=settings.upload_dir
+            request,
+            max_bytes=settings.video.max_upload_bytes,
+            directory=settings.upload_dir,
+            on_received=ticket.received,
         ) as upload:
             work = classify(loaded, state.decode_pool, upload.path, options, deadline=deadline)
             classified = await unless_disconnected(request, work)

@@ -1,5 +1,5 @@
-"""What the routes that take a video share: the OpenAPI error table and request body, and
-dropping a request's work when its client leaves."""
+"""What the routes that take a video share: the OpenAPI error table and request body, who
+the client is, and dropping a request's work when its client leaves."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 
 from fastapi import Request
 
+from service.admission import Admission
 from service.errors import ClientDisconnected
 from service.schemas import ErrorResponse
 
@@ -22,8 +23,10 @@ VIDEO_ERRORS: dict[int | str, dict[str, Any]] = {
         413: "The upload exceeds max_upload_bytes; reading stopped there.",
         415: "Not a video upload, not a video, or a container/codec outside the allow-lists.",
         422: "The video cannot be decoded, or exceeds a limit (named in the body).",
-        429: "The model's queue is full; see Retry-After.",
-        503: "The model is not loaded yet or is draining.",
+        429: "Too much work already waiting (uploads, decode backlog or the model's queue); "
+        "see Retry-After.",
+        503: "The model is not loaded yet, the server is draining, or decoding failed twice "
+        "for reasons not the upload's.",
         504: "The request's deadline passed.",
     }.items()
 }
@@ -54,6 +57,12 @@ def video_body(*fields: str) -> dict[str, Any]:
             },
         }
     }
+
+
+def client_key(request: Request, admission: Admission) -> str:
+    """Who is asking, for the fair sharing of decode workers."""
+    peer = request.client.host if request.client else None
+    return admission.client_of(request.headers, peer)
 
 
 async def unless_disconnected(request: Request, work: Awaitable[T]) -> T:

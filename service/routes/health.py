@@ -25,7 +25,7 @@ def check_health() -> dict[str, str]:
 )
 def check_ready(state: StateDep) -> JSONResponse:
     """Ready when the default model is loaded and warmed up and the server is not draining."""
-    ready = state.models.ready() and not state.shutting_down
+    ready = state.models.ready() and not state.admission.draining
     body = ReadyPublic(
         ready=ready,
         default_model=state.models.default_model,

@@ -30,7 +30,7 @@ from service.video.container import (
 )
 from service.video.limits import VideoLimits
 
-__all__ = ["FrameIndex", "VideoInfo", "index_video", "probe_video", "read_header"]
+__all__ = ["FrameIndex", "IndexedVideo", "VideoInfo", "index_video", "probe_video", "read_header"]
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from model_store.spec import Profile, Recipe
 from service.video.index import VideoInfo, index_video
 from service.video.limits import VideoLimits
 from service.video.pixels import FrameConverter, InterpolationName
-from service.video.reader import FrameReader
+from service.video.reader import DecodeBudget, FrameReader
 from service.video.sampling import CropBox, ViewPlan, plan_views
 
 __all__ = [
@@ -90,6 +90,8 @@ class DecodedVideo:
     frames_decoded: int
     warnings: tuple[str, ...]
     decode_s: float
+    #: Seconds the request waited for a free decode worker (set by `DecodePool`).
+    wait_s: float = 0.0
 
     @property
     def degraded(self) -> bool:
@@ -114,8 +116,9 @@ def sample_frames(
 
     positions = indexed.index.position_of(plan.times_s)
     wanted = np.unique(positions)
+    budget = DecodeBudget.of(indexed, wanted.tolist(), limits)
     convert = FrameConverter(plan, recipe.channel_order, options.interpolation)
-    reader = FrameReader(path, limits, indexed.index, options.decoder_threads)
+    reader = FrameReader(path, limits, indexed.index, options.decoder_threads, budget)
     arrays = reader.read(wanted.tolist(), convert)
 
     return SampledFrames(

@@ -72,6 +72,13 @@ class VideoLimits(BaseModel):
     max_view_bytes: int = Field(
         512 * 2**20, ge=1, description="float32 bytes of one request's views (V×C×T×H×W×4)."
     )
+    max_decode_pixels: int = Field(
+        10_000_000_000,
+        ge=1,
+        description="Frames a request's plan makes the decoder decode (keyframe distances "
+        "counted) × pixels per frame; checked before decoding. 10 Gpx ≈ 4,800 1080p frames, "
+        "about 20 s of one decode worker.",
+    )
     max_corrupt_packets: int = Field(
         16, ge=0, description="Packets that fail to decode before the file counts as corrupt."
     )

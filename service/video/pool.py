@@ -1,16 +1,17 @@
 """Decode worker processes: untrusted files never reach FFmpeg in the service's own process.
 
-Each job (probe, or probe + scan + plan + decode) runs in a worker process under a wall-clock
+Each job (index + plan + decode, or a probe) runs in a worker process under a wall-clock
 timeout and an address-space limit (RLIMIT_AS), so a crashing, hanging or memory-hungry
 decode fails only its own request with a typed error and its worker is replaced. The pool is
 pebble's `ProcessPool`: per-task timeouts that terminate the worker, a fresh worker after a
-crash, cancellation of running tasks (a dropped client stops its decode) and worker recycling
-after `jobs_per_worker` jobs. Workers are spawned, not forked: the parent may hold
-threads (uvicorn, inference runtimes) that a fork would copy mid-lock.
+crash (and one more try of the job on it), cancellation of running tasks (a dropped client
+stops its decode) and worker recycling after `jobs_per_worker` jobs. Workers are spawned, not
+forked: the parent may hold threads (uvicorn, inference runtimes) that a fork would copy
+mid-lock. In front of the workers: a bounded backlog, handed out fairly across clients.
 
     pool = DecodePool(DecodeSettings(workers=2, timeout_s=60), VideoLimits())
     await pool.start()                      # FastAPI lifespan, before `yield`
-    video = await pool.decode(path, spec.recipe, DecodeOptions(profile="fast"))
+    video = await pool.decode(path, spec.recipe, DecodeOptions(profile="fast"), client="10.0.0.7")
     video.views                             # (V, C, T, H, W) float32
     await pool.close()                      # after `yield`
 """
@@ -19,25 +20,37 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import logging
+import math
 import multiprocessing
 import os
 import resource
 import threading
+import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any, ClassVar, TypeVar
 
 import pebble
 from pydantic import BaseModel, ConfigDict, Field
 
 from model_store.spec import Recipe
-from service.errors import DecodeFailed, DecodeOutOfMemory, DecodeTimeout, WorkerCrashed
+from service.errors import (
+    DecodeFailed,
+    DecodeOutOfMemory,
+    DecodeTimeout,
+    Overloaded,
+    WorkerCrashed,
+)
 from service.video.index import VideoInfo, probe_video
 from service.video.job import DecodedVideo, DecodeOptions, assemble_views, sample_frames
 from service.video.limits import VideoLimits
+from service.video.slots import FairSlots
 
 __all__ = ["DecodePool", "DecodeSettings"]
 
 T = TypeVar("T")
+logger = logging.getLogger("actserve.decode")
 
 #: The worker's own memory limit, for the error message (set by `_start_worker`).
 _memory_limit: int | None = None
@@ -60,6 +73,8 @@ class DecodeSettings(BaseModel):
         "timeout_s": "decode_timeout_s",
         "memory_mb": "decode_memory_mb",
         "jobs_per_worker": "decode_jobs_per_worker",
+        "max_pending": "max_pending_decodes",
+        "max_wait_s": "max_decode_wait_s",
     }
 
     workers: int = Field(2, ge=1, le=64, description="Decode worker processes.")
@@ -70,11 +85,29 @@ class DecodeSettings(BaseModel):
     jobs_per_worker: int | None = Field(
         100, ge=1, description="Jobs before a worker is replaced by a fresh one (None: never)."
     )
+    max_pending: int | None = Field(
+        None,
+        ge=1,
+        description="Requests waiting for a decode worker or decoding; more are refused (429). "
+        "None: 4 per worker, so an accepted request waits for at most about 4 decodes.",
+    )
+    max_wait_s: float | None = Field(
+        None,
+        gt=0,
+        description="Also refuse (429) while the decode backlog would keep a new request "
+        "waiting longer than this many seconds, at the measured decode time (None: off).",
+    )
 
 
 class DecodePool:
     """A pool of decode worker processes with an asyncio face, run as `settings` say and
-    checking every video against `limits`."""
+    checking every video against `limits`.
+
+    Requests wait for a worker in a bounded backlog (`max_pending`, then `Overloaded`), and a
+    freed worker goes to the next client in turn (`FairSlots`), so one client's heavy uploads
+    cannot starve the others. The pool measures how long a decode takes, which is what its
+    backlog's drain estimate (Retry-After) rests on.
+    """
 
     def __init__(self, settings: DecodeSettings, limits: VideoLimits) -> None:
         self.settings = settings
@@ -82,13 +115,41 @@ class DecodePool:
         self.workers = settings.workers
         self.timeout_s = settings.timeout_s
         self.memory_limit_bytes = settings.memory_mb * 2**20 if settings.memory_mb else None
+        self.max_pending = settings.max_pending or 4 * settings.workers
+        self._slots = FairSlots(self.workers)
         self._pool: pebble.ProcessPool | None = None
         self._in_flight = 0
+        self._decode_s = _Average(initial=1.0)
 
     @property
     def in_flight(self) -> int:
         """Jobs submitted and not yet finished (running or waiting for a worker)."""
         return self._in_flight
+
+    @property
+    def backlog(self) -> int:
+        """Jobs waiting for a worker or running."""
+        return self._slots.waiting + self._slots.busy
+
+    def drain_estimate_s(self) -> float:
+        """Seconds until the backlog is decoded, at the measured time per decode."""
+        return self.backlog * self._decode_s.value / self.workers
+
+    def full(self) -> str | None:
+        """Why a new request should be refused now, or None: the backlog at its count bound,
+        or waiting for a worker would take longer than `max_wait_s`."""
+        if self.backlog >= self.max_pending:
+            return (
+                f"{self.backlog} requests are waiting for or in decoding (limit "
+                f"{self.max_pending}, ACTSERVE_MAX_PENDING_DECODES)"
+            )
+        wait, bound = self.drain_estimate_s(), self.settings.max_wait_s
+        if bound is not None and self._slots.waiting and wait > bound:
+            return (
+                f"the decode backlog would keep a new request waiting about {wait:.1f} s "
+                f"(limit {bound:g} s, ACTSERVE_MAX_DECODE_WAIT_S)"
+            )
+        return None
 
     async def start(self) -> None:
         """Start the workers and wait until each one can take a job.
@@ -98,7 +159,7 @@ class DecodePool:
         """
         try:
             await asyncio.gather(*(self.run(os.getpid) for _ in range(self.workers)))
-        except DecodeFailed as error:
+        except (DecodeFailed, WorkerCrashed) as error:
             raise RuntimeError(f"the decode workers could not start: {error}") from error
 
     async def close(self, grace_s: float = 10.0) -> None:
@@ -115,24 +176,63 @@ class DecodePool:
         await self.close()
 
     async def decode(
-        self, path: str | os.PathLike[str], recipe: Recipe, options: DecodeOptions | None = None
+        self,
+        path: str | os.PathLike[str],
+        recipe: Recipe,
+        options: DecodeOptions | None = None,
+        *,
+        client: str = "-",
     ) -> DecodedVideo:
-        """Probe, plan and decode `path` in a worker; crop and normalise off the event loop."""
+        """Index, plan and decode `path` in a worker (once one is free for `client`); crop and
+        normalise off the event loop. `Overloaded` when the backlog is full."""
+        if self.backlog >= self.max_pending:
+            raise Overloaded(
+                f"{self.backlog} requests are waiting for or in decoding (limit "
+                f"{self.max_pending}, ACTSERVE_MAX_PENDING_DECODES); retry later",
+                retry_after=max(1, math.ceil(self.drain_estimate_s())),
+            )
         options = options or DecodeOptions()
-        sampled = await self.run(sample_frames, os.fspath(path), recipe, options, self.limits)
-        return await asyncio.to_thread(assemble_views, sampled, recipe)
+        started = time.perf_counter()
+        sampled, waited = await self._run(
+            client, sample_frames, (os.fspath(path), recipe, options, self.limits)
+        )
+        self._decode_s.add(time.perf_counter() - started - waited)
+        video = await asyncio.to_thread(assemble_views, sampled, recipe)
+        return replace(video, wait_s=waited)
 
     async def probe(self, path: str | os.PathLike[str]) -> VideoInfo:
         """The header checks and first frame of `probe_video`, in a worker."""
         return await self.run(probe_video, os.fspath(path), self.limits)
 
-    async def run(self, function: Callable[..., T], *args: Any) -> T:
-        """Run a picklable module-level `function(*args)` in a worker under the pool's limits.
+    async def run(self, function: Callable[..., T], *args: Any, client: str = "-") -> T:
+        """Run a picklable module-level `function(*args)` in a worker under the pool's limits,
+        in `client`'s turn.
 
         The seam the decode jobs go through (and tests use to run hanging or crashing jobs).
         Worker failures become `DecodeTimeout`, `DecodeOutOfMemory` or `WorkerCrashed`;
         cancelling the awaiting task stops the worker running the job.
         """
+        result, _ = await self._run(client, function, args)
+        return result
+
+    async def _run(
+        self, client: str, function: Callable[..., T], args: tuple[Any, ...]
+    ) -> tuple[T, float]:
+        """`run` in `client`'s turn; also returns the seconds waited for a worker. A worker
+        that dies is replaced and the job tried once more on the fresh one: an idle worker
+        killed from outside, or by the kernel's OOM killer, is not the request's fault; a
+        second death is reported as `WorkerCrashed` (503)."""
+        async with self._slots.turn(client) as waited:
+            try:
+                return await self._run_once(function, args), waited
+            except WorkerCrashed as crash:
+                logger.warning("%s; trying the job once more on a fresh worker", crash)
+            try:
+                return await self._run_once(function, args), waited
+            except WorkerCrashed as crash:
+                raise WorkerCrashed(crash.exitcode, again=True) from None
+
+    async def _run_once(self, function: Callable[..., T], args: tuple[Any, ...]) -> T:
         future = self._schedule(function, args)
         self._in_flight += 1
         try:
@@ -174,6 +274,21 @@ class DecodePool:
         pool, self._pool = self._pool, None
         if pool is not None:
             threading.Thread(target=_shut_down, args=(pool, 0.0), daemon=True).start()
+
+
+class _Average:
+    """An exponentially weighted moving average (the last ~10 values weigh most)."""
+
+    def __init__(self, initial: float, weight: float = 0.2) -> None:
+        self.value = initial
+        self.weight = weight
+        self._seen = False
+
+    def add(self, value: float) -> None:
+        if not self._seen:
+            self.value, self._seen = value, True
+        else:
+            self.value += self.weight * (value - self.value)
 
 
 def _shut_down(pool: pebble.ProcessPool, grace_s: float) -> None:

@@ -9,16 +9,18 @@ and the reader says so in `warnings()`.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import av
 import numpy as np
 from av.container import InputContainer
 from av.video.stream import VideoStream
 
-from service.errors import CorruptVideo, LimitExceeded, NoDecodableFrames
+from service.errors import CorruptVideo, DecodeTimeout, LimitExceeded, NoDecodableFrames
 from service.video.container import decode_packet, open_video, prepare_decoder
-from service.video.index import FrameIndex
+from service.video.index import FrameIndex, IndexedVideo
 from service.video.limits import VideoLimits
 from service.video.pixels import FrameConverter
 
@@ -34,6 +36,54 @@ class _Restart(Exception):
         self.keep_pts = keep_pts
 
 
+#: The slowest decode a budget allows for, in pixels per second, and the least time it gives:
+#: about a tenth of one core's H.264 1080p speed, so only a decode far slower than its size
+#: explains (a decoder bomb the index underestimates, a pathological bitstream) is stopped.
+SLOWEST_PIXELS_PER_S = 20e6
+LEAST_SECONDS = 2.0
+
+
+@dataclass(frozen=True)
+class DecodeBudget:
+    """What reading a plan will cost, from the index before anything is decoded: the frames
+    the decoder must decode (each target from the keyframe the reader would seek to, or on from
+    the last frame read) times the pixels of a frame, and the time that may take."""
+
+    frames: int
+    pixels: int
+
+    @classmethod
+    def of(cls, indexed: IndexedVideo, wanted: list[int], limits: VideoLimits) -> DecodeBudget:
+        """The budget of reading `wanted` (sorted positions); `LimitExceeded("decode_pixels")`
+        when it is over `limits.max_decode_pixels`."""
+        index = indexed.index
+        keyframes = _keyframe_positions(index) if index.by_pts else np.zeros(1, np.int64)
+        frames, current = 0, -1
+        for target in wanted:
+            if target <= current:
+                continue
+            at = int(keyframes[max(int(np.searchsorted(keyframes, target, "right")) - 1, 0)])
+            start = at if at > current + 1 and at > 0 else current + 1
+            frames += target - start + 1
+            current = target
+        info = indexed.info
+        budget = cls(frames=frames, pixels=frames * info.width * info.height)
+        if budget.pixels > limits.max_decode_pixels:
+            raise LimitExceeded(
+                "decode_pixels",
+                budget.pixels,
+                limits.max_decode_pixels,
+                "px",
+                detail=f" ({frames:,} frames to decode of {info.width}x{info.height})",
+            )
+        return budget
+
+    @property
+    def seconds(self) -> float:
+        """How long decoding may take before the worker stops it as too slow for its size."""
+        return LEAST_SECONDS + self.pixels / SLOWEST_PIXELS_PER_S
+
+
 class FrameReader:
     """Reads the frames at sorted positions of a `FrameIndex`, seeking only when it pays.
 
@@ -46,12 +96,19 @@ class FrameReader:
     """
 
     def __init__(
-        self, path: str | os.PathLike[str], limits: VideoLimits, index: FrameIndex, threads: int
+        self,
+        path: str | os.PathLike[str],
+        limits: VideoLimits,
+        index: FrameIndex,
+        threads: int,
+        budget: DecodeBudget,
     ) -> None:
         self.path = path
         self.limits = limits
         self.index = index
         self.threads = threads
+        self.budget = budget
+        self.deadline = time.perf_counter() + budget.seconds
         positions = np.searchsorted(index.pts, index.keyframes)
         first = np.unique(positions, return_index=True)[1]
         self.keyframes = positions[first]
@@ -245,4 +302,14 @@ class FrameReader:
                     raise LimitExceeded(
                         "pixels", frame.width * frame.height, limits.max_pixels, "px"
                     )
+                if time.perf_counter() > self.deadline:
+                    raise DecodeTimeout(
+                        self.budget.seconds,
+                        f", the time its size allows ({self.budget.frames:,} frames)",
+                    )
                 yield frame
+
+
+def _keyframe_positions(index: FrameIndex) -> np.ndarray:
+    """Each keyframe's position in presentation order (sorted, distinct)."""
+    return np.unique(np.searchsorted(index.pts, index.keyframes))

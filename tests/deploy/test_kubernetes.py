@@ -365,28 +365,44 @@ def test_adapter_values_match_their_schema() -> None:
 
 
 @pytest.mark.parametrize("variant", VARIANTS, ids=IDS)
-def test_hpa_scales_on_queue_depth_served_by_the_adapter(variant: str) -> None:
+def test_hpa_scales_on_decode_saturation_and_queue_depth_served_by_the_adapter(
+    variant: str,
+) -> None:
     hpa, deployment = one(variant, "HorizontalPodAutoscaler"), one(variant, "Deployment")
     target = hpa["spec"]["scaleTargetRef"]
     assert (target["kind"], target["name"]) == ("Deployment", deployment["metadata"]["name"])
     assert 1 <= hpa["spec"]["minReplicas"] <= hpa["spec"]["maxReplicas"]
-    (metric,) = hpa["spec"]["metrics"]
-    assert metric["type"] == "Pods"
-    name = metric["pods"]["metric"]["name"]
-    assert name == "actserve_queue_depth_views"
+    targets = {}
+    for metric in hpa["spec"]["metrics"]:
+        assert metric["type"] == "Pods"
+        targets[metric["pods"]["metric"]["name"]] = quantity(metric["pods"]["target"])
+    assert set(targets) == {"actserve_decode_saturation", "actserve_queue_depth_views"}
     settings = check_settings(env(variant))
-    average = float(metric["pods"]["target"]["averageValue"])
-    assert settings.batching.max_batch_views <= average < settings.batching.max_queue_views, (
+    batching, decode = settings.batching, settings.decode
+    assert batching.max_batch_views <= targets["actserve_queue_depth_views"], "two batches"
+    assert targets["actserve_queue_depth_views"] < batching.max_queue_views, (
         "scale out while the queue is still below the 429 bound"
     )
-    rule = adapter_rule(name)
-    assert not promql.problems(
-        rule["seriesQuery"], exposed_series(), target_labels=OPERATOR_TARGET_LABELS
+    max_pending = decode.max_pending or 4 * decode.workers
+    assert 0 < targets["actserve_decode_saturation"] <= 1 < max_pending / decode.workers, (
+        "scale out while decode workers are busy, before the backlog reaches its 429 bound"
     )
-    overrides = rule["resources"]["overrides"]
-    assert {overrides[k]["resource"] for k in ("namespace", "pod")} == {"namespace", "pod"}
-    for placeholder in ("<<.Series>>", "<<.LabelMatchers>>", "<<.GroupBy>>"):
-        assert placeholder in rule["metricsQuery"]
-    query = rule["metricsQuery"].replace("<<.Series>>", name).replace("<<.LabelMatchers>>", "")
-    query = query.replace("<<.GroupBy>>", "namespace, pod")
-    assert not promql.problems(query, exposed_series(), target_labels=OPERATOR_TARGET_LABELS)
+    for name in targets:
+        rule = adapter_rule(name)
+        assert not promql.problems(
+            rule["seriesQuery"], exposed_series(), target_labels=OPERATOR_TARGET_LABELS
+        )
+        overrides = rule["resources"]["overrides"]
+        assert {overrides[k]["resource"] for k in ("namespace", "pod")} == {"namespace", "pod"}
+        for placeholder in ("<<.Series>>", "<<.LabelMatchers>>", "<<.GroupBy>>"):
+            assert placeholder in rule["metricsQuery"]
+        (series,) = promql.metric_names(rule["seriesQuery"])
+        query = rule["metricsQuery"].replace("<<.Series>>", series)
+        query = query.replace("<<.LabelMatchers>>", "").replace("<<.GroupBy>>", "namespace, pod")
+        assert not promql.problems(query, exposed_series(), target_labels=OPERATOR_TARGET_LABELS)
+
+
+def quantity(target: dict[str, Any]) -> float:
+    """A Kubernetes quantity such as "64" or "800m" as a number."""
+    text = str(target["averageValue"])
+    return float(text[:-1]) / 1000 if text.endswith("m") else float(text)

@@ -83,7 +83,14 @@ def test_a_client_that_leaves_has_its_queued_work_dropped(store_root, videos) ->
 
 
 def test_64_concurrent_requests_all_succeed_in_shared_batches(store_root, videos) -> None:
-    settings = settings_for(store_root, max_delay_ms=20, max_batch_views=32)
+    """With room for all of them at the door, 64 requests at once share batches."""
+    settings = settings_for(
+        store_root,
+        max_delay_ms=20,
+        max_batch_views=32,
+        max_pending_decodes=64,
+        max_decode_wait_s=None,
+    )
     path = videos["h264.mp4"]
     with LiveServer(settings) as server, httpx.Client(base_url=server.url, timeout=120) as client:
         with ThreadPoolExecutor(64) as pool:

@@ -50,6 +50,10 @@ BUILDERS: dict[str, Builder] = {
         num_frames=8,
     ),
     "one_frame.mp4": lambda p, _: media.write_video(p, num_frames=1),
+    # one keyframe for 300 frames: every sampled frame costs a decode from the start
+    "one_gop.mp4": lambda p, _: media.write_video(
+        p, num_frames=300, options={"g": "1000", "sc_threshold": "0", "bf": "0"}
+    ),
     "odd_h264.mp4": lambda p, _: media.write_video(p, size=(321, 241), pix_fmt="yuv444p"),
     "odd_mjpeg.avi": lambda p, _: media.write_video(
         p, codec="mjpeg", size=(321, 241), pix_fmt="yuvj420p"

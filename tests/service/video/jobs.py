@@ -58,3 +58,17 @@ def address_space_now() -> int:
 
 def loaded(modules: tuple[str, ...]) -> list[str]:
     return sorted(name for name in modules if name in sys.modules)
+
+
+def crash_once(marker: str) -> str:
+    """Die the first time (as a worker killed from outside would), succeed after."""
+    if not os.path.exists(marker):
+        with open(marker, "w"):
+            pass
+        os.kill(os.getpid(), signal.SIGKILL)
+    return "done"
+
+
+def sleep_then(seconds: float, label: str) -> tuple[str, float]:
+    time.sleep(seconds)
+    return label, time.monotonic()

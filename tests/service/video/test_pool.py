@@ -23,6 +23,7 @@ from service.errors import (
     LimitExceeded,
     NotAVideo,
     WorkerCrashed,
+    status_for,
 )
 from service.video import (
     DecodeOptions,
@@ -127,10 +128,39 @@ def test_a_job_deaf_to_sigterm_is_killed(videos) -> None:
     ],
 )
 def test_a_crashing_job_fails_alone(pool, videos, job, argument, exitcode: int) -> None:
-    with pytest.raises(WorkerCrashed, match="died") as caught:
+    """It dies on its worker and again on a fresh one: a 503, not the upload's 422."""
+    with pytest.raises(WorkerCrashed, match="died twice") as caught:
         asyncio.run(pool.run(job, argument))
     assert caught.value.exitcode == exitcode
+    assert status_for(caught.value) == 503
     still_serves(pool, videos)
+
+
+def test_a_worker_killed_once_is_replaced_and_the_job_runs_again(pool, tmp_path) -> None:
+    """A worker killed from outside (or by the OOM killer) is not the request's fault."""
+    assert asyncio.run(pool.run(jobs.crash_once, str(tmp_path / "crashed"))) == "done"
+    assert (tmp_path / "crashed").exists()
+
+
+def test_workers_go_to_clients_in_turn(videos) -> None:
+    """One worker; client a queues three jobs before b queues one: b's runs second, not
+    fourth, and every job waits in a bounded, measured backlog."""
+
+    async def scenario() -> list[str]:
+        async with DecodePool(DecodeSettings(workers=1), LIMITS) as one:
+            first = asyncio.create_task(one.run(jobs.sleep_then, 0.3, "a1", client="a"))
+            await asyncio.sleep(0.05)  # a1 holds the worker
+            rest = [
+                asyncio.create_task(one.run(jobs.sleep_then, 0.05, label, client=client))
+                for label, client in (("a2", "a"), ("a3", "a"), ("a4", "a"), ("b1", "b"))
+            ]
+            await asyncio.sleep(0.05)
+            assert one.backlog == 5
+            done = await asyncio.gather(first, *rest)
+            assert one.backlog == 0
+        return [label for label, _ in sorted(done, key=lambda item: item[1])]
+
+    assert asyncio.run(scenario()) == ["a1", "a2", "b1", "a3", "a4"]
 
 
 def test_a_memory_hungry_job_hits_the_worker_limit(pool, videos) -> None:

@@ -1,0 +1,66 @@
+"""Fair hand-out of decode workers: clients take turns, nobody waits while a slot is free,
+and a request that gives up neither keeps nor loses a slot."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from service.video.slots import FairSlots
+
+
+async def _holder(slots: FairSlots, client: str, order: list[str], release: asyncio.Event) -> None:
+    async with slots.turn(client):
+        order.append(client)
+        await release.wait()
+
+
+def test_a_freed_slot_goes_to_the_next_client_in_turn() -> None:
+    async def scenario() -> list[str]:
+        slots, order, go = FairSlots(1), [], asyncio.Event()
+        names = ["a", "a", "a", "a", "b", "c", "b"]
+        tasks = []
+        for name in names:
+            tasks.append(asyncio.create_task(_holder(slots, name, order, go)))
+            await asyncio.sleep(0)
+        assert slots.busy == 1 and slots.waiting == len(names) - 1
+        go.set()
+        await asyncio.gather(*tasks)
+        assert slots.busy == 0 and slots.waiting == 0
+        return order
+
+    # a holds the slot; then a, b, c take turns, b's second after everyone's first
+    assert asyncio.run(scenario()) == ["a", "a", "b", "c", "a", "b", "a"]
+
+
+def test_nobody_waits_while_a_slot_is_free() -> None:
+    async def scenario() -> None:
+        slots = FairSlots(3)
+        async with slots.turn("a") as waited_a, slots.turn("a") as waited_b:
+            assert waited_a < 0.01 and waited_b < 0.01 and slots.busy == 2
+        assert slots.busy == 0
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.parametrize("cancel_after_handover", [False, True])
+def test_a_waiter_that_gives_up_keeps_no_slot(cancel_after_handover: bool) -> None:
+    async def scenario() -> None:
+        slots, order, go = FairSlots(1), [], asyncio.Event()
+        first = asyncio.create_task(_holder(slots, "a", order, go))
+        await asyncio.sleep(0)
+        quitter = asyncio.create_task(_holder(slots, "b", order, asyncio.Event()))
+        last = asyncio.create_task(_holder(slots, "c", order, go))
+        await asyncio.sleep(0)
+        if cancel_after_handover:
+            go.set()
+            await asyncio.sleep(0)  # a ends and hands its slot to b, which has not run yet
+            assert first.done() and not quitter.done()
+        quitter.cancel()
+        go.set()
+        await asyncio.gather(first, last)
+        assert quitter.cancelled()
+        assert order == ["a", "c"] and slots.busy == 0 and slots.waiting == 0
+
+    asyncio.run(scenario())
