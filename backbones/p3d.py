@@ -32,7 +32,7 @@ from backbones.checkpoints import CheckpointLayout, Identified, register_layout
 from backbones.errors import UnrecognisedCheckpointError
 from backbones.layers import ClassifierHead, VideoClassifier
 from backbones.registry import register_model
-from model_store.spec import ChannelOrder, Modality, Recipe
+from model_store.spec import ChannelOrder, Recipe
 
 __all__ = ["P3D", "P3D_RGB_RECIPE"]
 
@@ -311,21 +311,13 @@ def _p3d_recipe(model: VideoClassifier) -> Recipe:
             f"P3D reads 3 colour channels or 2 per flow field, not {model.in_channels}"
         )
     # Optical flow: TV-L1 x/y as 8-bit images centred on 128, as the Caffe flow nets read it.
-    return Recipe.model_validate(
-        {
-            **P3D_RGB_RECIPE.model_dump(),
-            "in_channels": model.in_channels,
-            "mean": (128.0,) * model.in_channels,
-            "std": (1.0,) * model.in_channels,
-            "modality": Modality.FLOW,
-            "flow_bound": 20.0,
-            "flow_frames_per_stack": model.in_channels // 2,
-            "source": (
-                "P3D Caffe README: TV-L1 flow, x and y merged as a two-channel grey-level image, "
-                "mean 128; 16 flow fields from 17 consecutive frames (182 short side, 160 crop). "
-                "Bound 20 px: dense_flow's default (the README does not say)."
-            ),
-        }
+    return P3D_RGB_RECIPE.as_flow(
+        frames_per_stack=model.in_channels // 2,
+        source=(
+            "P3D Caffe README: TV-L1 flow, x and y merged as a two-channel grey-level image, "
+            "mean 128; 16 flow fields from 17 consecutive frames (182 short side, 160 crop). "
+            "Bound 20 px: dense_flow's default (the README does not say)."
+        ),
     )
 
 

@@ -146,6 +146,25 @@ class Recipe(BaseModel):
             )
         return self
 
+    def as_flow(
+        self, *, bound: float = 20.0, frames_per_stack: int = 1, source: str = ""
+    ) -> Recipe:
+        """This recipe's sampling and geometry for a flow net: TV-L1 grey levels, mean 128."""
+        channels = 2 * frames_per_stack
+        return Recipe.model_validate(
+            {
+                **self.model_dump(),
+                "in_channels": channels,
+                "pixel_scale": 255.0,
+                "mean": (128.0,) * channels,
+                "std": (1.0,) * channels,
+                "modality": Modality.FLOW,
+                "flow_bound": bound,
+                "flow_frames_per_stack": frames_per_stack,
+                "source": source or self.source,
+            }
+        )
+
     @property
     def frames_per_clip(self) -> int:
         """Frames decoded per clip: `clip_len`, or one more than the flow fields of a flow clip."""
