@@ -27,7 +27,6 @@ when a flow model is served without it.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from functools import lru_cache
 from types import ModuleType
 
@@ -39,9 +38,11 @@ __all__ = [
     "DEFAULT_FLOW_BOUND",
     "OPENCV_HINT",
     "flow_available",
+    "flow_pairs",
     "flow_stack",
     "quantise_flow",
     "require_opencv",
+    "solve_pairs",
     "to_grey",
     "tvl1_flow",
 ]
@@ -123,42 +124,60 @@ def quantise_flow(flow: np.ndarray, bound: float = DEFAULT_FLOW_BOUND) -> np.nda
     return np.rint((clipped + bound) * (255.0 / (2.0 * bound))).astype(np.uint8)
 
 
+def flow_pairs(positions: np.ndarray, num_frames: int, frames_per_stack: int = 1) -> np.ndarray:
+    """The frame pairs whose flow each time step reads: (..., T × k, 2) frame positions.
+
+    `positions` (..., T) are the frames the clip samples (k = frames_per_stack); step t reads
+    the fields from frame p_t + j to p_t + j + 1 for j < k, as flow models trained on
+    extracted flow images read image p_t + j (the field from that frame to the next). A field
+    that would start on or past the last frame is the video's last field.
+    """
+    if num_frames < 2:
+        raise ValueError(f"optical flow needs at least two frames; the video has {num_frames}")
+    starts = np.asarray(positions)[..., :, None] + np.arange(frames_per_stack)
+    starts = np.clip(starts, 0, num_frames - 2).reshape(*starts.shape[:-2], -1)
+    return np.stack([starts, starts + 1], axis=-1)
+
+
+def solve_pairs(
+    grey: np.ndarray, pairs: np.ndarray, bound: float = DEFAULT_FLOW_BOUND
+) -> tuple[np.ndarray, np.ndarray]:
+    """Quantised flow of each distinct pair once: (fields (U, 2, H, W) uint8, which field
+    each pair is, shaped like `pairs` without its last axis). `pairs` index `grey` (N, H, W)."""
+    pairs = np.asarray(pairs, dtype=np.int64)
+    distinct, which = np.unique(pairs.reshape(-1, 2), axis=0, return_inverse=True)
+    height, width = grey.shape[1:]
+    fields = np.empty((len(distinct), 2, height, width), dtype=np.uint8)
+    for n, (a, b) in enumerate(distinct.tolist()):
+        fields[n] = quantise_flow(tvl1_flow(grey[a], grey[b]), bound)
+    return fields, which.reshape(pairs.shape[:-1])
+
+
 def flow_stack(
     frames: np.ndarray,
     *,
     frames_per_stack: int = 1,
     bound: float = DEFAULT_FLOW_BOUND,
     channel_order: ChannelOrder | str = ChannelOrder.RGB,
-    pairs: Sequence[tuple[int, int]] | None = None,
 ) -> np.ndarray:
-    """Flow stacks of a clip: uint8 (2 × frames_per_stack, T, H, W).
+    """The flow stacks of consecutive frames: uint8 (2 × frames_per_stack, T, H, W).
 
-    `frames` is (T × frames_per_stack + 1, H, W[, 3]) uint8: consecutive frames, step t
-    reading the fields between frames t·k, t·k + 1, ..., t·k + k (k = frames_per_stack).
-    `pairs` replaces that pairing with explicit (first, second) frame indices, T × k of them
-    in stack order, for callers that share frames between clips; a pair of one frame with
-    itself is still solved (the solver's answer, not an assumed zero).
+    `frames` is (T × k + 1, H, W[, 3]) uint8 (k = frames_per_stack), step t reading the
+    fields between frames t·k, t·k + 1, ..., t·k + k, x and y interleaved on channels.
     """
     if frames_per_stack < 1:
         raise ValueError(f"frames_per_stack must be at least 1, got {frames_per_stack}")
     grey = to_grey(frames, channel_order)
     if grey.ndim != 3:
         raise ValueError(f"frames must be (N, H, W[, 3]), got {np.shape(frames)}")
-    if pairs is None:
-        pairs = [(i, i + 1) for i in range(len(grey) - 1)]
-    if not pairs or len(pairs) % frames_per_stack:
+    fields_count = len(grey) - 1
+    if fields_count < 1 or fields_count % frames_per_stack:
         raise ValueError(
-            f"{len(pairs)} flow fields do not make whole stacks of {frames_per_stack}: a flow "
-            "clip needs at least two frames"
+            f"{len(grey)} frames do not make whole stacks of {frames_per_stack} fields: "
+            f"a flow clip needs T × {frames_per_stack} + 1 frames, at least two"
         )
-    steps = len(pairs) // frames_per_stack
-    height, width = grey.shape[1:]
-    out = np.empty((2 * frames_per_stack, steps, height, width), dtype=np.uint8)
-    solved: dict[tuple[int, int], np.ndarray] = {}
-    for n, (a, b) in enumerate(pairs):
-        key = (int(a), int(b))
-        if key not in solved:
-            solved[key] = quantise_flow(tvl1_flow(grey[key[0]], grey[key[1]]), bound)
-        step, k = divmod(n, frames_per_stack)
-        out[2 * k : 2 * k + 2, step] = solved[key]
-    return out
+    pairs = np.stack([np.arange(fields_count), np.arange(1, fields_count + 1)], axis=-1)
+    fields, which = solve_pairs(grey, pairs, bound)
+    steps = fields_count // frames_per_stack
+    stacked = fields[which].reshape(steps, frames_per_stack, 2, *grey.shape[1:])
+    return np.ascontiguousarray(stacked.reshape(steps, -1, *grey.shape[1:]).transpose(1, 0, 2, 3))

@@ -85,7 +85,7 @@ def test_stacks_interleave_x_and_y_of_consecutive_fields() -> None:
     assert x2 == pytest.approx(128, abs=2) and y2 == pytest.approx(_level(3), abs=2)
 
 
-def test_explicit_pairs_solve_each_distinct_pair_once(monkeypatch) -> None:
+def test_each_distinct_pair_is_solved_once(monkeypatch) -> None:
     calls: list[int] = []
     real = flow.tvl1_flow
 
@@ -94,17 +94,22 @@ def test_explicit_pairs_solve_each_distinct_pair_once(monkeypatch) -> None:
         return real(first, second)
 
     monkeypatch.setattr(flow, "tvl1_flow", counted)
-    frames = _shifted(2, 0, count=3, size=48)
-    stack = flow_stack(frames, pairs=[(0, 1), (1, 2), (0, 1)])
-    assert stack.shape == (2, 3, 48, 48) and len(calls) == 2
-    assert np.array_equal(stack[:, 0], stack[:, 2])
+    grey = to_grey(_shifted(2, 0, count=3, size=48))
+    fields, which = flow.solve_pairs(grey, np.array([[[0, 1], [1, 2]], [[0, 1], [0, 1]]]))
+    assert fields.shape == (2, 2, 48, 48) and len(calls) == 2
+    assert which.tolist() == [[0, 1], [0, 0]]
 
 
-def test_a_clip_needs_two_frames_and_whole_stacks() -> None:
-    with pytest.raises(ValueError, match="at least two frames"):
-        flow_stack(_shifted(1, 0, count=1))
-    with pytest.raises(ValueError, match="whole stacks of 2"):
-        flow_stack(_shifted(1, 0, count=4), frames_per_stack=2)
+def test_pairs_follow_the_sampled_frames_and_stop_at_the_last_field() -> None:
+    positions = np.array([[0, 1, 2], [7, 8, 9]])
+    pairs = flow.flow_pairs(positions, num_frames=10)
+    assert pairs.shape == (2, 3, 2)
+    assert pairs[0].tolist() == [[0, 1], [1, 2], [2, 3]]
+    assert pairs[1].tolist() == [[7, 8], [8, 9], [8, 9]]  # frame 9 is last: its field is 8 → 9
+    stacked = flow.flow_pairs(np.array([[0, 4]]), num_frames=10, frames_per_stack=2)
+    assert stacked[0].tolist() == [[0, 1], [1, 2], [4, 5], [5, 6]]
+    with pytest.raises(ValueError, match="at least two frames; the video has 1"):
+        flow.flow_pairs(np.array([[0, 0]]), num_frames=1)
 
 
 def test_grey_is_luma_in_either_channel_order() -> None:
