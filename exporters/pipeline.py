@@ -177,7 +177,9 @@ def export_two_stream_to_store(
                 trained=rgb.trained and flow.trained,
                 description=description,
                 default_profile=default_profile,
-                spec=rgb.spec,
+                spec=rgb.spec.model_copy(
+                    update={"embedding_dim": rgb.spec.embedding_dim + flow.spec.embedding_dim}
+                ),
                 artifacts=(),
                 exporter=tool_versions(),
                 streams=tuple(members),

@@ -109,9 +109,10 @@ class ManifestDraft(_Frozen):
     """What an exporter knows; the store adds name, version, time and file digests.
 
     A one-stream version describes its network in `spec` and `artifacts`. A two-stream version
-    lists its members in `streams` (one rgb, one flow) with a `fusion` rule; its `spec` is the
-    version's answer (the RGB member's spec: labels, classes, default recipe) and its own
-    `artifacts` are empty.
+    lists its members in `streams` (one rgb, one flow, sampling the same clips and crops so
+    their views pair up) with a `fusion` rule; its `spec` is the version's answer (labels and
+    classes; the RGB member's recipe; the embedding is the RGB one followed by the flow one)
+    and its own `artifacts` are empty.
     """
 
     backbone: str
@@ -143,6 +144,12 @@ class ManifestDraft(_Frozen):
             raise ValueError("a two-stream version keeps its artifacts in its streams")
         if self.fusion is None or set(self.fusion.weights) != {Modality.RGB, Modality.FLOW}:
             raise ValueError("a two-stream version needs fusion weights for rgb and flow")
+        rgb, flow = (self.stream(m).spec.recipe for m in (Modality.RGB, Modality.FLOW))
+        timing = ("sampling", "clip_len", "frame_interval", "num_clips", "num_crops")
+        differ = [f for f in timing if getattr(rgb, f) != getattr(flow, f)]
+        if differ:
+            # Fusion pairs the streams view by view: the same clips, the same crops.
+            raise ValueError(f"the streams' views do not pair up: {', '.join(differ)} differ")
         for member in self.streams:
             if member.spec.recipe.modality != member.modality:
                 raise ValueError(

@@ -89,6 +89,18 @@ def test_two_stream_draft_must_be_coherent() -> None:
             "streams": (rgb, flow.model_copy(update={"spec": rgb.spec}))
         },
         "other classes": {"spec": rgb.spec.model_copy(update={"num_classes": 4})},
+        "views that do not pair up": {
+            "streams": (
+                rgb,
+                flow.model_copy(
+                    update={
+                        "spec": flow.spec.model_copy(
+                            update={"recipe": FLOW.model_copy(update={"num_clips": 3})}
+                        )
+                    }
+                ),
+            )
+        },
     }
     for why, change in bad.items():
         with pytest.raises(ValidationError):
