@@ -93,8 +93,8 @@ def export(
             classes = num_classes if flow_checkpoint else rgb.spec.num_classes
             flow = _load_stream(model, flow_checkpoint, classes, labels, flow=True)
             if flow_checkpoint is None and labels is None:
-                fields = flow.spec.model_dump(exclude={"labels", "label_set"})
-                labelled = ModelSpec(**fields, label_set=rgb.spec.label_set, labels=rgb.spec.labels)
+                labels_of_rgb = rgb.spec.labels if rgb.spec.label_set is None else None
+                labelled = flow.spec.relabel(labels_of_rgb, label_set=rgb.spec.label_set)
                 flow = replace(flow, spec=labelled)
             manifest = export_two_stream_to_store(
                 rgb, flow, ModelStore(store), weights=weights, **options

@@ -32,7 +32,7 @@ def small_flow_model(seed: int = 1):
     """The flow twin of `small_model`: two input channels (x, y), TV-L1 grey levels."""
     torch_seed(seed)
     model = create_model("r3d_10", num_classes=len(LABELS), recipe=SMALL, in_channels=2).eval()
-    spec = ModelSpec(**model.spec.model_dump(exclude={"labels", "label_set"}), labels=LABELS)
+    spec = model.spec.relabel(LABELS)
     return model, spec
 
 

@@ -10,7 +10,14 @@ import pytest
 
 from model_store.spec import Recipe
 from service.errors import DecodeTimeout, TooFewFrames, status_for
-from service.video import DecodeOptions, DecodePool, VideoLimits, decode_video, sample_streams
+from service.video import (
+    DecodeOptions,
+    DecodePool,
+    DecodeSettings,
+    VideoLimits,
+    decode_video,
+    sample_streams,
+)
 from tests.service.video.media import moving_texture, write_video
 
 LIMITS = VideoLimits()
@@ -90,7 +97,7 @@ def test_flow_counts_against_the_decode_timeout(tmp_path) -> None:
     frames = RGB.model_copy(
         update={"num_clips": 20, "clip_len": 16, "short_side": 160, "crop_size": 160}
     )
-    pool = DecodePool(workers=1, timeout_s=5.0, limits=LIMITS)
+    pool = DecodePool(DecodeSettings(workers=1, timeout_s=5.0), LIMITS)
 
     async def run() -> None:
         async with pool:
