@@ -181,6 +181,28 @@ class Manifest(ManifestDraft):
     #: sha256 and size of every file of the version except manifest.json.
     files: dict[str, FileDigest]
 
+    def networks(self) -> tuple[Manifest, ...]:
+        """The networks a version runs, each as a one-stream manifest: this one, or a
+        two-stream version's rgb and flow members (same name and version, their own spec and
+        artifacts), which load like any version."""
+        return (self,) if not self.streams else tuple(self.member(m) for m in Modality)
+
+    def member(self, modality: Modality | str) -> Manifest:
+        member = self.stream(modality)
+        if member is None:
+            raise ValueError(f"{self.name} v{self.version} has no {modality} stream")
+        return self.model_copy(
+            update={
+                "backbone": member.backbone,
+                "trained": member.trained,
+                "source_checkpoint": member.source_checkpoint,
+                "spec": member.spec,
+                "artifacts": member.artifacts,
+                "streams": (),
+                "fusion": None,
+            }
+        )
+
     def artifact(self, format: str, precision: str | None = None) -> Artifact | None:
         """The first artifact of a format (and precision, if given), or None."""
         for artifact in self.artifacts:
