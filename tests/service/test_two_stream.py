@@ -18,7 +18,9 @@ import onnxruntime as ort
 import pytest
 import torch
 from torch import nn
+from typer.testing import CliRunner
 
+from actserve.cli import app
 from backbones import VideoClassifier, create_model
 from exporters import Stream, export_two_stream_to_store
 from model_store import ModelSpec, ModelStore, Recipe
@@ -110,6 +112,7 @@ def test_two_stream_version_served_end_to_end(two_stream_store, videos) -> None:
         one_frame = post_video(c, videos["one_frame.mp4"])
         listed = c.get("/models/two").json()
         metrics = c.get("/metrics").text
+        printed = CliRunner().invoke(app, ["classify", str(video), "--url", server.url])
 
     assert body["top_k"][0]["label"] == "moving right"
     assert [s["label"] for s in body["top_k"]].index("moving up") == 1
@@ -141,6 +144,9 @@ def test_two_stream_version_served_end_to_end(two_stream_store, videos) -> None:
     assert version["fusion"]["weights"] == {"rgb": 1.0, "flow": 1.5}
     assert "rgb: onnxruntime" in version["runtime"] and "; flow: onnxruntime" in version["runtime"]
     assert 'actserve_inference_executions_total{model="two",version="1"}' in metrics
+    assert printed.exit_code == 0, printed.output
+    assert "moving right" in printed.output and "flow stream: queue" in printed.output
+    assert "TV-L1 flow" in printed.output
 
 
 def test_a_flow_model_without_opencv_refuses_to_load(two_stream_store, monkeypatch) -> None:
