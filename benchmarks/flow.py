@@ -6,9 +6,10 @@
 Frames are a smooth random texture moved by a known (dx, dy) per frame, so the endpoint
 error (mean |estimated - true| displacement, px, 16 px away from the borders) says how well
 each solver tracks it. Each round runs every method in a shuffled order; the table shows the
-median seconds per flow field, the ratio to OpenCV's, the endpoint error, and the cost of one
-flow view (`clip_len` fields: grey conversion, solve, quantise) and of P3D's 10-view test
-protocol.
+median CPU seconds per flow field (process time: on a shared box it moves far less than the
+wall clock, which is shown beside it), the ratio to OpenCV's, the endpoint error, and the
+cost of one flow view (`clip_len` fields: grey conversion, solve, quantise) and of P3D's
+10-view test protocol.
 
 - opencv: `cv2.optflow.DualTVL1OpticalFlow` at its defaults (mmaction2's extraction tool);
   `--threads` sets OpenCV's thread count (the decode workers use 1 each).
@@ -21,6 +22,7 @@ protocol.
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import statistics
 import time
@@ -88,33 +90,39 @@ def main() -> None:
     clip = np.stack(
         [canvas[32 + i : 32 + i + CROP[0], 32 - i : 32 - i + CROP[1]] for i in range(CLIP_LEN + 1)]
     )
-    times: dict[str, list[float]] = {name: [] for name in [*methods, "view"]}
+    cpu: dict[str, list[float]] = {name: [] for name in [*methods, "view"]}
+    wall: dict[str, list[float]] = {name: [] for name in cpu}
     errors: dict[str, float] = {}
     for _ in range(args.rounds):
-        order = list(times)
+        order = list(cpu)
         random.shuffle(order)
         for name in order:
-            started = time.perf_counter()
+            started, started_cpu = time.perf_counter(), time.process_time()
             if name == "view":
                 flow_stack(clip)
             else:
                 errors[name] = _endpoint_error(methods[name]())
-            times[name].append(time.perf_counter() - started)
+            cpu[name].append(time.process_time() - started_cpu)
+            wall[name].append(time.perf_counter() - started)
 
-    base = statistics.median(times["opencv"])
+    base = statistics.median(cpu["opencv"])
     print(
         f"OpenCV {cv2.__version__}, {args.threads or cv2.getNumThreads()} thread(s), "
-        f"{args.rounds} rounds, true motion {SHIFT} px/frame"
+        f"{args.rounds} rounds, true motion {SHIFT} px/frame, load average "
+        f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
     )
-    print(f"{'method':<16} {'s / field':>10} {'÷ opencv':>9} {'EPE px':>7}")
+    print(f"{'method':<16} {'CPU s / field':>13} {'wall s':>7} {'÷ opencv':>9} {'EPE px':>7}")
     for name in methods:
-        seconds = statistics.median(times[name])
-        print(f"{name:<16} {seconds:>10.3f} {seconds / base:>9.2f} {errors[name]:>7.3f}")
-    view = statistics.median(times["view"])
+        seconds = statistics.median(cpu[name])
+        print(
+            f"{name:<16} {seconds:>13.3f} {statistics.median(wall[name]):>7.3f} "
+            f"{seconds / base:>9.2f} {errors[name]:>7.3f}"
+        )
+    view = statistics.median(cpu["view"])
     print(
-        f"one flow view ({CLIP_LEN} fields at {CROP[0]}×{CROP[1]}): {view:.2f} s "
-        f"= {view / base:.1f} × one field; P3D's {NUM_CLIPS}-view protocol: "
-        f"{view * NUM_CLIPS:.1f} s on one core"
+        f"one flow view ({CLIP_LEN} fields at {CROP[0]}×{CROP[1]}): {view:.2f} CPU s "
+        f"(wall {statistics.median(wall['view']):.2f} s) = {view / base:.1f} × one field; "
+        f"P3D's {NUM_CLIPS}-view protocol: {view * NUM_CLIPS:.1f} CPU s"
     )
 
 
