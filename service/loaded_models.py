@@ -231,7 +231,8 @@ class LoadedModels:
     def inference_backlog_s(self) -> float:
         """Seconds until every loaded version's queued views have likely run (they share the
         machine, so the sum)."""
-        return sum(m.batcher.backlog_seconds() for m in self._loaded.values())
+        batchers = [s.batcher for m in self._loaded.values() for s in (m, m.flow) if s is not None]
+        return sum(batcher.backlog_seconds() for batcher in batchers)
 
     def snapshot(self) -> ServingSnapshot:
         held = {**self._draining, **self._loaded}
