@@ -306,16 +306,18 @@ def _identify_p3d(state_dict: Mapping[str, torch.Tensor]) -> Identified:
 def _p3d_recipe(model: VideoClassifier) -> Recipe:
     if model.in_channels == 3:
         return P3D_RGB_RECIPE
-    # Optical flow (x, y) stored as 8-bit images centred on 128, as the Caffe flow nets read it.
-    return Recipe.model_validate(
-        {
-            **P3D_RGB_RECIPE.model_dump(),
-            "in_channels": 2,
-            "mean": (128.0, 128.0),
-            "std": (1.0, 1.0),
-            "source": "P3D optical-flow stem (TV-L1 x/y as 8-bit images centred on 128, "
-            "unverified); /classify cannot compute flow from video",
-        }
+    if model.in_channels % 2:
+        raise ValueError(
+            f"P3D reads 3 colour channels or 2 per flow field, not {model.in_channels}"
+        )
+    # Optical flow: TV-L1 x/y as 8-bit images centred on 128, as the Caffe flow nets read it.
+    return P3D_RGB_RECIPE.as_flow(
+        frames_per_stack=model.in_channels // 2,
+        source=(
+            "P3D Caffe README: TV-L1 flow, x and y merged as a two-channel grey-level image, "
+            "mean 128; 16 flow fields from 17 consecutive frames (182 short side, 160 crop). "
+            "Bound 20 px: dense_flow's default (the README does not say)."
+        ),
     )
 
 

@@ -100,9 +100,14 @@ def create_model(
     if label_set is None and entry.label_set and len(load_label_set(entry.label_set)) == classes:
         label_set = entry.label_set
     recipe = recipe or entry.recipe
+    recipe = recipe if isinstance(recipe, Recipe) else recipe(model)
+    if recipe.in_channels != model.in_channels and model.in_channels % 2 == 0:
+        # A flow stem (2 channels per flow field) on a family whose recipes are RGB: the same
+        # sampling and geometry, over TV-L1 flow stacks.
+        recipe = recipe.as_flow(frames_per_stack=model.in_channels // 2)
     model.spec = ModelSpec(
         backbone=name,
-        recipe=recipe if isinstance(recipe, Recipe) else recipe(model),
+        recipe=recipe,
         num_classes=model.num_classes,
         embedding_dim=model.embedding_dim,
         label_set=label_set,

@@ -13,8 +13,11 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
+
+from pydantic import ValidationError
 
 from backbones import VideoClassifier
 from exporters.errors import ExportError, ParityError
@@ -22,8 +25,16 @@ from exporters.onnx import DEFAULT_OPSET, export_onnx, onnx_runner
 from exporters.outputs import tensor_infos
 from exporters.parity import check_parity
 from exporters.torchscript import export_torchscript, torchscript_runner
-from model_store import Artifact, Manifest, ManifestDraft, ModelStore, SourceCheckpoint
-from model_store.spec import ModelSpec, Profile
+from model_store import (
+    Artifact,
+    Fusion,
+    Manifest,
+    ManifestDraft,
+    ModelStore,
+    SourceCheckpoint,
+    StreamMember,
+)
+from model_store.spec import Modality, ModelSpec, Profile
 from model_store.store import check_alias, check_name
 
 FORMATS = ("onnx", "torchscript")
@@ -76,50 +87,11 @@ def export_to_store(
     """Export `model` in `formats` (plus an fp16 ONNX artifact with `fp16`), check each
     against the eager model, publish them as the next version of `name` (default: the
     backbone's name) and point `alias` at it."""
-    name = check_name(name or spec.backbone)
-    if alias is not None:
-        check_alias(alias)
-    unknown = set(formats) - set(FORMATS)
-    if unknown or not formats:
-        raise ExportError(f"formats must be among {', '.join(FORMATS)}; got {list(formats)}")
-    if fp16 and "onnx" not in formats:
-        raise ExportError("--fp16 makes an fp16 ONNX artifact; include the onnx format")
-    model = model.eval().float()
-    inputs, outputs = tensor_infos(spec)
-    artifacts: list[Artifact] = []
-    files: dict[str, Path] = {}
+    name = _check_request(name or spec.backbone, alias, formats, fp16)
     with tempfile.TemporaryDirectory(prefix="actserve-export-") as tmp:
-        planned = [(f, "fp32") for f in formats] + ([("onnx", "fp16")] if fp16 else [])
-        for fmt, precision in planned:
-            file_name = {"onnx": "model.onnx", "torchscript": "model.ts"}[fmt]
-            if precision == "fp16":
-                file_name = "model.fp16.onnx"
-            path = Path(tmp) / file_name
-            label = f"{fmt} ({precision})"
-            if fmt == "onnx":
-                with step(f"Exporting {label}, opset {opset}"):
-                    export_onnx(model, spec, path, opset=opset, fp16=precision == "fp16")
-                runner, runtime = onnx_runner(path)
-            else:
-                with step(f"Exporting {label}"):
-                    export_torchscript(model, spec, path)
-                runner, runtime = torchscript_runner(path)
-            with step(f"Checking {label} against the eager model on {runtime}"):
-                report = check_parity(model, runner, spec, runtime=runtime, precision=precision)
-            if not report.passed:
-                raise ParityError(file_name, report)
-            artifacts.append(
-                Artifact(
-                    format=fmt,
-                    file=file_name,
-                    precision=precision,
-                    opset=opset if fmt == "onnx" else None,
-                    inputs=inputs,
-                    outputs=outputs,
-                    parity=report,
-                )
-            )
-            files[file_name] = path
+        artifacts, files = export_artifacts(
+            model, spec, Path(tmp), formats=formats, fp16=fp16, opset=opset, step=step
+        )
         draft = ManifestDraft(
             backbone=spec.backbone,
             trained=trained,
@@ -127,11 +99,171 @@ def export_to_store(
             default_profile=default_profile,
             source_checkpoint=source,
             spec=spec,
-            artifacts=tuple(artifacts),
+            artifacts=artifacts,
             exporter=tool_versions(),
         )
-        with step(f"Publishing {name} to {store.root}"):
-            manifest = store.publish(name, draft, files)
+        return _publish(store, name, draft, files, alias, step)
+
+
+@dataclass(frozen=True)
+class Stream:
+    """One stream of a two-stream export: its network, spec and source file."""
+
+    model: VideoClassifier
+    spec: ModelSpec
+    trained: bool
+    source: SourceCheckpoint | None = None
+
+
+def export_two_stream_to_store(
+    rgb: Stream,
+    flow: Stream,
+    store: ModelStore,
+    *,
+    weights: tuple[float, float] = (1.0, 1.5),
+    name: str | None = None,
+    formats: Sequence[str] = ("onnx",),
+    fp16: bool = False,
+    opset: int = DEFAULT_OPSET,
+    alias: str | None = None,
+    description: str = "",
+    default_profile: Profile = Profile.ACCURATE,
+    step: StepReporter = log_step,
+) -> Manifest:
+    """Export an RGB and a flow network as one two-stream version: each stream's artifacts
+    (files `rgb.*` and `flow.*`) checked against its eager model like a one-stream export,
+    fused by the weighted mean of their softmaxes with `weights` (rgb, flow)."""
+    name = _check_request(name or f"{rgb.spec.backbone}-two-stream", alias, formats, fp16)
+    classes = {(s.spec.num_classes, s.spec.labels) for s in (rgb, flow)}
+    if len(classes) > 1:
+        raise ExportError(
+            f"the streams answer in different classes: rgb {rgb.spec.num_classes} "
+            f"({rgb.spec.label_set or 'custom labels'}), flow {flow.spec.num_classes} "
+            f"({flow.spec.label_set or 'custom labels'})"
+        )
+    members: list[StreamMember] = []
+    with tempfile.TemporaryDirectory(prefix="actserve-export-") as tmp:
+        files: dict[str, Path] = {}
+        for modality, stream in ((Modality.RGB, rgb), (Modality.FLOW, flow)):
+            if stream.spec.recipe.modality != modality:
+                raise ExportError(
+                    f"the {modality} stream's recipe is a {stream.spec.recipe.modality} one "
+                    f"({stream.spec.backbone}, {stream.spec.recipe.in_channels} channels)"
+                )
+            artifacts, written = export_artifacts(
+                stream.model,
+                stream.spec,
+                Path(tmp),
+                formats=formats,
+                fp16=fp16,
+                opset=opset,
+                step=step,
+                prefix=f"{modality}.",
+            )
+            files.update(written)
+            members.append(
+                StreamMember(
+                    modality=modality,
+                    backbone=stream.spec.backbone,
+                    trained=stream.trained,
+                    source_checkpoint=stream.source,
+                    spec=stream.spec,
+                    artifacts=artifacts,
+                )
+            )
+        try:
+            draft = ManifestDraft(
+                backbone=f"{rgb.spec.backbone}+{flow.spec.backbone}",
+                trained=rgb.trained and flow.trained,
+                description=description,
+                default_profile=default_profile,
+                spec=rgb.spec.model_copy(
+                    update={"embedding_dim": rgb.spec.embedding_dim + flow.spec.embedding_dim}
+                ),
+                artifacts=(),
+                exporter=tool_versions(),
+                streams=tuple(members),
+                fusion=Fusion(weights={Modality.RGB: weights[0], Modality.FLOW: weights[1]}),
+            )
+        except ValidationError as exc:
+            raise ExportError(f"not a valid two-stream version: {exc}") from None
+        return _publish(store, name, draft, files, alias, step)
+
+
+def export_artifacts(
+    model: VideoClassifier,
+    spec: ModelSpec,
+    directory: Path,
+    *,
+    formats: Sequence[str],
+    fp16: bool,
+    opset: int,
+    step: StepReporter,
+    prefix: str = "",
+) -> tuple[tuple[Artifact, ...], dict[str, Path]]:
+    """Write and parity-check each artifact of `model` in `directory` (file names start with
+    `prefix`); raises ParityError on the first artifact over tolerance."""
+    model = model.eval().float()
+    inputs, outputs = tensor_infos(spec)
+    artifacts: list[Artifact] = []
+    files: dict[str, Path] = {}
+    planned = [(f, "fp32") for f in formats] + ([("onnx", "fp16")] if fp16 else [])
+    for fmt, precision in planned:
+        file_name = {"onnx": "model.onnx", "torchscript": "model.ts"}[fmt]
+        if precision == "fp16":
+            file_name = "model.fp16.onnx"
+        file_name = prefix + file_name
+        path = directory / file_name
+        label = f"{prefix}{fmt} ({precision})"
+        if fmt == "onnx":
+            with step(f"Exporting {label}, opset {opset}"):
+                export_onnx(model, spec, path, opset=opset, fp16=precision == "fp16")
+            runner, runtime = onnx_runner(path)
+        else:
+            with step(f"Exporting {label}"):
+                export_torchscript(model, spec, path)
+            runner, runtime = torchscript_runner(path)
+        with step(f"Checking {label} against the eager model on {runtime}"):
+            report = check_parity(model, runner, spec, runtime=runtime, precision=precision)
+        if not report.passed:
+            raise ParityError(file_name, report)
+        artifacts.append(
+            Artifact(
+                format=fmt,
+                file=file_name,
+                precision=precision,
+                opset=opset if fmt == "onnx" else None,
+                inputs=inputs,
+                outputs=outputs,
+                parity=report,
+            )
+        )
+        files[file_name] = path
+    return tuple(artifacts), files
+
+
+def _check_request(name: str, alias: str | None, formats: Sequence[str], fp16: bool) -> str:
+    name = check_name(name)
+    if alias is not None:
+        check_alias(alias)
+    unknown = set(formats) - set(FORMATS)
+    if unknown or not formats:
+        raise ExportError(f"formats must be among {', '.join(FORMATS)}; got {list(formats)}")
+    if fp16 and "onnx" not in formats:
+        raise ExportError("--fp16 makes an fp16 ONNX artifact; include the onnx format")
+    return name
+
+
+def _publish(
+    store: ModelStore,
+    name: str,
+    draft: ManifestDraft,
+    files: dict[str, Path],
+    alias: str | None,
+    step: StepReporter,
+) -> Manifest:
+    with step(f"Publishing {name} to {store.root}"):
+        manifest = store.publish(name, draft, files)
     if alias is not None:
         store.promote(name, manifest.version, alias)
     return manifest

@@ -34,6 +34,11 @@ def _tensor(info: TensorInfo, extra: str = "") -> str:
 
 def render_tensors(manifest: Manifest) -> str:
     """The input and output blocks: what every version of a Triton model must share."""
+    if manifest.streams:
+        raise TritonExportError(
+            f"{manifest.name} v{manifest.version} is a two-stream version: Triton serves one "
+            "network per model; export each stream as a model of its own"
+        )
     artifact = manifest.artifact("onnx")
     if artifact is None:
         raise TritonExportError(f"{manifest.name} v{manifest.version} has no ONNX artifact")

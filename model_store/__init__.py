@@ -13,14 +13,16 @@ from model_store.errors import (
 from model_store.manifest import (
     Artifact,
     FileDigest,
+    Fusion,
     Manifest,
     ManifestDraft,
     ParityCheck,
     ParityReport,
     SourceCheckpoint,
+    StreamMember,
     TensorInfo,
 )
-from model_store.spec import ChannelOrder, ModelSpec, Profile, Recipe, Sampling
+from model_store.spec import ChannelOrder, Modality, ModelSpec, Profile, Recipe, Sampling
 from model_store.store import AliasState, ModelStore
 
 __all__ = [
@@ -29,10 +31,12 @@ __all__ = [
     "Artifact",
     "ChannelOrder",
     "FileDigest",
+    "Fusion",
     "IntegrityError",
     "InvalidNameError",
     "Manifest",
     "ManifestDraft",
+    "Modality",
     "ModelNotFoundError",
     "ModelSpec",
     "ModelStore",
@@ -44,6 +48,7 @@ __all__ = [
     "Sampling",
     "SourceCheckpoint",
     "StoreError",
+    "StreamMember",
     "TensorInfo",
     "VersionInUseError",
     "VersionNotFoundError",

@@ -9,9 +9,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from model_store.spec import ModelSpec, Profile
+from model_store.spec import Modality, ModelSpec, Profile
 
 SCHEMA_VERSION = 1
 MANIFEST_FILE = "manifest.json"
@@ -70,8 +70,50 @@ class SourceCheckpoint(_Frozen):
     layout: str = Field(description="The public checkpoint layout it was read as.")
 
 
+class StreamMember(_Frozen):
+    """One stream of a two-stream version: a network of its own, with its spec and artifacts."""
+
+    modality: Modality
+    backbone: str
+    trained: bool
+    source_checkpoint: SourceCheckpoint | None = None
+    spec: ModelSpec
+    artifacts: tuple[Artifact, ...] = Field(min_length=1)
+
+    def artifact(self, format: str, precision: str | None = None) -> Artifact | None:
+        return next(
+            (a for a in self.artifacts if a.format == format and precision in (None, a.precision)),
+            None,
+        )
+
+
+class Fusion(_Frozen):
+    """How a two-stream version combines its streams: the weighted mean of their softmaxes.
+
+    Each stream's softmax is first averaged over its views (as for one stream); the version's
+    probabilities are sum(w_s p_s) / sum(w_s). Two-stream papers weight flow above RGB
+    (TSN: 1 : 1.5).
+    """
+
+    rule: Literal["weighted_softmax"] = "weighted_softmax"
+    weights: dict[Modality, float]
+
+    @model_validator(mode="after")
+    def _check_weights(self) -> Fusion:
+        if any(w <= 0 for w in self.weights.values()):
+            raise ValueError(f"fusion weights must be positive, got {self.weights}")
+        return self
+
+
 class ManifestDraft(_Frozen):
-    """What an exporter knows; the store adds name, version, time and file digests."""
+    """What an exporter knows; the store adds name, version, time and file digests.
+
+    A one-stream version describes its network in `spec` and `artifacts`. A two-stream version
+    lists its members in `streams` (one rgb, one flow, sampling the same clips and crops so
+    their views pair up) with a `fusion` rule; its `spec` is the version's answer (labels and
+    classes; the RGB member's recipe; the embedding is the RGB one followed by the flow one)
+    and its own `artifacts` are empty.
+    """
 
     backbone: str
     trained: bool
@@ -83,6 +125,52 @@ class ManifestDraft(_Frozen):
     spec: ModelSpec
     artifacts: tuple[Artifact, ...]
     exporter: dict[str, str] = Field(default_factory=dict, description="Tool versions.")
+    # Two-stream versions (issue 16); manifests without these fields are one-stream.
+    streams: tuple[StreamMember, ...] = ()
+    fusion: Fusion | None = None
+
+    @model_validator(mode="after")
+    def _check_streams(self) -> ManifestDraft:
+        if not self.streams:
+            if self.fusion is not None:
+                raise ValueError("a fusion rule needs streams to fuse")
+            return self
+        modalities = sorted(m.modality.value for m in self.streams)
+        if modalities != ["flow", "rgb"]:
+            raise ValueError(
+                f"a two-stream version has one rgb and one flow stream, got {modalities}"
+            )
+        if self.artifacts:
+            raise ValueError("a two-stream version keeps its artifacts in its streams")
+        if self.fusion is None or set(self.fusion.weights) != {Modality.RGB, Modality.FLOW}:
+            raise ValueError("a two-stream version needs fusion weights for rgb and flow")
+        rgb, flow = (self.stream(m).spec.recipe for m in (Modality.RGB, Modality.FLOW))
+        timing = ("sampling", "clip_len", "frame_interval", "num_clips", "num_crops")
+        differ = [f for f in timing if getattr(rgb, f) != getattr(flow, f)]
+        if differ:
+            # Fusion pairs the streams view by view: the same clips, the same crops.
+            raise ValueError(f"the streams' views do not pair up: {', '.join(differ)} differ")
+        for member in self.streams:
+            if member.spec.recipe.modality != member.modality:
+                raise ValueError(
+                    f"the {member.modality} stream's recipe is a {member.spec.recipe.modality} one"
+                )
+            if (member.spec.num_classes, member.spec.labels) != (
+                self.spec.num_classes,
+                self.spec.labels,
+            ):
+                raise ValueError(
+                    f"the {member.modality} stream's classes differ from the version's"
+                )
+        return self
+
+    def stream(self, modality: Modality | str) -> StreamMember | None:
+        return next((m for m in self.streams if m.modality == modality), None)
+
+    @property
+    def all_artifacts(self) -> tuple[Artifact, ...]:
+        """Every artifact file of the version, of all its streams."""
+        return self.artifacts + tuple(a for m in self.streams for a in m.artifacts)
 
 
 class Manifest(ManifestDraft):
@@ -92,6 +180,28 @@ class Manifest(ManifestDraft):
     created_at: datetime
     #: sha256 and size of every file of the version except manifest.json.
     files: dict[str, FileDigest]
+
+    def networks(self) -> tuple[Manifest, ...]:
+        """The networks a version runs, each as a one-stream manifest: this one, or a
+        two-stream version's rgb and flow members (same name and version, their own spec and
+        artifacts), which load like any version."""
+        return (self,) if not self.streams else tuple(self.member(m) for m in Modality)
+
+    def member(self, modality: Modality | str) -> Manifest:
+        member = self.stream(modality)
+        if member is None:
+            raise ValueError(f"{self.name} v{self.version} has no {modality} stream")
+        return self.model_copy(
+            update={
+                "backbone": member.backbone,
+                "trained": member.trained,
+                "source_checkpoint": member.source_checkpoint,
+                "spec": member.spec,
+                "artifacts": member.artifacts,
+                "streams": (),
+                "fusion": None,
+            }
+        )
 
     def artifact(self, format: str, precision: str | None = None) -> Artifact | None:
         """The first artifact of a format (and precision, if given), or None."""

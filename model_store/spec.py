@@ -34,6 +34,16 @@ class Sampling(StrEnum):
     SEGMENTS = "segments"
 
 
+class Modality(StrEnum):
+    """What a model's views hold."""
+
+    #: Decoded frames, normalised per colour channel.
+    RGB = "rgb"
+    #: TV-L1 optical flow between consecutive frames, x and y as grey levels (0..255, zero
+    #: motion at 128), stacked on the channel axis (service/video/flow.py).
+    FLOW = "flow"
+
+
 class Profile(StrEnum):
     """How much of the recipe a request runs."""
 
@@ -77,13 +87,38 @@ class Recipe(BaseModel):
         ),
     )
     # Pixel values.
-    in_channels: int = Field(3, ge=1, le=4, description="3 = RGB frames; 2 = optical flow (x, y).")
+    in_channels: int = Field(
+        3, ge=1, le=20, description="3 = RGB frames; 2 × flow_frames_per_stack for optical flow."
+    )
     pixel_scale: Literal[1.0, 255.0] = Field(
         description="Pixel values are scaled to [0, pixel_scale] before mean/std."
     )
     mean: tuple[float, ...]
     std: tuple[float, ...]
     channel_order: ChannelOrder = ChannelOrder.RGB
+    # Optical flow (issue 16). Manifests written before these fields load as RGB recipes.
+    modality: Modality = Field(
+        Modality.RGB,
+        description=(
+            "rgb: views are frames. flow: views are TV-L1 flow stacks between consecutive "
+            "frames, as grey levels (pixel_scale and mean/std then apply to those levels)."
+        ),
+    )
+    flow_bound: float = Field(
+        20.0,
+        gt=0,
+        le=255,
+        description="Flow is clipped to ±flow_bound px per frame, then mapped to 0..255.",
+    )
+    flow_frames_per_stack: int = Field(
+        1,
+        ge=1,
+        le=10,
+        description=(
+            "Consecutive flow fields per time step, stacked on channels (x1, y1, x2, y2, ...): "
+            "1 for 3-D flow nets (P3D, I3D: 2 channels); L for TSN-style stacks (2L)."
+        ),
+    )
     # Where these values come from, for people reading a manifest.
     source: str = ""
 
@@ -101,6 +136,41 @@ class Recipe(BaseModel):
                 f"crop_size {self.crop_size} is larger than short_side {self.short_side}"
             )
         return self
+
+    @model_validator(mode="after")
+    def _check_flow(self) -> Recipe:
+        if self.modality == Modality.FLOW and self.in_channels != 2 * self.flow_frames_per_stack:
+            raise ValueError(
+                f"a flow recipe with {self.flow_frames_per_stack} field(s) per stack takes "
+                f"{2 * self.flow_frames_per_stack} channels (x, y each), not {self.in_channels}"
+            )
+        return self
+
+    def as_flow(
+        self, *, bound: float = 20.0, frames_per_stack: int = 1, source: str = ""
+    ) -> Recipe:
+        """This recipe's sampling and geometry for a flow net: TV-L1 grey levels, mean 128."""
+        channels = 2 * frames_per_stack
+        return Recipe.model_validate(
+            {
+                **self.model_dump(),
+                "in_channels": channels,
+                "pixel_scale": 255.0,
+                "mean": (128.0,) * channels,
+                "std": (1.0,) * channels,
+                "modality": Modality.FLOW,
+                "flow_bound": bound,
+                "flow_frames_per_stack": frames_per_stack,
+                "source": source or self.source,
+            }
+        )
+
+    @property
+    def frames_per_clip(self) -> int:
+        """Frames decoded per clip: `clip_len`, or one more than the flow fields of a flow clip."""
+        if self.modality == Modality.FLOW:
+            return self.clip_len * self.flow_frames_per_stack + 1
+        return self.clip_len
 
     @property
     def num_views(self) -> int:

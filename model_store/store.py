@@ -221,7 +221,7 @@ class ModelStore:
         for file_name in files:
             if not NAME_PATTERN.fullmatch(file_name) or file_name in (MANIFEST_FILE, LABELS_FILE):
                 raise PublishError(f"invalid or reserved file name {file_name!r}")
-        missing = {a.file for a in draft.artifacts} - set(files)
+        missing = {a.file for a in draft.all_artifacts} - set(files)
         if missing:
             raise PublishError(f"the draft lists artifacts with no file: {', '.join(missing)}")
         model_dir = self.root / name

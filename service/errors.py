@@ -19,6 +19,7 @@ ServiceError                          every error the service raises on purpose
 │       ├── CorruptVideo              truncated or damaged data (unreadable index, broken packets)
 │       │   └── NoDecodableFrames     not a single frame decodes
 │       ├── LimitExceeded             over a limit: `limit` names it, with `value` and `maximum`
+│       ├── TooFewFrames              fewer frames than the model needs (flow needs two)
 │       └── DecodeFailed              the decode worker failed the job (see its subclasses)
 │           ├── DecodeTimeout         the job ran past its time limit and was stopped
 │           └── DecodeOutOfMemory     the job hit the worker's memory limit
@@ -219,6 +220,20 @@ class LimitExceeded(VideoError):
 
     def details(self) -> dict[str, Any]:
         return {"limit": self.limit, "value": self.value, "maximum": self.maximum}
+
+
+class TooFewFrames(VideoError):
+    """The video has fewer frames than the model needs: optical flow needs two."""
+
+    code = "too_few_frames"
+
+    def __init__(self, frames: int, minimum: int, needed_by: str) -> None:
+        super().__init__(f"{needed_by} needs at least {minimum} frames; the video has {frames}")
+        self.frames = frames
+        self.minimum = minimum
+
+    def details(self) -> dict[str, Any]:
+        return {"limit": "min_frames", "value": self.frames, "minimum": self.minimum}
 
 
 class DecodeFailed(VideoError):

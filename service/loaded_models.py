@@ -19,12 +19,13 @@ from enum import StrEnum
 
 import numpy as np
 
-from model_store import Manifest, ModelStore
+from model_store import Manifest, Modality, ModelStore
 from model_store.store import DEFAULT_ALIAS
 from service.batching import Batcher, BatchingSettings
-from service.errors import BadRequest, Conflict, ModelNotLoaded, NotReady
+from service.errors import BadRequest, Conflict, ModelLoadError, ModelNotLoaded, NotReady
 from service.metrics import ServiceMetrics
 from service.runtimes import Runtime, RuntimeOptions, load_runtime
+from service.video.flow import require_opencv
 
 logger = logging.getLogger("actserve.models")
 
@@ -43,13 +44,23 @@ class VersionState(StrEnum):
 
 
 @dataclass(eq=False)
+class LoadedStream:
+    """The flow network of a two-stream version: a runtime and a batcher of its own."""
+
+    runtime: Runtime
+    batcher: Batcher
+
+
+@dataclass(eq=False)
 class LoadedModel:
     manifest: Manifest
+    #: The version's network; a two-stream version's RGB one, its flow one in `flow`.
     runtime: Runtime
     batcher: Batcher
     load_seconds: float
     state: VersionState = VersionState.LOADED
     active: int = 0
+    flow: LoadedStream | None = None
 
     def __post_init__(self) -> None:
         self._idle = asyncio.Event()
@@ -58,6 +69,12 @@ class LoadedModel:
     @property
     def key(self) -> str:
         return f"{self.manifest.name}@{self.manifest.version}"
+
+    @property
+    def runtime_description(self) -> str:
+        if self.flow is None:
+            return self.runtime.description
+        return f"rgb: {self.runtime.description}; flow: {self.flow.runtime.description}"
 
     @property
     def labels(self) -> tuple[str, str]:
@@ -89,8 +106,10 @@ class LoadedModel:
                     self.active,
                     timeout,
                 )
-        await self.batcher.close(timeout)
-        await asyncio.to_thread(self.runtime.close)
+        for stream in (self, self.flow):
+            if stream is not None:
+                await stream.batcher.close(timeout)
+                await asyncio.to_thread(stream.runtime.close)
         self.state = VersionState.CLOSED
 
 
@@ -212,7 +231,8 @@ class LoadedModels:
     def inference_backlog_s(self) -> float:
         """Seconds until every loaded version's queued views have likely run (they share the
         machine, so the sum)."""
-        return sum(m.batcher.backlog_seconds() for m in self._loaded.values())
+        batchers = [s.batcher for m in self._loaded.values() for s in (m, m.flow) if s is not None]
+        return sum(batcher.backlog_seconds() for batcher in batchers)
 
     def snapshot(self) -> ServingSnapshot:
         held = {**self._draining, **self._loaded}
@@ -220,7 +240,7 @@ class LoadedModels:
             default_model=self.default_model,
             routes=dict(self._routes),
             versions={
-                key: VersionStatus(model.state, model.runtime.description, model.load_seconds)
+                key: VersionStatus(model.state, model.runtime_description, model.load_seconds)
                 for key, model in held.items()
             },
         )
@@ -324,24 +344,40 @@ class LoadedModels:
         started = time.perf_counter()
         manifest = await asyncio.to_thread(self.store.verify, name, version)
         directory = self.store.version_dir(name, version)
-        runtime = await asyncio.to_thread(load_runtime, manifest, directory, self.runtime_options)
-        await asyncio.to_thread(self._warm_up, runtime, manifest)
-        batcher = Batcher(
-            runtime,
-            self.batching,
-            observer=self.metrics.batch_observer(name, version),
-            name=f"{name}@{version}",
-        )
-        batcher.start()
+        # One runtime and batcher per network: two for a two-stream version (rgb, flow).
+        runtimes: list[Runtime] = []
+        try:
+            for network in manifest.networks():
+                require_decodable(network)
+                runtimes.append(
+                    await asyncio.to_thread(load_runtime, network, directory, self.runtime_options)
+                )
+                await asyncio.to_thread(self._warm_up, runtimes[-1], network)
+        except BaseException:
+            for runtime in runtimes:
+                await asyncio.to_thread(runtime.close)
+            raise
+        observers = self.metrics.batch_observers(name, version, len(runtimes))
+        runners = [
+            LoadedStream(runtime, Batcher(runtime, self.batching, observer=observer, name=label))
+            for runtime, observer, label in zip(
+                runtimes, observers, (f"{name}@{version}", f"{name}@{version}/flow"), strict=False
+            )
+        ]
+        for runner in runners:
+            runner.batcher.start()
         seconds = time.perf_counter() - started
-        loaded = LoadedModel(manifest, runtime, batcher, seconds)
+        first, flow = runners[0], (runners[1] if len(runners) > 1 else None)
+        loaded = LoadedModel(manifest, first.runtime, first.batcher, seconds, flow=flow)
         self._loaded[(name, version)] = loaded
         self.metrics.track_version(name, version)
         self.metrics.model_loaded.labels(
-            name, str(version), manifest.backbone, runtime.description
+            name, str(version), manifest.backbone, loaded.runtime_description
         ).set(1)
         self.metrics.model_load_seconds.labels(name, str(version)).set(seconds)
-        logger.info("loaded %s@%d in %.1f s: %s", name, version, seconds, runtime.description)
+        logger.info(
+            "loaded %s@%d in %.1f s: %s", name, version, seconds, loaded.runtime_description
+        )
         return loaded
 
     def _warm_up(self, runtime: Runtime, manifest: Manifest) -> None:
@@ -359,10 +395,22 @@ class LoadedModels:
             model.state = VersionState.DRAINING
             self._draining[key] = self._loaded.pop(key)
             self.metrics.model_loaded.remove(
-                key[0], str(key[1]), model.manifest.backbone, model.runtime.description
+                key[0], str(key[1]), model.manifest.backbone, model.runtime_description
             )
             task = asyncio.create_task(model.drain_and_close(self.drain_timeout_s))
             self._retiring.add(task)
             task.add_done_callback(self._retiring.discard)
             task.add_done_callback(lambda _, key=key: self._draining.pop(key, None))
             logger.info("%s no longer routed: draining %d requests", model.key, model.active)
+
+
+def require_decodable(network: Manifest) -> None:
+    """Refuse at load, not per request, a flow network this installation cannot feed."""
+    if network.spec.recipe.modality != Modality.FLOW:
+        return
+    try:
+        require_opencv()
+    except ImportError as exc:
+        raise ModelLoadError(
+            f"{network.name} v{network.version} reads optical flow: {exc}"
+        ) from None

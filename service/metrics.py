@@ -210,5 +210,25 @@ class ServiceMetrics:
 
         return BatchObserver(on_batch=on_batch, on_queue_depth=self.queue_depth.labels(*labels).set)
 
+    def batch_observers(self, model: str, version: int, streams: int) -> list[BatchObserver]:
+        """One observer per batcher of a version: a two-stream version's rgb and flow
+        batchers count into the same series, and its queue depth is their sum."""
+        if streams == 1:
+            return [self.batch_observer(model, version)]
+        shared = self.batch_observer(model, version)
+        depths = [0] * streams
+
+        def depth_of(stream: int):
+            def on_queue_depth(views: int) -> None:
+                depths[stream] = views
+                shared.on_queue_depth(sum(depths))
+
+            return on_queue_depth
+
+        return [
+            BatchObserver(on_batch=shared.on_batch, on_queue_depth=depth_of(s))
+            for s in range(streams)
+        ]
+
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -15,6 +15,7 @@ from service.schemas import (
     ClipPrediction,
     Embedding,
     LabelScore,
+    StreamTimings,
     Timings,
     VideoMetadata,
 )
@@ -100,8 +101,22 @@ def classify_response(
             queue_ms=stages.queue_s * 1e3,
             inference_ms=stages.inference_s * 1e3,
             total_ms=stages.total_s * 1e3,
+            streams=stream_timings(classified),
         ),
     )
+
+
+def stream_timings(classified: Classified) -> dict[str, StreamTimings] | None:
+    if classified.streams is None:
+        return None
+    return {
+        str(modality): StreamTimings(
+            queue_ms=timing.queue_s * 1e3,
+            inference_ms=timing.inference_s * 1e3,
+            flow_ms=timing.flow_s * 1e3 if modality == "flow" else None,
+        )
+        for modality, timing in classified.streams.items()
+    }
 
 
 def video_metadata(decoded: DecodedVideo) -> VideoMetadata:

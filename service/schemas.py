@@ -6,7 +6,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from model_store import Artifact, Profile, Recipe
+from model_store import Artifact, Fusion, Profile, Recipe
 from service.loaded_models import VersionState
 
 
@@ -46,6 +46,16 @@ class VideoMetadata(BaseModel):
     )
 
 
+class StreamTimings(BaseModel):
+    """Milliseconds one stream of a two-stream model spent (rgb or flow)."""
+
+    queue_ms: float = Field(description="Waiting for batch-mates and this stream's runtime.")
+    inference_ms: float = Field(description="This stream's runtime time for this request.")
+    flow_ms: float | None = Field(
+        None, description="Flow stream: TV-L1 optical flow in the worker (part of decode_ms)."
+    )
+
+
 class Timings(BaseModel):
     """Milliseconds spent in each stage of this request."""
 
@@ -54,12 +64,19 @@ class Timings(BaseModel):
         0.0, description="Waiting for a free decode worker (the decode backlog)."
     )
     decode_ms: float = Field(
-        description="Indexing, sampling and decoding in a worker process, then assembling the "
-        "views."
+        description="Indexing, sampling and decoding in a worker process (and optical flow), "
+        "then assembling the views."
     )
-    queue_ms: float = Field(description="Waiting for batch-mates and a free runtime.")
-    inference_ms: float = Field(description="Runtime time of the batches this request joined.")
+    queue_ms: float = Field(
+        description="Waiting for batch-mates and a free runtime (two-stream: the slower stream)."
+    )
+    inference_ms: float = Field(
+        description="Runtime time of the batches this request joined (two-stream: both runtimes)."
+    )
     total_ms: float = Field(description="From the first byte to the response.")
+    streams: dict[str, StreamTimings] | None = Field(
+        None, description="Two-stream models: each stream's share, by modality (rgb, flow)."
+    )
 
 
 class ClassifyResponse(BaseModel):
@@ -142,7 +159,12 @@ class ModelVersionPublic(BaseModel):
     label_set: str | None
     labels_count: int
     embedding_dim: int
-    artifacts: list[Artifact] = Field(description="Files with their parity reports.")
+    artifacts: list[Artifact] = Field(
+        description="Files with their parity reports (a two-stream version's rgb.* and flow.*)."
+    )
+    fusion: Fusion | None = Field(
+        None, description="Two-stream versions: the weights of the rgb and flow softmaxes."
+    )
 
 
 class BrokenVersionPublic(BaseModel):

@@ -3,6 +3,7 @@ a store version to a Triton repository."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -51,49 +52,66 @@ def export(
     default_profile: Annotated[
         Profile, typer.Option(help="The service's profile when a request names none.")
     ] = Profile.ACCURATE,
+    two_stream: Annotated[
+        bool,
+        typer.Option(
+            "--two-stream",
+            help="Publish an RGB and an optical-flow stream of MODEL as one fused version.",
+        ),
+    ] = False,
+    flow_checkpoint: Annotated[
+        Path | None,
+        typer.Option(help="The flow stream's public checkpoint (implies --two-stream)."),
+    ] = None,
+    fusion_weights: Annotated[
+        str, typer.Option(help="RGB,FLOW weights of the two streams' softmax average.")
+    ] = "1,1.5",
 ) -> None:
     """Export a backbone (random or from a public checkpoint) to ONNX and/or TorchScript, check
-    each artifact against the eager model, and publish a new store version."""
-    from backbones import BackboneError, create_model, load_checkpoint
-    from exporters import ExportError, describe_checkpoint, export_to_store
+    each artifact against the eager model, and publish a new store version. With
+    --two-stream (or --flow-checkpoint) the version holds an RGB and a TV-L1 flow network."""
+    from backbones import BackboneError
+    from exporters import ExportError, export_to_store, export_two_stream_to_store
     from model_store import ModelStore, StoreError
 
+    formats = ("onnx", "torchscript") if format is Format.both else (format.value,)
+    options = dict(
+        name=name,
+        formats=formats,
+        fp16=fp16,
+        opset=opset,
+        alias=alias,
+        description=description,
+        default_profile=default_profile,
+        step=rich_step,
+    )
     try:
-        source = None
-        if checkpoint is not None:
-            with rich_step(f"Loading {checkpoint.name} as {model}"):
-                net, spec = load_checkpoint(checkpoint, model=model, num_classes=num_classes)
-            source = describe_checkpoint(checkpoint, net.checkpoint_layout)
-        else:
-            with rich_step(f"Building {model} with random weights"):
-                net = create_model(model, num_classes=num_classes)
-                spec = net.spec
-            err_console.print(
-                "[bold yellow]warning:[/] no --checkpoint: exporting RANDOM weights "
-                "(the manifest says trained: false); predictions will be meaningless"
+        rgb = _load_stream(model, checkpoint, num_classes, labels, flow=False)
+        if two_stream or flow_checkpoint is not None:
+            weights = _parse_weights(fusion_weights)
+            # A random flow head answers in the RGB stream's classes.
+            classes = num_classes if flow_checkpoint else rgb.spec.num_classes
+            flow = _load_stream(model, flow_checkpoint, classes, labels, flow=True)
+            if flow_checkpoint is None and labels is None:
+                labels_of_rgb = rgb.spec.labels if rgb.spec.label_set is None else None
+                labelled = flow.spec.relabel(labels_of_rgb, label_set=rgb.spec.label_set)
+                flow = replace(flow, spec=labelled)
+            manifest = export_two_stream_to_store(
+                rgb, flow, ModelStore(store), weights=weights, **options
             )
-        if labels is not None:
-            spec = with_labels(spec, labels)
-        formats = ("onnx", "torchscript") if format is Format.both else (format.value,)
-        manifest = export_to_store(
-            net,
-            spec,
-            ModelStore(store),
-            trained=checkpoint is not None,
-            name=name,
-            formats=formats,
-            fp16=fp16,
-            opset=opset,
-            alias=alias,
-            source=source,
-            description=description,
-            default_profile=default_profile,
-            step=rich_step,
-        )
+        else:
+            manifest = export_to_store(
+                rgb.model,
+                rgb.spec,
+                ModelStore(store),
+                trained=rgb.trained,
+                source=rgb.source,
+                **options,
+            )
     except (BackboneError, ExportError, StoreError, ValueError) as exc:
         raise fail(str(exc)) from None
     table = Table("artifact", "precision", "checked on", "worst rel. diff", "top-1 agreement")
-    for artifact in manifest.artifacts:
+    for artifact in manifest.all_artifacts:
         report = artifact.parity
         top1 = [c.top1_agreement for c in report.checks if c.top1_agreement is not None]
         table.add_row(
@@ -108,6 +126,50 @@ def export(
     console.print(
         f"published [bold]{manifest.name}[/] version {manifest.version}{target} in {store}"
     )
+
+
+def _load_stream(
+    model: str, checkpoint: Path | None, num_classes: int | None, labels: str | None, *, flow: bool
+):
+    """One stream's network and spec: read from a public file, or random weights (with a
+    warning); a random flow stream gets the model's recipe as a TV-L1 flow recipe."""
+    from backbones import create_model, load_checkpoint
+    from exporters import Stream, describe_checkpoint
+
+    kind = "flow " if flow else ""
+    if checkpoint is not None:
+        with rich_step(f"Loading {checkpoint.name} as {kind}{model}"):
+            net, spec = load_checkpoint(checkpoint, model=model, num_classes=num_classes)
+        if (spec.recipe.modality == "flow") != flow:
+            option = "--flow-checkpoint" if spec.recipe.modality == "flow" else "--checkpoint"
+            raise ValueError(
+                f"{checkpoint.name} holds a {spec.recipe.modality} network "
+                f"({spec.recipe.in_channels} input channels); give it as {option}"
+            )
+        source = describe_checkpoint(checkpoint, net.checkpoint_layout)
+    else:
+        with rich_step(f"Building {kind}{model} with random weights"):
+            net = create_model(model, num_classes=num_classes, in_channels=2 if flow else 3)
+            spec = net.spec
+        source = None
+        err_console.print(
+            f"[bold yellow]warning:[/] no {'--flow-checkpoint' if flow else '--checkpoint'}: "
+            f"exporting RANDOM {kind}weights (the manifest says trained: false); predictions "
+            "will be meaningless"
+        )
+    if labels is not None:
+        spec = with_labels(spec, labels)
+    return Stream(net, spec, trained=checkpoint is not None, source=source)
+
+
+def _parse_weights(text: str) -> tuple[float, float]:
+    try:
+        rgb, flow = (float(part) for part in text.split(","))
+    except ValueError:
+        raise ValueError(f"--fusion-weights takes two numbers RGB,FLOW, got {text!r}") from None
+    if rgb <= 0 or flow <= 0:
+        raise ValueError(f"--fusion-weights must be positive, got {text!r}")
+    return rgb, flow
 
 
 def with_labels(spec: ModelSpec, labels: str) -> ModelSpec:

@@ -84,7 +84,14 @@ def show_version(
         f"{recipe.num_clips} clips × {recipe.num_crops} crops of {recipe.clip_len} frames "
         f"(interval {recipe.frame_interval}), crop {recipe.crop_size}",
     )
-    for artifact in manifest.artifacts:
+    for member in manifest.streams:
+        weight = manifest.fusion.weights[member.modality]
+        flow = member.spec.recipe
+        what = f"{member.backbone}, weight {weight:g}, trained: {'yes' if member.trained else 'NO'}"
+        if member.modality == "flow":
+            what += f", TV-L1 bound {flow.flow_bound:g} px, {flow.frames_per_clip} frames per clip"
+        table.add_row(f"{member.modality} stream", what)
+    for artifact in manifest.all_artifacts:
         worst = max(c.max_rel_diff for c in artifact.parity.checks)
         table.add_row(
             artifact.file,

@@ -87,5 +87,6 @@ def _version_public(
         label_set=spec.label_set,
         labels_count=len(spec.labels) if spec.labels else 0,
         embedding_dim=spec.embedding_dim,
-        artifacts=list(manifest.artifacts),
+        artifacts=list(manifest.all_artifacts),
+        fusion=manifest.fusion,
     )

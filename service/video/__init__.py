@@ -7,6 +7,7 @@ One module per job:
 - `sampling`: the plan (pure): which moments, which crops;
 - `reader`: decode only the planned frames, seeking when a keyframe makes it pay;
 - `pixels`: resize, convert, rotate and cut each frame once;
+- `flow`: TV-L1 optical flow between sampled frames, quantised as flow nets read it;
 - `job`: the worker's job (`sample_frames`) and the parent's (`assemble_views`);
 - `pool`: worker processes with a timeout and a memory cap.
 
@@ -23,6 +24,7 @@ from service.video.job import (
     assemble_views,
     decode_video,
     sample_frames,
+    sample_streams,
 )
 from service.video.limits import VideoLimits
 from service.video.pool import DecodePool, DecodeSettings
@@ -46,4 +48,5 @@ __all__ = [
     "plan_views",
     "probe_video",
     "sample_frames",
+    "sample_streams",
 ]

@@ -4,7 +4,11 @@ The work is split at the process boundary:
 
 - `sample_frames` (runs in a decode worker): index → plan → read only the planned frames. It
   returns `SampledFrames`: each distinct sampled frame once, uint8, already rotated, resized
-  in FFmpeg's scaler and cut to the union of the crops, in the recipe's channel order.
+  in FFmpeg's scaler and cut to the union of the crops, in the recipe's channel order. For a
+  flow recipe the worker goes on to TV-L1 flow between each sampled frame and the next
+  (`service/video/flow.py`) and sends the quantised fields instead, so flow's cost counts
+  against the decode timeout. `sample_streams` does this for several recipes (a two-stream
+  model's rgb and flow) reading each frame of the file once.
 - `assemble_views` (runs in the parent): cuts the crops and normalises into the
   (V, C, T, H, W) float32 views. Sending uint8 frames instead of float views moves 4-7x fewer
   bytes through the pipe (30 views of 3×16×256×256 are 377 MB as float32, their 160 distinct
@@ -20,7 +24,9 @@ from dataclasses import dataclass
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from model_store.spec import Profile, Recipe
+from model_store.spec import Modality, Profile, Recipe
+from service.errors import TooFewFrames
+from service.video import flow
 from service.video.index import VideoInfo, index_video
 from service.video.limits import VideoLimits
 from service.video.pixels import FrameConverter, InterpolationName
@@ -34,6 +40,7 @@ __all__ = [
     "assemble_views",
     "decode_video",
     "sample_frames",
+    "sample_streams",
 ]
 
 
@@ -56,8 +63,11 @@ class DecodeOptions(BaseModel):
 class SampledFrames:
     """A worker's answer: distinct frames as uint8 plus everything needed to build the views.
 
-    `frames` is (F, H, W, 3), each the union of the plan's crops of one displayed frame;
-    `frame_of_slot` (num_clips, clip_len) points into it; `crops` are relative to the union.
+    `frames` is (F, H, W, C), each the union of the plan's crops of one displayed frame: C = 3
+    colour channels, or for a flow recipe C = 2, the x and y grey levels of one flow field.
+    `frame_of_slot` (num_clips, clip_len × k) points into it (k = flow fields per stack, 1 for
+    frames); `crops` are relative to the union. `flow_s` is the part of `decode_s` spent on
+    optical flow.
     """
 
     frames: np.ndarray
@@ -69,6 +79,7 @@ class SampledFrames:
     seeks: int
     warnings: tuple[str, ...]
     decode_s: float
+    flow_s: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -90,6 +101,7 @@ class DecodedVideo:
     frames_decoded: int
     warnings: tuple[str, ...]
     decode_s: float
+    flow_s: float = 0.0
     #: Seconds the request waited for a free decode worker (set by `DecodePool`).
     wait_s: float = 0.0
 
@@ -109,29 +121,88 @@ def sample_frames(
     path: str | os.PathLike[str], recipe: Recipe, options: DecodeOptions, limits: VideoLimits
 ) -> SampledFrames:
     """Everything a decode worker does: index the file, plan the views, read their frames."""
+    return sample_streams(path, (recipe,), options, limits)[0]
+
+
+def sample_streams(
+    path: str | os.PathLike[str],
+    recipes: tuple[Recipe, ...],
+    options: DecodeOptions,
+    limits: VideoLimits,
+) -> tuple[SampledFrames, ...]:
+    """`sample_frames` for several recipes at once, each frame of the file decoded once.
+
+    Recipes of one geometry (short side, crops, channel order) share the converted frames too:
+    a two-stream P3D's flow is computed from the very frames its RGB views show.
+    """
     started = time.perf_counter()
     indexed = index_video(path, limits)
-    info = indexed.info
-    plan = plan_views(info, recipe, profile=options.profile, windows=options.windows, limits=limits)
+    info, index = indexed.info, indexed.index
+    plans = [
+        plan_views(info, r, profile=options.profile, windows=options.windows, limits=limits)
+        for r in recipes
+    ]
+    converters: dict[tuple, FrameConverter] = {}
+    needs: list[tuple[FrameConverter, np.ndarray, np.ndarray | None]] = []
+    for recipe, plan in zip(recipes, plans, strict=True):
+        key = (plan.frame_size, plan.rotation, plan.crops, recipe.channel_order)
+        if key not in converters:
+            converters[key] = FrameConverter(plan, recipe.channel_order, options.interpolation)
+        positions = index.position_of(plan.times_s)
+        pairs = None
+        if recipe.modality == Modality.FLOW:
+            if index.num_frames < 2:
+                raise TooFewFrames(index.num_frames, 2, "an optical-flow model")
+            pairs = flow.flow_pairs(positions, index.num_frames, recipe.flow_frames_per_stack)
+            positions = pairs
+        needs.append((converters[key], np.unique(positions), pairs))
 
-    positions = indexed.index.position_of(plan.times_s)
-    wanted = np.unique(positions)
+    shared = list(converters.values())
+    wanted = np.unique(np.concatenate([positions for _, positions, _ in needs]))
     budget = DecodeBudget.of(indexed, wanted.tolist(), limits)
-    convert = FrameConverter(plan, recipe.channel_order, options.interpolation)
-    reader = FrameReader(path, limits, indexed.index, options.decoder_threads, budget)
-    arrays = reader.read(wanted.tolist(), convert)
+    reader = FrameReader(path, limits, index, options.decoder_threads, budget)
+    arrays = reader.read(wanted.tolist(), _Converters(shared))
+    decoded_s = time.perf_counter() - started
 
-    return SampledFrames(
-        frames=np.stack([arrays[p] for p in wanted.tolist()]),
-        frame_of_slot=np.searchsorted(wanted, positions),
-        crops=convert.crops,
-        plan=plan,
-        info=info,
-        frames_decoded=reader.decoded,
-        seeks=reader.seeks,
-        warnings=indexed.warnings + reader.warnings(),
-        decode_s=time.perf_counter() - started,
-    )
+    results = []
+    for (convert, positions, pairs), recipe, plan in zip(needs, recipes, plans, strict=True):
+        which = shared.index(convert)
+        frames = np.stack([arrays[p][which] for p in positions.tolist()])
+        flow_started = time.perf_counter()
+        if pairs is None:
+            frame_of_slot = np.searchsorted(positions, index.position_of(plan.times_s))
+        else:
+            grey = flow.to_grey(frames, recipe.channel_order)
+            fields, frame_of_slot = flow.solve_pairs(
+                grey, np.searchsorted(positions, pairs), recipe.flow_bound
+            )
+            frames = np.ascontiguousarray(fields.transpose(0, 2, 3, 1))
+        flow_s = time.perf_counter() - flow_started if pairs is not None else 0.0
+        results.append(
+            SampledFrames(
+                frames=frames,
+                frame_of_slot=frame_of_slot,
+                crops=convert.crops,
+                plan=plan,
+                info=info,
+                frames_decoded=reader.decoded,
+                seeks=reader.seeks,
+                warnings=indexed.warnings + reader.warnings(),
+                decode_s=decoded_s + flow_s,
+                flow_s=flow_s,
+            )
+        )
+    return tuple(results)
+
+
+class _Converters:
+    """The frame converters of several recipes, applied to each decoded frame once each."""
+
+    def __init__(self, converters: list[FrameConverter]) -> None:
+        self.converters = converters
+
+    def __call__(self, frame: object) -> tuple[np.ndarray, ...]:
+        return tuple(convert(frame) for convert in self.converters)
 
 
 def assemble_views(
@@ -145,23 +216,29 @@ def assemble_views(
     """
     plan = sampled.plan
     size = recipe.crop_size
-    num_clips, clip_len = sampled.frame_of_slot.shape
+    num_clips = sampled.frame_of_slot.shape[0]
+    stack = recipe.flow_frames_per_stack if recipe.modality == Modality.FLOW else 1
+    slots = sampled.frame_of_slot.reshape(num_clips, -1, stack)  # (clip, step, field of step)
+    clip_len, depth = slots.shape[1], sampled.frames.shape[-1]
     std = np.array(recipe.std, dtype=np.float64)
     scales = (recipe.pixel_scale / 255.0 / std).astype(np.float32)
     offsets = (np.array(recipe.mean, dtype=np.float64) / std).astype(np.float32)
-    shape = (plan.num_views, 3, clip_len, size, size)
+    shape = (plan.num_views, stack * depth, clip_len, size, size)
     if out is not None and (out.shape != shape or out.dtype != np.float32):
         raise ValueError(f"out must be float32 {shape}, got {out.dtype} {out.shape}")
     views = np.empty(shape, dtype=np.float32) if out is None else out
     for clip in range(num_clips):
-        frames = sampled.frames[sampled.frame_of_slot[clip]]
-        for k, crop in enumerate(sampled.crops):
-            cut = frames[:, crop.top : crop.top + size, crop.left : crop.left + size]
-            view = clip * len(sampled.crops) + k
-            for channel in range(3):
-                out = views[view, channel]
-                np.multiply(cut[..., channel], scales[channel], out=out)
-                out -= offsets[channel]
+        for j in range(stack):
+            # Flow stacks interleave fields on channels: x1, y1, x2, y2, ... (depth 2).
+            frames = sampled.frames[slots[clip, :, j]]
+            for k, crop in enumerate(sampled.crops):
+                cut = frames[:, crop.top : crop.top + size, crop.left : crop.left + size]
+                view = clip * len(sampled.crops) + k
+                for source in range(depth):
+                    channel = j * depth + source
+                    out = views[view, channel]
+                    np.multiply(cut[..., source], scales[channel], out=out)
+                    out -= offsets[channel]
     clips = plan.clips
     return DecodedVideo(
         views=views,
@@ -174,4 +251,5 @@ def assemble_views(
         frames_decoded=sampled.frames_decoded,
         warnings=sampled.warnings,
         decode_s=sampled.decode_s,
+        flow_s=sampled.flow_s,
     )

@@ -43,7 +43,7 @@ from service.errors import (
     WorkerCrashed,
 )
 from service.video.index import VideoInfo, probe_video
-from service.video.job import DecodedVideo, DecodeOptions, assemble_views, sample_frames
+from service.video.job import DecodedVideo, DecodeOptions, assemble_views, sample_streams
 from service.video.limits import VideoLimits
 from service.video.slots import FairSlots
 
@@ -185,6 +185,18 @@ class DecodePool:
     ) -> DecodedVideo:
         """Index, plan and decode `path` in a worker (once one is free for `client`); crop and
         normalise off the event loop. `Overloaded` when the backlog is full."""
+        return (await self.decode_streams(path, (recipe,), options, client=client))[0]
+
+    async def decode_streams(
+        self,
+        path: str | os.PathLike[str],
+        recipes: tuple[Recipe, ...],
+        options: DecodeOptions | None = None,
+        *,
+        client: str = "-",
+    ) -> tuple[DecodedVideo, ...]:
+        """`decode` for several recipes (a two-stream model's rgb and flow) in one job: each
+        frame is decoded once; flow is computed in the worker, within its timeout."""
         if self.backlog >= self.max_pending:
             raise Overloaded(
                 f"{self.backlog} requests are waiting for or in decoding (limit "
@@ -194,11 +206,12 @@ class DecodePool:
         options = options or DecodeOptions()
         started = time.perf_counter()
         sampled, waited = await self._run(
-            client, sample_frames, (os.fspath(path), recipe, options, self.limits)
+            client, sample_streams, (os.fspath(path), recipes, options, self.limits)
         )
         self._decode_s.add(time.perf_counter() - started - waited)
-        video = await asyncio.to_thread(assemble_views, sampled, recipe)
-        return replace(video, wait_s=waited)
+        pairs = zip(sampled, recipes, strict=True)
+        videos = await asyncio.gather(*(asyncio.to_thread(assemble_views, *p) for p in pairs))
+        return tuple(replace(video, wait_s=waited) for video in videos)
 
     async def probe(self, path: str | os.PathLike[str]) -> VideoInfo:
         """The header checks and first frame of `probe_video`, in a worker."""

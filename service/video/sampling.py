@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from model_store.spec import Profile, Recipe, Sampling
+from model_store.spec import Modality, Profile, Recipe, Sampling
 from service.errors import LimitExceeded
 from service.video.index import VideoInfo
 from service.video.limits import VideoLimits
@@ -121,9 +121,10 @@ def plan_views(
     clip. Raises `LimitExceeded` past `limits.max_windows` windows or `limits.max_view_bytes`
     of float32 views.
     """
-    if recipe.in_channels != 3:
+    if recipe.modality == Modality.RGB and recipe.in_channels != 3:
         raise ValueError(
-            f"recipe takes {recipe.in_channels} input channels; only RGB (3) is decoded from video"
+            f"an RGB recipe with {recipe.in_channels} input channels; frames have 3 (a flow "
+            "net's recipe says modality: flow)"
         )
     if profile not in ("accurate", "fast"):
         raise ValueError(f"profile must be 'accurate' or 'fast', got {profile!r}")
@@ -158,7 +159,9 @@ def plan_views(
         )
         for i, (row, (start, end)) in enumerate(zip(slots, spans, strict=True))
     )
-    view_bytes = len(slots) * num_crops * 3 * recipe.clip_len * recipe.crop_size**2 * 4
+    view_bytes = (
+        len(slots) * num_crops * recipe.in_channels * recipe.clip_len * recipe.crop_size**2 * 4
+    )
     if view_bytes > limits.max_view_bytes:
         raise LimitExceeded("view_bytes", view_bytes, limits.max_view_bytes, "bytes")
     frame_size = resize_short_side(*info.display_size, recipe.short_side)

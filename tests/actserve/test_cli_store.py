@@ -96,6 +96,34 @@ def test_export_refuses_what_does_not_fit(checkpoint, tmp_path) -> None:
     assert not (tmp_path / "store").exists()
 
 
+def test_export_two_streams_and_show_them(checkpoint, tmp_path) -> None:
+    """--two-stream: the RGB stream from its file, a random flow stream beside it."""
+    store = tmp_path / "store"
+    common = ["--store", str(store), "--format", "torchscript", "--name", "r3d10-two"]
+    rgb_as_flow = runner.invoke(
+        app, ["export", "r3d_10", "--flow-checkpoint", str(checkpoint), *common]
+    )
+    assert rgb_as_flow.exit_code == 1 and "holds a rgb network" in rgb_as_flow.output
+    bad_weights = runner.invoke(
+        app, ["export", "r3d_10", "--two-stream", "--fusion-weights", "1,0", *common]
+    )
+    assert bad_weights.exit_code == 1 and "must be positive" in bad_weights.output
+    result = runner.invoke(
+        app,
+        ["export", "r3d_10", "--checkpoint", str(checkpoint), "--two-stream", *common],
+    )
+    assert result.exit_code == 0, result.output
+    assert "RANDOM flow weights" in result.output
+    assert "rgb.model.ts" in result.output and "flow.model.ts" in result.output
+    manifest = ModelStore(store).resolve("r3d10-two")
+    assert manifest.fusion.weights == {"rgb": 1.0, "flow": 1.5} and not manifest.trained
+    assert manifest.stream("rgb").trained and not manifest.stream("flow").trained
+    assert manifest.stream("flow").spec.recipe.in_channels == 2
+    shown = runner.invoke(app, ["models", "show", "r3d10-two", "--store", str(store)])
+    assert shown.exit_code == 0, shown.output
+    assert "flow stream" in shown.output and "TV-L1 bound 20 px, 17 frames" in shown.output
+
+
 def test_models_commands_manage_versions(exported, tmp_path) -> None:
     _, _, store, manifest = exported
     root = str(store.root)

@@ -3,13 +3,16 @@ that must never mix batch and time."""
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 import torch.nn.functional as F
 
-from backbones import ClipShapeError, create_model
+from backbones import CheckpointMismatchError, ClipShapeError, create_model, load_checkpoint
 from backbones.p3d import P3DBlock
 from tests.backbones.helpers import randomise_batchnorm
+from tests.backbones.parity_recipe import load_case, rebuild_state_dict, write_checkpoint
 
 
 @pytest.mark.parametrize("semantics", ["port", "caffe"])
@@ -78,3 +81,38 @@ def test_longer_clips_keep_samples_apart() -> None:
         first, second = model(x[:1]), model(x[1:])
     assert batch.shape == (2, 5)
     torch.testing.assert_close(batch, torch.cat([first, second]), rtol=1e-4, atol=1e-5)
+
+
+# --------------------------------------------------------------------------- optical-flow files
+
+
+def _flow_case() -> dict:
+    """The p3d63 fixture's public layout as p3d_flow_*.checkpoint.pth.tar has it: the same
+    keys, with `conv1_custom` reading the two flow channels (x, y) instead of three colours."""
+    case = copy.deepcopy(load_case("p3d63"))
+    stem = next(t for t in case["tensors"] if t[0] == "conv1_custom.weight")
+    stem[1] = [64, 2, 1, 7, 7]
+    return case
+
+
+def test_flow_file_in_the_public_layout_loads_strictly(tmp_path) -> None:
+    path = write_checkpoint(_flow_case(), tmp_path / "p3d_flow_63.checkpoint.pth.tar")
+    flow, spec = load_checkpoint(path, model="p3d_63", num_classes=400)
+    rgb, _ = load_checkpoint(write_checkpoint(load_case("p3d63"), tmp_path / "p3d_rgb_63.pth"))
+    assert flow.checkpoint_layout == "p3d_port" and spec.label_set == "kinetics400"
+    assert spec.recipe.in_channels == 2 and spec.recipe.mean == (128.0, 128.0)
+    file_stem = rebuild_state_dict(_flow_case())["conv1_custom.weight"]
+    assert torch.equal(flow.stem.conv.weight, file_stem)
+    # Past the stem both files hold the same tensors: the RGB net with a third, all-zero
+    # input channel computes exactly what the flow net computes.
+    with torch.no_grad():
+        rgb.stem.conv.weight.copy_(torch.cat([file_stem, torch.zeros(64, 1, 1, 7, 7)], dim=1))
+        x = torch.randn(1, 2, 16, 64, 64)
+        torch.testing.assert_close(flow(x), rgb(torch.cat([x, torch.zeros_like(x[:, :1])], 1)))
+
+
+def test_flow_file_is_not_read_as_an_rgb_net(tmp_path) -> None:
+    path = write_checkpoint(_flow_case(), tmp_path / "p3d_flow_63.checkpoint.pth.tar")
+    with pytest.raises(CheckpointMismatchError, match="does not fit") as raised:
+        load_checkpoint(path, in_channels=3)
+    assert "conv1_custom.weight" in str(raised.value)

@@ -28,6 +28,14 @@ def small_model(seed: int = 0):
     return model, spec
 
 
+def small_flow_model(seed: int = 1):
+    """The flow twin of `small_model`: two input channels (x, y), TV-L1 grey levels."""
+    torch_seed(seed)
+    model = create_model("r3d_10", num_classes=len(LABELS), recipe=SMALL, in_channels=2).eval()
+    spec = model.spec.relabel(LABELS)
+    return model, spec
+
+
 def torch_seed(seed: int) -> None:
     import torch
 

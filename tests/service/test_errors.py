@@ -34,6 +34,7 @@ EXAMPLES: dict[type[ServiceError], tuple] = {
     errors.CorruptVideo: ("moov atom not found",),
     errors.NoDecodableFrames: ("no frame decodes",),
     errors.LimitExceeded: ("duration", 1200.5, 600.0, "s"),
+    errors.TooFewFrames: (1, 2, "an optical-flow model"),
     errors.DecodeFailed: ("worker failed",),
     errors.DecodeTimeout: (60.0,),
     errors.DecodeOutOfMemory: (2**31,),

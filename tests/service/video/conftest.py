@@ -54,6 +54,10 @@ BUILDERS: dict[str, Builder] = {
     "one_gop.mp4": lambda p, _: media.write_video(
         p, num_frames=300, options={"g": "1000", "sc_threshold": "0", "bf": "0"}
     ),
+    # a textured canvas moving 2 px right and 1 px up per frame: optical flow (2, -1)
+    "motion.mp4": lambda p, _: media.write_video(
+        p, size=(96, 80), num_frames=24, pix_fmt="yuv444p", painter=media.moving_texture(2, -1)
+    ),
     "odd_h264.mp4": lambda p, _: media.write_video(p, size=(321, 241), pix_fmt="yuv444p"),
     "odd_mjpeg.avi": lambda p, _: media.write_video(
         p, codec="mjpeg", size=(321, 241), pix_fmt="yuvj420p"

@@ -38,6 +38,40 @@ def paint_gradient(index: int, height: int, width: int) -> np.ndarray:
     return frame
 
 
+def texture(height: int, width: int, seed: int = 0) -> np.ndarray:
+    """A smooth random grey texture (blobs a few pixels wide): what optical flow can track."""
+    rng = np.random.default_rng(seed)
+    coarse = rng.random((height // 4 + 2, width // 4 + 2))
+    # Bilinear upsampling by 4 of a random grid: smooth, no straight edges, no periodicity.
+    ys, xs = np.linspace(0, coarse.shape[0] - 2, height), np.linspace(0, coarse.shape[1] - 2, width)
+    y0, x0 = ys.astype(int)[:, None], xs.astype(int)[None, :]
+    fy, fx = (ys - ys.astype(int))[:, None], (xs - xs.astype(int))[None, :]
+    smooth = (
+        coarse[y0, x0] * (1 - fy) * (1 - fx)
+        + coarse[y0 + 1, x0] * fy * (1 - fx)
+        + coarse[y0, x0 + 1] * (1 - fy) * fx
+        + coarse[y0 + 1, x0 + 1] * fy * fx
+    )
+    return (40 + 175 * smooth).astype(np.uint8)
+
+
+def moving_texture(dx: int, dy: int, *, seed: int = 0, margin: int = 128) -> Painter:
+    """Frames of a textured canvas that moves `dx`, `dy` pixels per frame (right, down > 0)."""
+    cache: dict[tuple[int, int], np.ndarray] = {}
+
+    def paint(index: int, height: int, width: int) -> np.ndarray:
+        if (height, width) not in cache:
+            cache[height, width] = texture(height + 2 * margin, width + 2 * margin, seed)
+        canvas = cache[height, width]
+        top, left = margin - dy * index, margin - dx * index
+        if not (0 <= top <= 2 * margin and 0 <= left <= 2 * margin):
+            raise ValueError(f"frame {index} moves past the {margin}-pixel margin")
+        grey = canvas[top : top + height, left : left + width]
+        return np.repeat(grey[..., None], 3, axis=-1)
+
+    return paint
+
+
 def frame_ids(frames: np.ndarray) -> np.ndarray:
     """Read the painted indices back: (..., H, W, 3) uint8 frames → (...) ints."""
     colour = frames.reshape(*frames.shape[:-3], -1, 3).mean(axis=-2)

@@ -262,7 +262,7 @@ def test_rotation_swaps_the_displayed_frame() -> None:
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        ({"in_channels": 2, "mean": (0.0, 0.0), "std": (1.0, 1.0)}, "only RGB"),
+        ({"in_channels": 2, "mean": (0.0, 0.0), "std": (1.0, 1.0)}, "frames have 3"),
     ],
 )
 def test_recipes_a_video_cannot_feed_are_refused(change: dict, message: str) -> None:
