@@ -39,4 +39,12 @@ class RuntimeOptions(BaseModel):
         False, description="Serve the TorchScript artifact when a version has both."
     )
     prefer_fp16: bool = Field(True, description="Use the fp16 ONNX artifact on CUDA.")
-    threads: int = Field(0, ge=0, description="Intra-op threads (0 = the runtime's default).")
+    threads: int = Field(
+        0, ge=0, description="Intra-op threads (0 = the runtime's default: one per core)."
+    )
+    spinning: bool = Field(
+        False,
+        description="Let idle intra-op threads busy-wait for the next op (ONNX Runtime's "
+        "allow_spinning). Off: between batches they sleep instead of taking the cores the "
+        "decode workers and the event loop need.",
+    )

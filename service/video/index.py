@@ -7,6 +7,12 @@ length, MKV without cues has no keyframe index), and the first frame alone is de
 way, because FFmpeg 8 keeps the display matrix (rotation) in codec side data that PyAV 18 only
 exposes on decoded frames; that frame also gives the pixel format and proves the stream decodes
 at all.
+
+`index_container` is the decode job's faster variant, on a container it keeps open for
+reading: no frame is decoded (the reader's first frame gives rotation and pixel format), and
+MP4 and AVI files are indexed from the container's own index (MP4's sample tables `stts`
+and `stss`, AVI's `idx1`) instead of demuxing every packet, when that index can be trusted (see
+`_container_index`); otherwise it scans the packets.
 """
 
 from __future__ import annotations
@@ -30,7 +36,21 @@ from service.video.container import (
 )
 from service.video.limits import VideoLimits
 
-__all__ = ["FrameIndex", "IndexedVideo", "VideoInfo", "index_video", "probe_video", "read_header"]
+__all__ = [
+    "FrameIndex",
+    "IndexedVideo",
+    "VideoInfo",
+    "index_container",
+    "index_video",
+    "probe_video",
+    "read_header",
+    "with_first_frame",
+]
+
+#: Demuxers whose index lists every frame (MP4/MOV sample tables, AVI idx1).
+_FULLY_INDEXED = ("mov", "avi")
+#: Packets read to find the first presentation timestamp: more than any decoder's reordering.
+_REORDER_PACKETS = 16
 
 
 @dataclass(frozen=True)
@@ -73,7 +93,9 @@ class FrameIndex:
     Keyframes keep their decode timestamp too: MP4 and AVI index (and seek) by it, Matroska
     by the presentation timestamp. `by_pts` is False when the packets carry no usable
     timestamps; frames are then identified by their order out of the decoder and the timeline
-    is evenly spaced.
+    is evenly spaced. `from_container` marks an index read from the container's own index
+    rather than the packets: a decoded frame whose timestamp it does not list proves it wrong
+    (the reader then raises `IndexMismatch` and the job scans the packets instead).
     """
 
     pts: np.ndarray
@@ -81,6 +103,7 @@ class FrameIndex:
     keyframe_dts: np.ndarray
     time_base: Fraction
     by_pts: bool = True
+    from_container: bool = False
 
     @property
     def num_frames(self) -> int:
@@ -135,7 +158,7 @@ def probe_video(path: str | os.PathLike[str], limits: VideoLimits) -> VideoInfo:
                     break
         finally:
             packets.close()
-        return _with_first_frame(info, first.result())
+        return with_first_frame(info, first.result())
 
 
 def index_video(path: str | os.PathLike[str], limits: VideoLimits) -> IndexedVideo:
@@ -145,7 +168,28 @@ def index_video(path: str | os.PathLike[str], limits: VideoLimits) -> IndexedVid
         prepare_decoder(stream, limits, threads=1)
         first = _FirstFrame(stream, limits)
         index = _scan(container, stream, limits, first)
-        header = _with_first_frame(header, first.result())
+        header = with_first_frame(header, first.result())
+    return IndexedVideo(info=_refine(header, index, limits), header=header, index=index)
+
+
+def index_container(
+    container: InputContainer,
+    stream: VideoStream,
+    size: int,
+    limits: VideoLimits,
+    *,
+    trust_index: bool = True,
+) -> IndexedVideo:
+    """Header and frame index of an open container, decoding nothing; every limit checked.
+
+    The answer's rotation is 0 and its pixel format the header's until a frame is decoded
+    (`with_first_frame`). The container is left somewhere in the file: seek before reading.
+    `trust_index=False` scans the packets even where the container has an index.
+    """
+    header = read_header(container, stream, size, limits)
+    index = _container_index(container, stream, size) if trust_index else None
+    if index is None:
+        index = _scan(container, stream, limits, None)
     return IndexedVideo(info=_refine(header, index, limits), header=header, index=index)
 
 
@@ -231,16 +275,80 @@ class _FirstFrame:
         return self.frame
 
 
-def _with_first_frame(info: VideoInfo, frame: av.VideoFrame) -> VideoInfo:
+def with_first_frame(info: VideoInfo, frame: av.VideoFrame) -> VideoInfo:
     """Fill in what only a decoded frame tells: display rotation and pixel format."""
     return replace(info, rotation=normalise_rotation(frame.rotation), pix_fmt=frame.format.name)
 
 
+def _container_index(
+    container: InputContainer, stream: VideoStream, size: int
+) -> FrameIndex | None:
+    """The frame index from the container's own index, or None where it cannot be trusted.
+
+    MP4/MOV and AVI list every frame (decode timestamp, keyframe flag, byte range) in their
+    header, so the packets need not be read (48-85 ms for 60 s of 1080p, and all of a 260 MB
+    MJPEG file). Trusted only when the listing is complete and whole: as many entries as the
+    header's frame count, none discarded (edit lists) or reaching past the end of the file
+    (truncated), starting with a keyframe, and evenly spaced decode timestamps. A constant-rate
+    stream's presentation times are then its decode times shifted by the reordering delay
+    (read off the first packets' timestamps); a variable-rate one with B-frames would need
+    each frame's composition offset, which the index does not carry, so it is scanned.
+    """
+    if container.format.name.split(",")[0] not in _FULLY_INDEXED:
+        return None
+    entries = stream.index_entries
+    count = len(entries)
+    if count < 2 or count != stream.frames:
+        return None
+    dts = np.empty(count, dtype=np.int64)
+    key = np.zeros(count, dtype=bool)
+    for i, entry in enumerate(entries):
+        if entry.is_discard or entry.size <= 0 or entry.pos + entry.size > size:
+            return None
+        dts[i] = entry.timestamp
+        key[i] = entry.is_keyframe
+    steps = np.diff(dts)
+    if not key[0] or steps.min() <= 0 or steps.max() != steps.min():
+        return None
+    first = _first_presentation(container, stream)
+    if first is None:
+        return None
+    shift = first - int(dts[0])
+    return FrameIndex(
+        pts=dts + shift,
+        keyframes=dts[key] + shift,
+        keyframe_dts=dts[key],
+        time_base=stream.time_base or Fraction(1, 1),
+        from_container=True,
+    )
+
+
+def _first_presentation(container: InputContainer, stream: VideoStream) -> int | None:
+    """The earliest presentation timestamp among the first packets (None: no timestamps)."""
+    stamps: list[int] = []
+    packets = container.demux(stream)
+    try:
+        for packet in packets:
+            if not packet.size:
+                continue
+            if packet.pts is None:
+                return None
+            stamps.append(packet.pts)
+            if len(stamps) >= _REORDER_PACKETS:
+                break
+    finally:
+        packets.close()
+    return min(stamps) if stamps else None
+
+
 def _scan(
-    container: InputContainer, stream: VideoStream, limits: VideoLimits, first: _FirstFrame
+    container: InputContainer,
+    stream: VideoStream,
+    limits: VideoLimits,
+    first: _FirstFrame | None,
 ) -> FrameIndex:
-    """Demux the whole video stream, decoding only up to its first frame: timestamps and
-    keyframes of every packet.
+    """Demux the whole video stream: timestamps and keyframes of every packet, decoding only
+    up to its first frame when `first` asks for it.
 
     The packets, not the header, say how long a file really is: a truncated MP4 or MKV
     still declares its full duration.
@@ -250,7 +358,8 @@ def _scan(
     for packet in container.demux(stream):
         if not packet.size or packet.is_discard:
             continue
-        first.feed(packet)
+        if first is not None:
+            first.feed(packet)
         stamp = packet.pts if packet.pts is not None else packet.dts
         stamps.append(stamp)
         if packet.is_keyframe:
