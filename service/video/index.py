@@ -17,6 +17,7 @@ and `stss`, AVI's `idx1`) instead of demuxing every packet, when that index can 
 
 from __future__ import annotations
 
+import itertools
 import os
 from dataclasses import dataclass, replace
 from fractions import Fraction
@@ -187,9 +188,10 @@ def index_container(
     `trust_index=False` scans the packets even where the container has an index.
     """
     header = read_header(container, stream, size, limits)
-    index = _container_index(container, stream, size) if trust_index else None
+    head: list[av.Packet] = []  # packets the container index check read: the scan's start
+    index = _container_index(container, stream, size, head) if trust_index else None
     if index is None:
-        index = _scan(container, stream, limits, None)
+        index = _scan(container, stream, limits, None, head)
     return IndexedVideo(info=_refine(header, index, limits), header=header, index=index)
 
 
@@ -281,7 +283,7 @@ def with_first_frame(info: VideoInfo, frame: av.VideoFrame) -> VideoInfo:
 
 
 def _container_index(
-    container: InputContainer, stream: VideoStream, size: int
+    container: InputContainer, stream: VideoStream, size: int, head: list[av.Packet]
 ) -> FrameIndex | None:
     """The frame index from the container's own index, or None where it cannot be trusted.
 
@@ -292,7 +294,9 @@ def _container_index(
     (truncated), starting with a keyframe, and evenly spaced decode timestamps. A constant-rate
     stream's presentation times are then its decode times shifted by the reordering delay
     (read off the first packets' timestamps); a variable-rate one with B-frames would need
-    each frame's composition offset, which the index does not carry, so it is scanned.
+    each frame's composition offset, which the index does not carry, so it is scanned, and so
+    is an AVI whose frames are reordered. The reader checks every frame it decodes against
+    the index and raises `IndexMismatch` when one is not there.
     """
     if container.format.name.split(",")[0] not in _FULLY_INDEXED:
         return None
@@ -310,10 +314,17 @@ def _container_index(
     steps = np.diff(dts)
     if not key[0] or steps.min() <= 0 or steps.max() != steps.min():
         return None
-    first = _first_presentation(container, stream)
+    first = _first_presentation(container, stream, head)
     if first is None:
         return None
-    shift = first - int(dts[0])
+    start, reordered = first
+    if reordered and container.format.name != "mov,mp4,m4a,3gp,3g2,mj2":
+        # NOTE: AVI keyframes may be shown after B-frames that follow them (MPEG-4 part 2):
+        # their presentation times are not their decode times shifted. MP4 sync samples
+        # are closed-GOP keyframes in practice; where one is not, the reader's landing
+        # checks catch it.
+        return None
+    shift = start - int(dts[0])
     return FrameIndex(
         pts=dts + shift,
         keyframes=dts[key] + shift,
@@ -323,22 +334,24 @@ def _container_index(
     )
 
 
-def _first_presentation(container: InputContainer, stream: VideoStream) -> int | None:
-    """The earliest presentation timestamp among the first packets (None: no timestamps)."""
-    stamps: list[int] = []
+def _first_presentation(
+    container: InputContainer, stream: VideoStream, head: list[av.Packet]
+) -> tuple[int, bool] | None:
+    """The earliest presentation timestamp among the first packets, and whether they come
+    in another order than they are shown (None: a packet without timestamps). The packets
+    read are appended to `head`."""
     packets = container.demux(stream)
     try:
         for packet in packets:
-            if not packet.size:
-                continue
-            if packet.pts is None:
-                return None
-            stamps.append(packet.pts)
-            if len(stamps) >= _REORDER_PACKETS:
+            head.append(packet)
+            if sum(1 for p in head if p.size) >= _REORDER_PACKETS:
                 break
     finally:
         packets.close()
-    return min(stamps) if stamps else None
+    stamps = [p.pts for p in head if p.size]
+    if not stamps or None in stamps:
+        return None
+    return min(stamps), stamps != sorted(stamps)
 
 
 def _scan(
@@ -346,16 +359,17 @@ def _scan(
     stream: VideoStream,
     limits: VideoLimits,
     first: _FirstFrame | None,
+    head: list[av.Packet] | None = None,
 ) -> FrameIndex:
     """Demux the whole video stream: timestamps and keyframes of every packet, decoding only
-    up to its first frame when `first` asks for it.
+    up to its first frame when `first` asks for it. `head` holds packets already read.
 
     The packets, not the header, say how long a file really is: a truncated MP4 or MKV
     still declares its full duration.
     """
     stamps: list[int | None] = []
     keyframes: list[tuple[int | None, int | None]] = []
-    for packet in container.demux(stream):
+    for packet in itertools.chain(head or (), container.demux(stream)):
         if not packet.size or packet.is_discard:
             continue
         if first is not None:
