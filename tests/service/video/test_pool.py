@@ -235,3 +235,34 @@ def test_a_closed_pool_starts_again_on_demand(videos) -> None:
         await pool.close()
 
     asyncio.run(scenario())
+
+
+def test_workers_live_as_long_as_they_are_healthy(videos) -> None:
+    """No recycling by default: a fresh worker costs an interpreter start and the imports."""
+
+    async def scenario() -> set[int]:
+        async with DecodePool(DecodeSettings(workers=1), LIMITS) as pool:
+            await pool.decode(videos["h264.mp4"], RECIPE)
+            return {await pool.run(os.getpid) for _ in range(150)}
+
+    assert len(asyncio.run(scenario())) == 1
+
+
+def test_decoder_threads_split_the_cores_between_workers(monkeypatch) -> None:
+    monkeypatch.setattr(os, "cpu_count", lambda: 8)
+    assert DecodeSettings(workers=2).threads_per_worker() == 4
+    assert DecodeSettings(workers=16).threads_per_worker() == 1
+    assert DecodeSettings(workers=2, decoder_threads=3).threads_per_worker() == 3
+
+
+def test_waiting_for_a_free_worker_is_reported_apart_from_decoding(videos) -> None:
+    """One worker, two decodes at once: the second waits for the first."""
+
+    async def scenario():
+        async with DecodePool(DecodeSettings(workers=1), LIMITS) as pool:
+            return await asyncio.gather(
+                *(pool.decode(videos["h264.mp4"], RECIPE) for _ in range(2))
+            )
+
+    first, second = sorted(asyncio.run(scenario()), key=lambda video: video.wait_s)
+    assert second.wait_s > first.wait_s >= 0
