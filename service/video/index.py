@@ -115,6 +115,13 @@ class FrameIndex:
         """Seconds from the first frame, one per frame in presentation order."""
         return (self.pts - self.pts[0]).astype(np.float64) * float(self.time_base)
 
+    def keyframe_times_s(self) -> np.ndarray:
+        """Seconds from the first frame of each keyframe (none known without timestamps)."""
+        if not self.by_pts:
+            return np.zeros(0)
+        positions = np.minimum(np.searchsorted(self.pts, self.keyframes), self.num_frames - 1)
+        return self.times_s[positions]
+
     def position_of(self, times_s: np.ndarray) -> np.ndarray:
         """The frame on screen at each moment: the last frame that starts at or before it."""
         positions = np.searchsorted(self.times_s, times_s, side="right") - 1
