@@ -32,7 +32,10 @@ class RuntimeOptions(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     #: Flat `ACTSERVE_*` names that differ from the field's name.
-    flat_names: ClassVar[dict[str, str]] = {"threads": "runtime_threads"}
+    flat_names: ClassVar[dict[str, str]] = {
+        "threads": "runtime_threads",
+        "spinning": "runtime_spinning",
+    }
 
     device: Device = Field("auto", description="auto (CUDA when usable), cpu or cuda.")
     prefer_torchscript: bool = Field(
