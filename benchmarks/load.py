@@ -51,7 +51,7 @@ from service.runtimes import RuntimeOptions, load_runtime
 from service.settings import BUNDLED_STORE
 from service.video import DecodeOptions, VideoLimits, decode_video
 
-STAGES = ("upload", "decode", "queue", "inference", "request")
+STAGES = ("upload", "decode_wait", "decode", "queue", "inference", "request")
 PEER = Path(__file__).resolve().parent / "litserve_peer.py"
 
 
@@ -89,6 +89,13 @@ def main() -> None:
     parser.add_argument(
         "--set", dest="settings", action="append", default=[], help="actserve KEY=VALUE"
     )
+    parser.add_argument(
+        "--before",
+        type=Path,
+        default=None,
+        help="another checkout of actserve (e.g. `git worktree add /tmp/before main~3`), "
+        "served too as 'before': before/after ratios from one run",
+    )
     args = parser.parse_args()
     levels = [int(c) for c in args.concurrency.split(",")]
     if args.requests > 5000 or max(levels) > 256:
@@ -118,7 +125,7 @@ def main() -> None:
         flush=True,
     )
 
-    names = args.servers.split(",")
+    names = args.servers.split(",") + (["before"] if args.before else [])
     with servers(names, args, profile) as running:
         for server in running:
             warm_up(server, video, args.warmup)
@@ -140,7 +147,8 @@ def servers(names: list[str], args: argparse.Namespace, profile: str) -> Iterato
     try:
         for name in names:
             port = free_port()
-            if name == "actserve":
+            env = None
+            if name in ("actserve", "before"):
                 command = [
                     sys.executable, "-m", "actserve", "serve", "--port", str(port),
                     "--store", str(args.store), "--log-level", "warning",
@@ -153,6 +161,8 @@ def servers(names: list[str], args: argparse.Namespace, profile: str) -> Iterato
                 if args.model:
                     command += ["--model", args.model]
                 path, ready = "/classify", "/readyz"
+                if name == "before":
+                    env = {**os.environ, "PYTHONPATH": str(args.before.resolve())}
             elif name == "litserve":
                 try:
                     import litserve  # noqa: F401
@@ -169,7 +179,13 @@ def servers(names: list[str], args: argparse.Namespace, profile: str) -> Iterato
             else:
                 raise SystemExit(f"unknown server {name!r}: actserve or litserve")
             # Its own session: the servers' worker processes go with them at the end.
-            process = subprocess.Popen(command, stdin=subprocess.DEVNULL, start_new_session=True)
+            process = subprocess.Popen(
+                command,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+                env=env,
+                cwd=cwd(name, args),
+            )
             server = Server(name, f"http://127.0.0.1:{port}", path, process)
             started.append(server)
             wait_ready(server, ready)
@@ -187,6 +203,11 @@ def stop(process: subprocess.Popen, signum: int) -> None:
     """Signal the server's whole process group (its workers included)."""
     with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, signum)
+
+
+def cwd(name: str, args: argparse.Namespace) -> Path | None:
+    """The 'before' server runs from its own checkout, so that its code is imported."""
+    return args.before.resolve() if name == "before" else None
 
 
 def free_port() -> int:
@@ -221,12 +242,13 @@ def warm_up(server: Server, video: bytes, count: int) -> None:
 def drive_level(
     server: Server, video: bytes, level: int, args: argparse.Namespace, profile: str
 ) -> None:
-    before = scrape(server) if server.name == "actserve" else {}
+    served = server.name in ("actserve", "before")
+    before = scrape(server) if served else {}
     latencies, errors, seconds = asyncio.run(drive(server, video, level, args.requests, profile))
     server.latencies.setdefault(level, []).extend(latencies)
     server.seconds[level] = server.seconds.get(level, 0.0) + seconds
     server.errors[level] = server.errors.get(level, 0) + errors
-    if server.name == "actserve":
+    if served:
         after = scrape(server)
         requests = max(after.get("actserve_request_duration_seconds_count", 0)
                        - before.get("actserve_request_duration_seconds_count", 0), 1)  # fmt: skip
@@ -242,7 +264,7 @@ async def drive(
 ) -> tuple[list[float], int, float]:
     latencies: list[float] = []
     errors = 0
-    query = {"profile": profile} if server.name == "actserve" else {}
+    query = {"profile": profile} if server.name != "litserve" else {}
     limits = httpx.Limits(max_connections=level, max_keepalive_connections=level)
     async with httpx.AsyncClient(base_url=server.url, timeout=300, limits=limits) as client:
         remaining = iter(range(requests))
@@ -354,6 +376,16 @@ def report(running: list[Server], levels: list[int], limit: float) -> None:
             print(
                 f"| {level} | {ours.rate(level) / peer.rate(level):.2f} "
                 f"| {ours.percentile(level, 99) / peer.percentile(level, 99):.2f} |"
+            )
+    old = by_name.get("before")
+    if ours and old:
+        print()
+        print("| concurrency | actserve ÷ before (req/s) | p99 actserve ÷ before |")
+        print("|---:|---:|---:|")
+        for level in levels:
+            print(
+                f"| {level} | {ours.rate(level) / old.rate(level):.2f} "
+                f"| {ours.percentile(level, 99) / old.percentile(level, 99):.2f} |"
             )
     if ours:
         print()
