@@ -30,6 +30,10 @@ _INTERPOLATIONS: dict[str, Interpolation] = {
 }
 
 
+#: Frames at least this large are converted with the decoder's threads.
+_THREADED_PIXELS = 1280 * 720
+
+
 @dataclass(frozen=True)
 class _Box:
     top: int
@@ -61,7 +65,8 @@ class FrameConverter:
         threads: int = 1,
     ) -> None:
         self.plan = plan
-        # The decoder's thread count: a 1080p AREA resize costs ~4 ms on one thread.
+        # The decoder's thread count for large frames (a 1080p AREA resize costs ~4 ms on one
+        # thread); small ones convert faster on one than threads take to start.
         self.threads = threads
         height, width = plan.frame_size
         self.quarter_turns = plan.rotation // 90
@@ -81,7 +86,7 @@ class FrameConverter:
             format=self.format,
             interpolation=self.interpolation,
             src_color_range=frame.color_range or None,
-            threads=self.threads,
+            threads=self.threads if frame.width * frame.height >= _THREADED_PIXELS else 1,
         )
         array = scaled.to_ndarray()
         if self.quarter_turns:
