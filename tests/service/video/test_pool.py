@@ -248,11 +248,16 @@ def test_workers_live_as_long_as_they_are_healthy(videos) -> None:
     assert len(asyncio.run(scenario())) == 1
 
 
-def test_decoder_threads_split_the_cores_between_workers(monkeypatch) -> None:
-    monkeypatch.setattr(os, "cpu_count", lambda: 8)
-    assert DecodeSettings(workers=2).threads_per_worker() == 4
-    assert DecodeSettings(workers=16).threads_per_worker() == 1
-    assert DecodeSettings(workers=2, decoder_threads=3).threads_per_worker() == 3
+def test_decoder_threads_reach_the_workers(videos) -> None:
+    """`decoder_threads` is handed to every decode (0 leaves the choice to FFmpeg)."""
+    assert DecodeSettings().threads_per_worker() == 0
+
+    async def scenario() -> list[int]:
+        settings = DecodeSettings(workers=1, decoder_threads=1)
+        async with DecodePool(settings, LIMITS) as pool:
+            return [pool.decoder_threads]
+
+    assert asyncio.run(scenario()) == [1]
 
 
 def test_waiting_for_a_free_worker_is_reported_apart_from_decoding(videos) -> None:
