@@ -1,71 +1,97 @@
-"""Sampled decode vs full decode vs the ffmpeg CLI, side by side in one run.
+"""Sampled decode: actserve against its peers decord and torchcodec, side by side in one run.
 
-    python benchmarks/decode.py                # 720p and 1080p, 10 s and 60 s, 3 rounds
-    python benchmarks/decode.py --rounds 5 --cache /tmp/actserve-bench
+    python benchmarks/decode.py                  # the matrix below, 3 interleaved rounds
+    python benchmarks/decode.py --rounds 5 --cache /tmp/actserve-bench --only 320x240
 
-Test videos are synthetic (a pan over multi-octave noise, a moving box, temporal grain;
-about 4 Mbit/s at 720p and 8 Mbit/s at 1080p), H.264 from
-libx264 `veryfast` at its default keyframe interval of 250 frames, plus one phone-like file
-with a keyframe every 30 frames; they are written once into the cache directory (outside
-git). Each round runs every method on every file in a shuffled order; the table shows the
-median seconds per method and the ratios. "sampled" is this package's probe + scan + plan +
-decode + crop/normalise in this process; "pool" is the same through a one-worker
-`DecodePool` (adds the worker round trip and the uint8 transfer). "full" is PyAV decoding
-every frame (frame threads, no conversion); "ffmpeg" is `ffmpeg -threads 0 -f null`
-decoding every frame, process start included. Without an ffmpeg binary that column is n/a.
+The peers are a benchmark extra, not a dependency of the service:
+
+    pip install -e ".[bench]"                    # decord, torchcodec 0.13, litserve, py-spy
+    apt-get update && apt-get install -y ffmpeg  # the FFmpeg shared libraries torchcodec loads
+
+torchcodec 0.13 is the newest release whose CPU wheel imports beside CPU torch 2.13 (later
+wheels link CUDA libraries); it brings no FFmpeg of its own and loads the system's shared
+libraries (FFmpeg 4-8; Debian 12's `ffmpeg` package installs 5.1). A peer that does not
+import is reported and left out.
+
+The matrix: five files (synthetic: a pan over multi-octave noise with grain and a moving box,
+written once into the cache directory) × two plans, each plan the frames a recipe needs:
+"16 frames spread" is TSN-style segment sampling (one frame from the middle of each of 16
+equal segments), "one 16-frame clip" the centred clip of 16 consecutive frames. Every
+decoder gets the same frame indices: actserve chooses them (its packet index and plan) and
+decord (`get_batch`) and torchcodec (`get_frames_at`, approximate seek mode) are asked for
+exactly those. Times include opening the file; actserve's also include its probe, packet
+scan, plan and conversion of the frames to the recipe's size, the peers' their conversion
+to full-size RGB. All decoders let FFmpeg pick its thread count. Each round runs every
+(file, plan, decoder) once in a shuffled order; the table shows medians and
+actserve ÷ the faster peer (below 1: actserve is faster).
+
+Before timing, the frames are checked against an exact sequential PyAV decode of the whole
+file: actserve's converted frames must equal, pixel for pixel, the same frames of the
+sequential decode put through the same conversion; each peer's frames must be closer to the
+frame at the asked index than to its neighbours (their colour conversion differs slightly).
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
+import contextlib
 import os
-import pickle
 import random
-import shutil
 import statistics
-import subprocess
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import av
 import numpy as np
 
-from model_store.spec import Recipe
-from service.video import (
-    DecodeOptions,
-    DecodePool,
-    DecodeSettings,
-    VideoLimits,
-    assemble_views,
-    sample_frames,
+from model_store.spec import Recipe, Sampling
+from service.video import DecodeOptions, VideoLimits, index_video, plan_views, sample_frames
+from service.video.pixels import FrameConverter
+
+FPS = 30
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    codec: str
+    seconds: int
+    size: tuple[int, int]
+    gop: int
+    suffix: str
+
+    @property
+    def file_name(self) -> str:
+        label = self.name.lower().replace(" ", "_").replace(",", "").replace(".", "")
+        return f"{label}.{self.suffix}"
+
+
+CASES = (
+    Case("10 s 320x240 H.264", "libx264", 10, (320, 240), 250, "mp4"),
+    Case("60 s 1080p H.264, keyframe every 30", "libx264", 60, (1920, 1080), 30, "mp4"),
+    Case("60 s 1080p H.264, keyframe every 250", "libx264", 60, (1920, 1080), 250, "mp4"),
+    Case("60 s 1080p MJPEG", "mjpeg", 60, (1920, 1080), 1, "avi"),
+    Case("60 s 720p VP9", "libvpx-vp9", 60, (1280, 720), 250, "webm"),
 )
 
-#: 30 float views of 16×256×256 are 377 MB: above the service's per-request default.
-LIMITS = VideoLimits(max_view_bytes=2**30)
-#: 10 clips × 16 frames × 3 crops at 256 (SlowOnly/X3D-style test protocol); "fast" takes
-#: the centred 16-frame clip and the centre crop (1x16).
-RECIPE = Recipe(
-    clip_len=16,
-    frame_interval=1,
-    num_clips=10,
-    num_crops=3,
+_PIXELS = dict(
+    num_crops=1,
     short_side=256,
-    crop_size=256,
+    crop_size=224,
     pixel_scale=255.0,
     mean=(123.675, 116.28, 103.53),
     std=(58.395, 57.12, 57.375),
 )
-FILES = [
-    # (name, seconds, (width, height), keyframe interval)
-    ("720p_10s", 10, (1280, 720), 250),
-    ("720p_60s", 60, (1280, 720), 250),
-    ("1080p_10s", 10, (1920, 1080), 250),
-    ("1080p_60s", 60, (1920, 1080), 250),
-    ("1080p_60s_gop30", 60, (1920, 1080), 30),
-]
-FPS = 30
+PLANS = {
+    "16 frames spread": Recipe(
+        sampling=Sampling.SEGMENTS, clip_len=16, frame_interval=1, num_clips=1, **_PIXELS
+    ),
+    "one 16-frame clip": Recipe(clip_len=16, frame_interval=1, num_clips=1, **_PIXELS),
+}
+LIMITS = VideoLimits(max_upload_bytes=2**30)  # 60 s of 1080p MJPEG is 260 MB
+OPTIONS = DecodeOptions()
 
 
 def main() -> None:
@@ -74,43 +100,204 @@ def main() -> None:
     parser.add_argument(
         "--cache", type=Path, default=Path.home() / ".cache" / "actserve" / "bench-videos"
     )
+    parser.add_argument("--only", default="", help="run the files whose name contains this")
+    parser.add_argument("--no-check", action="store_true", help="skip the frame checks")
     args = parser.parse_args()
     args.cache.mkdir(parents=True, exist_ok=True)
-    paths = {}
-    for name, seconds, size, gop in FILES:
-        paths[name] = args.cache / f"h264_{name}.mp4"
-        if not paths[name].exists():
-            print(f"writing {paths[name]} ...", flush=True)
-            write_video(paths[name], seconds, size, gop)
+    cases = [c for c in CASES if args.only in c.name]
+    paths = {c.name: ensure_video(c, args.cache) for c in cases}
 
-    ffmpeg = shutil.which("ffmpeg")
-    methods: dict[str, Callable[[Path], float | None]] = {
-        "sampled 10x16": lambda p: time_sampled(p, "accurate"),
-        "sampled 1x16": lambda p: time_sampled(p, "fast"),
-        "full": time_full_decode,
-        "ffmpeg": (lambda p: time_ffmpeg(ffmpeg, p)) if ffmpeg else (lambda p: None),
+    decoders: dict[str, Callable[[Path, Recipe, list[int]], object]] = {"actserve": run_actserve}
+    for name, loader in (("decord", load_decord), ("torchcodec", load_torchcodec)):
+        try:
+            decoders[name] = loader()
+        except Exception as error:  # a missing peer is reported, not fatal
+            print(f"{name}: not available ({type(error).__name__}: {error})")
+    print(versions(decoders))
+
+    indices = {
+        (c, p): chosen_positions(paths[c], recipe) for c in paths for p, recipe in PLANS.items()
     }
-    times: dict[tuple[str, str], list[float]] = {}
+    if not args.no_check:
+        for case in paths:
+            check_frames(paths[case], case, indices, decoders)
+
+    times: dict[tuple[str, str, str], list[float]] = {}
     for round_ in range(args.rounds):
-        tasks = [(name, method) for name in paths for method in methods]
+        tasks = [(c, p, d) for c in paths for p in PLANS for d in decoders]
         random.Random(round_).shuffle(tasks)
-        for name, method in tasks:
-            seconds = methods[method](paths[name])
-            if seconds is not None:
-                times.setdefault((name, method), []).append(seconds)
+        for case, plan, decoder in tasks:
+            started = time.perf_counter()
+            decoders[decoder](paths[case], PLANS[plan], indices[case, plan])
+            times.setdefault((case, plan, decoder), []).append(time.perf_counter() - started)
         print(f"round {round_ + 1}/{args.rounds} done", flush=True)
-
-    pool_times, lag = asyncio.run(time_pool(paths, args.rounds))
-    print_table(paths, times, pool_times, ffmpeg)
-    print(f"\nworst event-loop lag while the pool decoded: {lag * 1000:.0f} ms")
-    print_transfer(paths["1080p_60s"])
+    print_tables(paths, decoders, times)
 
 
-def write_video(path: Path, seconds: int, size: tuple[int, int], gop: int) -> None:
+# Decoders: each takes (path, recipe, frame indices) and returns the frames.
+
+
+def run_actserve(path: Path, recipe: Recipe, indices: list[int]) -> np.ndarray:
+    """The service's worker job: probe, scan, plan, decode and convert (indices are its own)."""
+    sampled = sample_frames(path, recipe, OPTIONS, LIMITS)
+    DECODED[path.name, recipe.sampling] = sampled.frames_decoded
+    return sampled.frames
+
+
+def load_decord() -> Callable[[Path, Recipe, list[int]], np.ndarray]:
+    import decord
+
+    def run(path: Path, recipe: Recipe, indices: list[int]) -> np.ndarray:
+        reader = decord.VideoReader(os.fspath(path), ctx=decord.cpu(0), num_threads=0)
+        return reader.get_batch(indices).asnumpy()
+
+    return run
+
+
+def load_torchcodec() -> Callable[[Path, Recipe, list[int]], np.ndarray]:
+    from torchcodec.decoders import VideoDecoder
+
+    def run(path: Path, recipe: Recipe, indices: list[int]) -> np.ndarray:
+        decoder = VideoDecoder(
+            os.fspath(path),
+            seek_mode="approximate",
+            num_ffmpeg_threads=0,
+            dimension_order="NHWC",
+        )
+        return decoder.get_frames_at(indices).data.numpy()
+
+    return run
+
+
+def versions(decoders: dict[str, object]) -> str:
+    parts = [f"PyAV {av.__version__} (FFmpeg {av.ffmpeg_version_info})"]
+    if "decord" in decoders:
+        import decord
+
+        parts.append(f"decord {decord.__version__}")
+    if "torchcodec" in decoders:
+        import torchcodec
+
+        parts.append(f"torchcodec {torchcodec.__version__}")
+    return f"{', '.join(parts)}; {os.cpu_count()} CPUs"
+
+
+# Frame choice and checks.
+
+
+def chosen_positions(path: Path, recipe: Recipe) -> list[int]:
+    """The frame indices (presentation order) actserve decodes for `recipe`, slot by slot."""
+    indexed = index_video(path, LIMITS)
+    plan = plan_views(indexed.info, recipe, profile="accurate", limits=LIMITS)
+    return indexed.index.position_of(plan.times_s).ravel().tolist()
+
+
+def check_frames(
+    path: Path,
+    case: str,
+    indices: dict[tuple[str, str], list[int]],
+    decoders: dict[str, Callable[[Path, Recipe, list[int]], object]],
+) -> None:
+    """Compare every decoder's frames with an exact sequential decode of the whole file."""
+    plans = {plan: indices[case, plan] for plan in PLANS}
+    needed = {i + d for chosen in plans.values() for i in chosen for d in (-1, 0, 1)}
+    converters = {}
+    for plan, recipe in PLANS.items():
+        sampled = sample_frames(path, recipe, OPTIONS, LIMITS)
+        converters[plan] = (sampled, FrameConverter(sampled.plan, recipe.channel_order, "area"))
+    full: dict[int, np.ndarray] = {}
+    converted: dict[tuple[str, int], np.ndarray] = {}
+    with av.open(os.fspath(path)) as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        for position, frame in enumerate(container.decode(stream)):
+            if position in needed:
+                full[position] = frame.to_ndarray(format="rgb24")
+            for plan, (_, convert) in converters.items():
+                if position in plans[plan]:
+                    converted[plan, position] = convert(frame)
+    for plan, (sampled, _) in converters.items():
+        wanted = sorted(set(plans[plan]))
+        expected = np.stack([converted[plan, p] for p in wanted])
+        same = expected.shape == sampled.frames.shape and np.array_equal(expected, sampled.frames)
+        report = [f"actserve {'identical' if same else 'DIFFERENT'}"]
+        for name, decoder in decoders.items():
+            if name == "actserve":
+                continue
+            frames = np.asarray(decoder(path, PLANS[plan], plans[plan]))
+            wrong, worst = 0, 0.0
+            for frame, index in zip(frames, plans[plan], strict=True):
+                errors = {
+                    d: float(np.abs(frame.astype(np.int16) - full[index + d]).mean())
+                    for d in (-1, 0, 1)
+                    if index + d in full
+                }
+                wrong += min(errors, key=errors.__getitem__) != 0
+                worst = max(worst, errors[0])
+            report.append(
+                f"{name} {'same frames' if not wrong else f'{wrong} OTHER FRAMES'} "
+                f"(mean |diff| ≤ {worst:.1f})"
+            )
+        print(f"check {case}, {plan}: {'; '.join(report)}", flush=True)
+        if not same:
+            raise SystemExit(f"actserve's frames differ from an exact decode: {case}, {plan}")
+
+
+# Output.
+
+
+def print_tables(paths, decoders, times) -> None:
+    def median(case: str, plan: str, decoder: str) -> float | None:
+        runs = times.get((case, plan, decoder))
+        return statistics.median(runs) if runs else None
+
+    peers = [d for d in decoders if d != "actserve"]
+    print()
+    print("| file | plan | actserve s (decoded) | " + " | ".join(f"{p} s" for p in peers), end="")
+    print(" | actserve ÷ best peer |")
+    print("|---|---|---:|" + "---:|" * len(peers) + "---:|")
+    ratios: dict[tuple[str, str], float | None] = {}
+    for case in paths:
+        for plan, recipe in PLANS.items():
+            ours = median(case, plan, "actserve")
+            theirs = [median(case, plan, p) for p in peers]
+            best = min((t for t in theirs if t is not None), default=None)
+            ratios[case, plan] = ours / best if ours and best else None
+            decoded = DECODED.get((paths[case].name, recipe.sampling))
+            cells = " | ".join(_cell(t) for t in theirs)
+            print(
+                f"| {case} | {plan} | {_cell(ours)} ({decoded}) | {cells} "
+                f"| {_cell(ratios[case, plan])} |"
+            )
+    print()
+    print("| sampled decode, actserve ÷ best of " + " and ".join(peers) + " | ", end="")
+    print(" | ".join(PLANS) + " |")
+    print("|---|" + "---|" * len(PLANS))
+    for case in paths:
+        print(f"| {case} | " + " | ".join(_cell(ratios[case, p]) for p in PLANS) + " |")
+
+
+def _cell(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f}"
+
+
+# Test videos.
+
+
+def ensure_video(case: Case, cache: Path) -> Path:
+    path = cache / case.file_name
+    if not path.exists():
+        print(f"writing {path} ...", flush=True)
+        write_video(path, case)
+    return path
+
+
+def write_video(path: Path, case: Case) -> None:
     """A pan over multi-octave noise, a moving box and grain: work for the encoder."""
-    width, height = size
+    width, height = case.size
+    frames = case.seconds * FPS
     rng = np.random.default_rng(0)
-    pad = 4 * seconds * FPS + 64
+    pad = 4 * frames + 64
     texture = np.zeros((height + 64, width + pad), dtype=np.float32)
     for octave in (8, 32, 128):
         coarse = rng.random(((height + 64) // octave + 2, (width + pad) // octave + 2))
@@ -118,133 +305,39 @@ def write_video(path: Path, seconds: int, size: tuple[int, int], gop: int) -> No
         texture += fine[: height + 64, : width + pad] * (octave / 168)
     texture = (texture / texture.max() * 200).astype(np.uint8)
     grain = rng.integers(0, 18, size=(7, height, width, 1), dtype=np.uint8)
-    tmp = path.with_suffix(".part.mp4")
+    box = max(16, height // 7)
+    tmp = path.with_name(f"part-{path.name}")
     with av.open(os.fspath(tmp), "w") as container:
-        stream = container.add_stream("libx264", rate=FPS)
-        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        stream.options = {"preset": "veryfast", "crf": "23", "g": str(gop)}
-        for index in range(seconds * FPS):
+        stream = container.add_stream(case.codec, rate=FPS)
+        stream.width, stream.height = width, height
+        stream.pix_fmt = "yuvj420p" if case.codec == "mjpeg" else "yuv420p"
+        if case.codec == "libx264":
+            stream.options = {"preset": "veryfast", "crf": "23", "g": str(case.gop)}
+        elif case.codec == "libvpx-vp9":
+            stream.options = {
+                "deadline": "realtime",
+                "cpu-used": "8",
+                "crf": "33",
+                "b": "0",
+                "row-mt": "1",
+                "g": str(case.gop),
+            }
+        else:  # MJPEG: every frame a keyframe, about 35 Mbit/s at 1080p like a camera's
+            stream.bit_rate = 35_000_000 * width * height // (1920 * 1080)
+        for index in range(frames):
             x, y = 4 * index, int(32 + 24 * np.sin(index / 25))
             grey = texture[y : y + height, x : x + width]
             frame = np.stack([grey, np.roll(grey, 7, axis=1), np.roll(grey, 13, axis=0)], -1)
             frame += np.roll(grain[index % 7], index, axis=1)  # temporal grain, as cameras have
-            bx, by = (index * 9) % (width - 160), (index * 5) % (height - 160)
-            frame[by : by + 160, bx : bx + 160] = (230, 60, 40)
+            bx, by = (index * 9) % (width - box), (index * 5) % (height - box)
+            frame[by : by + box, bx : bx + box] = (230, 60, 40)
             container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
         container.mux(stream.encode(None))
     tmp.rename(path)
 
 
-def time_sampled(path: Path, profile: str) -> float:
-    started = time.perf_counter()
-    sampled = sample_frames(path, RECIPE, DecodeOptions(profile=profile), LIMITS)
-    assemble_views(sampled, RECIPE)
-    DECODED[(path.name, profile)] = sampled.frames_decoded
-    return time.perf_counter() - started
-
-
-def time_full_decode(path: Path) -> float:
-    started = time.perf_counter()
-    with av.open(os.fspath(path)) as container:
-        stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
-        frames = sum(1 for _ in container.decode(stream))
-    TOTAL[path.name] = frames
-    return time.perf_counter() - started
-
-
-def time_ffmpeg(ffmpeg: str | None, path: Path) -> float | None:
-    command = [ffmpeg or "ffmpeg", "-v", "error", "-threads", "0", "-i", os.fspath(path)]
-    started = time.perf_counter()
-    subprocess.run([*command, "-f", "null", "-"], check=True)
-    return time.perf_counter() - started
-
-
-async def time_pool(paths: dict[str, Path], rounds: int) -> tuple[dict[str, float], float]:
-    """Median seconds of `await pool.decode` (10x16) per file, and the event loop's worst lag.
-
-    A ticker coroutine sleeps 10 ms at a time while the decodes run; how late it wakes up
-    shows whether decoding, the transfer or the normalisation ever holds the event loop.
-    """
-    medians = {}
-    lag = 0.0
-
-    async def ticker() -> None:
-        nonlocal lag
-        while True:
-            started = time.perf_counter()
-            await asyncio.sleep(0.01)
-            lag = max(lag, time.perf_counter() - started - 0.01)
-
-    async with DecodePool(DecodeSettings(workers=1, timeout_s=600), LIMITS) as pool:
-        ticking = asyncio.create_task(ticker())
-        for name, path in paths.items():
-            runs = []
-            for _ in range(rounds):
-                started = time.perf_counter()
-                await pool.decode(path, RECIPE)
-                runs.append(time.perf_counter() - started)
-            medians[name] = statistics.median(runs)
-        ticking.cancel()
-    return medians, lag
-
-
-def print_table(paths, times, pool_times, ffmpeg) -> None:
-    def median(name: str, method: str) -> float | None:
-        runs = times.get((name, method))
-        return statistics.median(runs) if runs else None
-
-    def cell(value: float | None, digits: int = 2) -> str:
-        return "n/a" if value is None else f"{value:.{digits}f}"
-
-    print()
-    print(f"ffmpeg: {ffmpeg or 'not found'}; PyAV {av.__version__}; {os.cpu_count()} CPUs")
-    print(
-        "| file | frames | sampled 10x16 s (decoded) | sampled 1x16 s (decoded) | pool 10x16 s | "
-        "full decode s | ffmpeg CLI s | full / 10x16 | full / 1x16 | ffmpeg / 10x16 | "
-        "ffmpeg / 1x16 |"
-    )
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for name in paths:
-        clips, one = median(name, "sampled 10x16"), median(name, "sampled 1x16")
-        full, cli = median(name, "full"), median(name, "ffmpeg")
-        print(
-            f"| {name} | {TOTAL.get(paths[name].name)} "
-            f"| {cell(clips)} ({DECODED.get((paths[name].name, 'accurate'))}) "
-            f"| {cell(one)} ({DECODED.get((paths[name].name, 'fast'))}) "
-            f"| {cell(pool_times.get(name))} | {cell(full)} | {cell(cli)} "
-            f"| {cell(full / clips if full and clips else None)}x "
-            f"| {cell(full / one if full and one else None)}x "
-            f"| {cell(cli / clips if cli and clips else None)}x "
-            f"| {cell(cli / one if cli and one else None)}x |"
-        )
-
-
-def print_transfer(path: Path) -> None:
-    """What crosses the pipe for 30 views (10 clips × 3 crops) vs the float views built."""
-    sampled = sample_frames(path, RECIPE, DecodeOptions(), LIMITS)
-    started = time.perf_counter()
-    blob = pickle.dumps(sampled, protocol=pickle.HIGHEST_PROTOCOL)
-    pickle.loads(blob)
-    pickling = time.perf_counter() - started
-    runs = []
-    for _ in range(3):
-        started = time.perf_counter()
-        views = assemble_views(sampled, RECIPE).views
-        runs.append(time.perf_counter() - started)
-    assembling = statistics.median(runs)
-    print()
-    print(
-        f"transfer for {path.name}, 10x16x3 at 256: uint8 frames {sampled.frames.shape} "
-        f"= {sampled.frames.nbytes / 2**20:.1f} MiB (pickle {len(blob) / 2**20:.1f} MiB, "
-        f"dumps+loads {pickling * 1000:.0f} ms) vs float32 views {views.shape} = "
-        f"{views.nbytes / 2**20:.1f} MiB ({views.nbytes / sampled.frames.nbytes:.1f}x); "
-        f"crop + normalise in the parent {assembling * 1000:.0f} ms"
-    )
-
-
 DECODED: dict[tuple[str, str], int] = {}
-TOTAL: dict[str, int] = {}
 
 if __name__ == "__main__":
-    main()
+    with contextlib.suppress(KeyboardInterrupt):
+        main()

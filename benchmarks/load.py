@@ -1,58 +1,300 @@
-"""Load the service on loopback and compare it with its raw runtime, batching on and off.
+"""The service under load against LitServe and against its own limits, in one run.
 
-    python benchmarks/load.py                        # the bundled demo model, a demo video
-    python benchmarks/load.py --store S --model M --video clip.mp4 --concurrency 16
-    python benchmarks/load.py --rate 20 --requests 300   # open loop: 20 requests/s
+    python benchmarks/load.py                          # the bundled demo model, a demo video
+    python benchmarks/load.py --concurrency 1,8,32 --requests 200 --rounds 2
+    python benchmarks/load.py --store S --model M --video clip.mp4 --set runtime_threads=1
 
-For each mode a fresh server runs in this process (`service.embedded`: uvicorn on
-127.0.0.1, a free port), gets a
-few warm-up requests, then `--requests` more at fixed concurrency (closed loop) or at a fixed
-rate (open loop, at most `--max-in-flight` outstanding). Printed per mode: client latency
-p50/p90/p99, throughput, the server's per-request stage split read from /metrics, mean batch
-size, and the ratio of the service's view throughput to the raw runtime's on the same views
-(ONNX Runtime on batches of max_batch_views, nothing else running). All ratios come from
-this one run; absolute times drift on shared machines.
+Four things measured on the same model artifact and the same video, side by side:
 
-"Batching off" sets max_batch_views to one request's views and the delay to 0: a batch then
-holds (at most) one request, which is what a per-request server does.
+- **actserve**: `actserve serve` in its own process (`--set KEY=VALUE` passes settings).
+- **LitServe**: `benchmarks/litserve_peer.py`, the same ONNX artifact and the same PyAV decode
+  (actserve's `decode_video`) in LitServe's workers, tuned for this box (see that file).
+  Needs the `bench` extra; skipped with a message when LitServe is not installed.
+- **the inference-bound limit**: the bare ONNX Runtime's views/s on this video's views in
+  batches of `--max-batch-views` (all cores, nothing else running), divided by the views of
+  one request.
+- **the decode-bound limit**: files/s of a plain PyAV decode of the same file (every frame,
+  one decoder thread, no conversion) in `--decode-workers` processes at once.
+
+The service's own limit is the lower of the two, the decode rate measured right after each
+concurrency level. Both servers run at once (idle, each
+costs nothing measurable); for each concurrency level every round runs `--requests` requests
+through each server in alternating order, closed loop from one asyncio client in this
+process. Printed: req/s, p50 and p99 latency per server and level, actserve ÷ LitServe
+(throughput) and actserve ÷ its own limit, and the service's stage split from `/metrics`.
+All ratios come from this one run; absolute figures drift on shared machines.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import statistics
+import contextlib
+import multiprocessing
+import os
+import signal
+import socket
+import subprocess
+import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import av
 import httpx
 import numpy as np
 
 from model_store import ModelStore
-from service.embedded import EmbeddedServer
 from service.runtimes import RuntimeOptions, load_runtime
-from service.settings import BUNDLED_STORE, Settings
+from service.settings import BUNDLED_STORE
 from service.video import DecodeOptions, VideoLimits, decode_video
 
-STAGES = ("upload", "decode", "queue", "request")
+STAGES = ("upload", "decode_wait", "decode", "queue", "inference", "request")
+PEER = Path(__file__).resolve().parent / "litserve_peer.py"
 
 
 @dataclass
-class Result:
-    mode: str
-    latencies: list[float]
-    seconds: float
-    views: int
-    stages_ms: dict[str, float]
-    mean_batch: float
-    errors: int
+class Server:
+    name: str
+    url: str
+    path: str
+    process: subprocess.Popen
+    latencies: dict[int, list[float]] = field(default_factory=dict)
+    seconds: dict[int, float] = field(default_factory=dict)
+    errors: dict[int, int] = field(default_factory=dict)
+    stages: dict[int, dict[str, float]] = field(default_factory=dict)
+
+    def rate(self, level: int) -> float:
+        """Answered requests (200) per second."""
+        return (len(self.latencies[level]) - self.errors[level]) / self.seconds[level]
+
+    def percentile(self, level: int, q: float) -> float:
+        return float(np.percentile(self.latencies[level], q)) * 1e3
 
 
-def scrape(client: httpx.Client) -> dict[str, float]:
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--store", type=Path, default=BUNDLED_STORE)
+    parser.add_argument("--model", default=None)
+    parser.add_argument("--video", type=Path, default=None, help="default: a demo video")
+    parser.add_argument("--profile", choices=("fast", "accurate"), default=None)
+    parser.add_argument("--concurrency", default="1,8,32")
+    parser.add_argument("--requests", type=int, default=150, help="per server, level and round")
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--warmup", type=int, default=8)
+    parser.add_argument("--max-batch-views", type=int, default=32)
+    parser.add_argument("--decode-workers", type=int, default=2)
+    parser.add_argument("--servers", default="actserve,litserve")
+    parser.add_argument(
+        "--set", dest="settings", action="append", default=[], help="actserve KEY=VALUE"
+    )
+    parser.add_argument(
+        "--before",
+        type=Path,
+        default=None,
+        help="another checkout of actserve (e.g. `git worktree add /tmp/before main~3`), "
+        "served too as 'before': before/after ratios from one run",
+    )
+    args = parser.parse_args()
+    levels = [int(c) for c in args.concurrency.split(",")]
+    if args.requests > 5000 or max(levels) > 256:
+        parser.error("bounded: at most 5000 requests and 256 concurrent")
+
+    video_path = args.video or demo_video()
+    video = video_path.read_bytes()
+    manifest = ModelStore(args.store).resolve(args.model)
+    profile = args.profile or manifest.default_profile
+    per_request = 1 if profile == "fast" else manifest.spec.recipe.num_views
+    print(
+        f"{manifest.name} v{manifest.version} ({manifest.backbone}), {profile} profile: "
+        f"{per_request} views/request; video {video_path.name} ({len(video):,} B); "
+        f"{os.cpu_count()} CPUs; {args.requests} requests × {args.rounds} rounds per level"
+    )
+
+    raw = raw_throughput(args.store, args.model, video_path, args.max_batch_views, profile)
+    print(
+        f"inference-bound limit: {raw:.1f} views/s = {raw / per_request:.1f} req/s "
+        f"(bare ONNX Runtime, batches of {args.max_batch_views})\n",
+        flush=True,
+    )
+    limits: dict[int, float] = {}
+
+    names = args.servers.split(",") + (["before"] if args.before else [])
+    with servers(names, args, profile) as running:
+        for server in running:
+            warm_up(server, video, args.warmup)
+        for level in levels:
+            for round_ in range(args.rounds):
+                order = running if round_ % 2 == 0 else running[::-1]
+                for server in order:
+                    drive_level(server, video, level, args, profile)
+            # The decode-bound limit in the same stretch of time (shared machines drift).
+            decode_rate = plain_decode_rate(video_path, args.decode_workers)
+            limits[level] = min(raw / per_request, decode_rate)
+            print(
+                f"concurrency {level} done; decode-bound limit {decode_rate:.1f} files/s "
+                f"(plain PyAV decode, {args.decode_workers} processes); own limit "
+                f"{limits[level]:.1f} req/s",
+                flush=True,
+            )
+    report(running, levels, limits)
+
+
+# The servers.
+
+
+@contextmanager
+def servers(names: list[str], args: argparse.Namespace, profile: str) -> Iterator[list[Server]]:
+    started: list[Server] = []
+    try:
+        for name in names:
+            port = free_port()
+            env = None
+            if name in ("actserve", "before"):
+                command = [
+                    sys.executable, "-m", "actserve", "serve", "--port", str(port),
+                    "--store", str(args.store), "--log-level", "warning",
+                    "--set", f"decode_workers={args.decode_workers}",
+                    "--set", f"max_batch_views={args.max_batch_views}",
+                    "--set", "max_queue_views=100000",
+                    # measure throughput, not admission: nothing is refused at the door
+                    "--set", "max_pending_decodes=100000",
+                    "--set", "max_concurrent_uploads=100000",
+                ]  # fmt: skip
+                for item in args.settings if name == "actserve" else ():
+                    command += ["--set", item]
+                if args.model:
+                    command += ["--model", args.model]
+                path, ready = "/classify", "/readyz"
+                if name == "before":
+                    env = {**os.environ, "PYTHONPATH": str(args.before.resolve())}
+            elif name == "litserve":
+                try:
+                    import litserve  # noqa: F401
+                except ImportError:
+                    print("litserve: not installed (pip install -e '.[bench]'); left out")
+                    continue
+                command = [
+                    sys.executable, str(PEER), "--port", str(port), "--store", str(args.store),
+                    "--workers", str(args.decode_workers), "--profile", profile,
+                ]  # fmt: skip
+                if args.model:
+                    command += ["--model", args.model]
+                path, ready = "/predict", "/health"
+            else:
+                raise SystemExit(f"unknown server {name!r}: actserve or litserve")
+            # Its own session: the servers' worker processes go with them at the end.
+            process = subprocess.Popen(
+                command,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+                env=env,
+                cwd=cwd(name, args),
+            )
+            server = Server(name, f"http://127.0.0.1:{port}", path, process)
+            started.append(server)
+            wait_ready(server, ready)
+        yield started
+    finally:
+        for server in started:
+            stop(server.process, signal.SIGTERM)
+        for server in started:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                server.process.wait(timeout=30)
+            stop(server.process, signal.SIGKILL)
+
+
+def stop(process: subprocess.Popen, signum: int) -> None:
+    """Signal the server's whole process group (its workers included)."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signum)
+
+
+def cwd(name: str, args: argparse.Namespace) -> Path | None:
+    """The 'before' server runs from its own checkout, so that its code is imported."""
+    return args.before.resolve() if name == "before" else None
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_ready(server: Server, path: str, timeout_s: float = 180.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if server.process.poll() is not None:
+            raise SystemExit(f"{server.name} exited during start-up ({server.process.returncode})")
+        try:
+            if httpx.get(server.url + path, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise SystemExit(f"{server.name} was not ready within {timeout_s:.0f} s")
+
+
+def warm_up(server: Server, video: bytes, count: int) -> None:
+    for _ in range(count):
+        response = httpx.post(server.url + server.path, files={"video": ("v", video)}, timeout=300)
+        response.raise_for_status()
+
+
+# The load.
+
+
+def drive_level(
+    server: Server, video: bytes, level: int, args: argparse.Namespace, profile: str
+) -> None:
+    served = server.name in ("actserve", "before")
+    before = scrape(server) if served else {}
+    latencies, errors, seconds = asyncio.run(drive(server, video, level, args.requests, profile))
+    server.latencies.setdefault(level, []).extend(latencies)
+    server.seconds[level] = server.seconds.get(level, 0.0) + seconds
+    server.errors[level] = server.errors.get(level, 0) + errors
+    if served:
+        after = scrape(server)
+        requests = max(after.get("actserve_request_duration_seconds_count", 0)
+                       - before.get("actserve_request_duration_seconds_count", 0), 1)  # fmt: skip
+        stages = server.stages.setdefault(level, {})
+        for stage in STAGES:
+            name = f"actserve_{stage}_duration_seconds_sum"
+            spent = 1e3 * (after.get(name, 0) - before.get(name, 0)) / requests
+            stages[stage] = stages.get(stage, 0.0) + spent / args.rounds
+
+
+async def drive(
+    server: Server, video: bytes, level: int, requests: int, profile: str
+) -> tuple[list[float], int, float]:
+    latencies: list[float] = []
+    errors = 0
+    query = {"profile": profile} if server.name != "litserve" else {}
+    limits = httpx.Limits(max_connections=level, max_keepalive_connections=level)
+    async with httpx.AsyncClient(base_url=server.url, timeout=300, limits=limits) as client:
+        remaining = iter(range(requests))
+
+        async def worker() -> None:
+            nonlocal errors
+            for _ in remaining:
+                started = time.perf_counter()
+                response = await client.post(
+                    server.path, params=query, files={"video": ("v", video)}
+                )
+                latencies.append(time.perf_counter() - started)
+                errors += response.status_code != 200
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(level)))
+        return latencies, errors, time.perf_counter() - started
+
+
+def scrape(server: Server) -> dict[str, float]:
     values: dict[str, float] = {}
-    for line in client.get("/metrics").text.splitlines():
+    for line in httpx.get(server.url + "/metrics", timeout=30).text.splitlines():
         if line.startswith("actserve_") and " " in line:
             sample, value = line.rsplit(" ", 1)
             name = sample.split("{")[0]
@@ -60,74 +302,7 @@ def scrape(client: httpx.Client) -> dict[str, float]:
     return values
 
 
-async def drive(
-    url: str, video: bytes, args: argparse.Namespace
-) -> tuple[list[float], int, int, float]:
-    latencies: list[float] = []
-    views = errors = 0
-    params = {"model": args.model} if args.model else {}
-    if args.profile:
-        params["profile"] = args.profile
-    limits = httpx.Limits(max_connections=max(args.concurrency, args.max_in_flight))
-    async with httpx.AsyncClient(base_url=url, timeout=300, limits=limits) as client:
-
-        async def one() -> None:
-            nonlocal views, errors
-            started = time.perf_counter()
-            response = await client.post("/classify", params=params, files={"video": ("v", video)})
-            latencies.append(time.perf_counter() - started)
-            if response.status_code == 200:
-                views += response.json()["video"]["views"]
-            else:
-                errors += 1
-
-        started = time.perf_counter()
-        if args.rate:
-            gate = asyncio.Semaphore(args.max_in_flight)
-
-            async def paced(delay: float) -> None:
-                await asyncio.sleep(delay)
-                async with gate:
-                    await one()
-
-            await asyncio.gather(*(paced(i / args.rate) for i in range(args.requests)))
-        else:
-            remaining = iter(range(args.requests))
-
-            async def worker() -> None:
-                for _ in remaining:
-                    await one()
-
-            await asyncio.gather(*(worker() for _ in range(args.concurrency)))
-        return latencies, views, errors, time.perf_counter() - started
-
-
-def run_mode(mode: str, settings: Settings, video: bytes, args: argparse.Namespace) -> Result:
-    with EmbeddedServer(settings) as server, httpx.Client(base_url=server.url) as client:
-        for _ in range(args.warmup):
-            client.post("/classify", files={"video": ("v", video)}, timeout=300)
-        before = scrape(client)
-        latencies, views, errors, seconds = asyncio.run(drive(server.url, video, args))
-        after = scrape(client)
-    delta = {k: after.get(k, 0) - before.get(k, 0) for k in after}
-    requests = max(delta.get("actserve_request_duration_seconds_count", 0), 1)
-    stages = {
-        stage: 1e3 * delta.get(f"actserve_{stage}_duration_seconds_sum", 0) / requests
-        for stage in STAGES
-    }
-    executions = max(delta.get("actserve_inference_executions_total", 0), 1)
-    stages["inference per batch"] = (
-        1e3 * delta.get("actserve_inference_duration_seconds_sum", 0) / executions
-    )
-    return Result(
-        mode,
-        latencies,
-        seconds,
-        views,
-        stages,
-        delta.get("actserve_inference_items_total", 0) / executions,
-        errors,
-    )
+# The limits.
 
 
 def raw_throughput(
@@ -135,9 +310,8 @@ def raw_throughput(
 ) -> float:
     """Views per second of the bare runtime on this video's views, in full batches."""
     manifest = ModelStore(store).resolve(model)
-    views = decode_video(
-        video_path, manifest.spec.recipe, DecodeOptions(profile=profile), VideoLimits()
-    ).views
+    recipe = manifest.spec.recipe
+    views = decode_video(video_path, recipe, DecodeOptions(profile=profile), VideoLimits()).views
     clips = np.concatenate([views] * (batch // len(views) + 1))[:batch]
     runtime = load_runtime(
         manifest,
@@ -149,81 +323,86 @@ def raw_throughput(
     while time.perf_counter() - started < seconds:
         runtime.run(clips)
         done += batch
-    return done / (time.perf_counter() - started)
+    rate = done / (time.perf_counter() - started)
+    runtime.close()
+    return rate
 
 
-def percentile(values: list[float], q: float) -> float:
-    return float(np.percentile(values, q)) * 1e3 if values else float("nan")
+def plain_decode_rate(path: Path, processes: int, seconds: float = 4.0) -> float:
+    """Files per second of `processes` processes each decoding every frame of `path`."""
+    context = multiprocessing.get_context("spawn")
+    with context.Pool(processes) as pool:
+        counts = pool.starmap(_decode_repeatedly, [(os.fspath(path), seconds)] * processes)
+    return sum(counts) / seconds
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--store", type=Path, default=BUNDLED_STORE)
-    parser.add_argument("--model", default=None)
-    parser.add_argument("--video", type=Path, default=None, help="default: a demo video")
-    parser.add_argument("--profile", choices=("fast", "accurate"), default=None)
-    parser.add_argument("--concurrency", type=int, default=8)
-    parser.add_argument("--rate", type=float, default=0.0, help="requests/s (open loop)")
-    parser.add_argument("--max-in-flight", type=int, default=64)
-    parser.add_argument("--requests", type=int, default=200)
-    parser.add_argument("--warmup", type=int, default=5)
-    parser.add_argument("--max-batch-views", type=int, default=32)
-    parser.add_argument("--max-delay-ms", type=float, default=5.0)
-    parser.add_argument("--decode-workers", type=int, default=2)
-    parser.add_argument("--modes", default="on,off")
-    args = parser.parse_args()
-    if args.requests > 5000 or args.concurrency > 256:
-        parser.error("bounded: at most 5000 requests and 256 concurrent")
+def _decode_repeatedly(path: str, seconds: float) -> float:
+    """Whole decodes of `path` (a fraction for the last one) in `seconds`, one thread."""
+    started = time.perf_counter()
+    files = 0
+    while True:
+        with av.open(path) as container:
+            stream = container.streams.video[0]
+            stream.thread_count = 1
+            for _ in container.decode(stream):
+                pass
+        files += 1
+        elapsed = time.perf_counter() - started
+        if elapsed >= seconds:
+            return files * seconds / elapsed
 
-    video_path = args.video
-    if video_path is None:
-        from actserve.demo.synthetic import render_video, write_video
 
-        video_path = Path(tempfile.mkdtemp()) / "demo.mp4"
-        write_video(render_video("moving right", seed=1, height=240, width=320), str(video_path))
-    video = video_path.read_bytes()
-    manifest = ModelStore(args.store).resolve(args.model)
-    profile = args.profile or manifest.default_profile
-    recipe = manifest.spec.recipe
-    per_request = 1 if profile == "fast" else recipe.num_views
-    base = dict(store=args.store, decode_workers=args.decode_workers, max_queue_views=100_000)
-    modes = {
-        "on": dict(max_batch_views=args.max_batch_views, max_delay_ms=args.max_delay_ms),
-        "off": dict(max_batch_views=per_request, max_delay_ms=0),
-    }
-    load = f"{args.rate:g} req/s open loop" if args.rate else f"concurrency {args.concurrency}"
-    print(
-        f"{manifest.name} v{manifest.version} ({manifest.backbone}), {profile} profile: "
-        f"{per_request} views/request; {args.requests} requests at {load}; "
-        f"{args.decode_workers} decode workers; video {video_path.name} ({len(video):,} B)"
-    )
-    raw = raw_throughput(args.store, args.model, video_path, args.max_batch_views, profile)
-    print(f"raw runtime: {raw:.1f} views/s (batches of {args.max_batch_views}, CPU)\n")
-    results = [
-        run_mode(m, Settings(**base, **modes[m]), video, args) for m in args.modes.split(",")
-    ]
-    header = (
-        f"{'batching':9} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'req/s':>7} "
-        f"{'views/s':>8} {'÷ raw':>6} {'batch':>6} "
-        + " ".join(f"{s:>9}" for s in STAGES)
-        + f" {'infer/batch':>11} {'errors':>6}"
-    )
-    print(header)
-    for r in results:
-        views_per_s = r.views / r.seconds
-        print(
-            f"{r.mode:9} {percentile(r.latencies, 50):8.0f} {percentile(r.latencies, 90):8.0f} "
-            f"{percentile(r.latencies, 99):8.0f} {len(r.latencies) / r.seconds:7.1f} "
-            f"{views_per_s:8.1f} {views_per_s / raw:6.2f} {r.mean_batch:6.1f} "
-            + " ".join(f"{r.stages_ms[s]:9.1f}" for s in STAGES)
-            + f" {r.stages_ms['inference per batch']:11.1f} {r.errors:6d}"
-        )
-    if len(results) == 2:
-        on, off = results
-        speedup = (on.views / on.seconds) / (off.views / off.seconds)
-        latency = statistics.median(on.latencies) / statistics.median(off.latencies)
-        print(f"\nbatching on ÷ off: throughput {speedup:.2f}x, p50 latency {latency:.2f}x")
-    print("(stage columns: mean ms per request from the server's histograms)")
+def demo_video() -> Path:
+    from actserve.demo.synthetic import render_video, write_video
+
+    path = Path(tempfile.mkdtemp()) / "demo.mp4"
+    write_video(render_video("moving right", seed=1, height=240, width=320), str(path))
+    return path
+
+
+# The report.
+
+
+def report(running: list[Server], levels: list[int], limits: dict[int, float]) -> None:
+    by_name = {s.name: s for s in running}
+    ours, peer = by_name.get("actserve"), by_name.get("litserve")
+    print()
+    print("| server | concurrency | req/s | p50 ms | p99 ms | errors | ÷ own limit |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for level in levels:
+        for server in running:
+            print(
+                f"| {server.name} | {level} | {server.rate(level):.1f} "
+                f"| {server.percentile(level, 50):.0f} | {server.percentile(level, 99):.0f} "
+                f"| {server.errors[level]} | {server.rate(level) / limits[level]:.2f} |"
+            )
+    if ours and peer:
+        print()
+        print("| concurrency | actserve ÷ LitServe (req/s) | p99 actserve ÷ LitServe |")
+        print("|---:|---:|---:|")
+        for level in levels:
+            print(
+                f"| {level} | {ours.rate(level) / peer.rate(level):.2f} "
+                f"| {ours.percentile(level, 99) / peer.percentile(level, 99):.2f} |"
+            )
+    old = by_name.get("before")
+    if ours and old:
+        print()
+        print("| concurrency | actserve ÷ before (req/s) | p99 actserve ÷ before |")
+        print("|---:|---:|---:|")
+        for level in levels:
+            print(
+                f"| {level} | {ours.rate(level) / old.rate(level):.2f} "
+                f"| {ours.percentile(level, 99) / old.percentile(level, 99):.2f} |"
+            )
+    if ours:
+        print()
+        print("actserve stage split, mean ms per request from /metrics:")
+        print("| concurrency | " + " | ".join(STAGES) + " |")
+        print("|---:|" + "---:|" * len(STAGES))
+        for level in levels:
+            stages = ours.stages.get(level, {})
+            print(f"| {level} | " + " | ".join(f"{stages.get(s, 0):.1f}" for s in STAGES) + " |")
 
 
 if __name__ == "__main__":

@@ -132,5 +132,6 @@ def video_metadata(decoded: DecodedVideo) -> VideoMetadata:
         frames_decoded=decoded.frames_decoded,
         clips=len(decoded.plan.clips),
         views=len(decoded.views),
+        keyframe_snap_s=decoded.plan.snap_s,
         warnings=list(decoded.warnings),
     )

@@ -38,6 +38,13 @@ class VideoMetadata(BaseModel):
     frames_decoded: int = Field(description="Frames the sampler decoded.", examples=[16])
     clips: int = Field(description="Clips sampled.", examples=[1])
     views: int = Field(description="Views classified (clips × crops).", examples=[1])
+    keyframe_snap_s: float | None = Field(
+        None,
+        description="With profile=fast: how far (s) the one clip was moved from the centre of "
+        "the video to start on a keyframe, so that decoding it decodes about its own frames "
+        "(negative: earlier); null when it was not moved. Never for profile=accurate.",
+        examples=[None],
+    )
     warnings: list[str] = Field(
         default_factory=list,
         description="Damage the decoder worked around, e.g. a file truncated after its header "

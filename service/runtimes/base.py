@@ -32,11 +32,22 @@ class RuntimeOptions(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     #: Flat `ACTSERVE_*` names that differ from the field's name.
-    flat_names: ClassVar[dict[str, str]] = {"threads": "runtime_threads"}
+    flat_names: ClassVar[dict[str, str]] = {
+        "threads": "runtime_threads",
+        "spinning": "runtime_spinning",
+    }
 
     device: Device = Field("auto", description="auto (CUDA when usable), cpu or cuda.")
     prefer_torchscript: bool = Field(
         False, description="Serve the TorchScript artifact when a version has both."
     )
     prefer_fp16: bool = Field(True, description="Use the fp16 ONNX artifact on CUDA.")
-    threads: int = Field(0, ge=0, description="Intra-op threads (0 = the runtime's default).")
+    threads: int = Field(
+        0, ge=0, description="Intra-op threads (0 = the runtime's default: one per core)."
+    )
+    spinning: bool = Field(
+        False,
+        description="Let idle intra-op threads busy-wait for the next op (ONNX Runtime's "
+        "allow_spinning). Off: between batches they sleep instead of taking the cores the "
+        "decode workers and the event loop need.",
+    )

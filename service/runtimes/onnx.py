@@ -74,6 +74,11 @@ class OnnxRuntime:
         session_options.log_severity_level = 3
         if options.threads:
             session_options.intra_op_num_threads = options.threads
+        # NOTE: spinning threads busy-wait between ops and batches: on a CPU box that serves
+        # video they burned ~1.9 cores at one request at a time, cores the decode workers need.
+        spin = "1" if options.spinning else "0"
+        session_options.add_session_config_entry("session.intra_op.allow_spinning", spin)
+        session_options.add_session_config_entry("session.inter_op.allow_spinning", spin)
         providers = (
             ["CUDAExecutionProvider", "CPUExecutionProvider"] if cuda else ["CPUExecutionProvider"]
         )

@@ -2,7 +2,8 @@
 
 The work is split at the process boundary:
 
-- `sample_frames` (runs in a decode worker): index → plan → read only the planned frames. It
+- `sample_frames` (runs in a decode worker): index → plan → read only the planned frames, in
+  one open of the file. It
   returns `SampledFrames`: each distinct sampled frame once, uint8, already rotated, resized
   in FFmpeg's scaler and cut to the union of the crops, in the recipe's channel order. For a
   flow recipe the worker goes on to TV-L1 flow between each sampled frame and the next
@@ -19,18 +20,21 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
+import av
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from model_store.spec import Modality, Profile, Recipe
 from service.errors import TooFewFrames
 from service.video import flow
-from service.video.index import VideoInfo, index_video
+from service.video.container import open_video
+from service.video.index import VideoInfo, index_container, with_first_frame
 from service.video.limits import VideoLimits
 from service.video.pixels import FrameConverter, InterpolationName
-from service.video.reader import DecodeBudget, FrameReader
+from service.video.reader import DecodeBudget, FrameReader, IndexMismatch
 from service.video.sampling import CropBox, ViewPlan, plan_views
 
 __all__ = [
@@ -133,40 +137,69 @@ def sample_streams(
     """`sample_frames` for several recipes at once, each frame of the file decoded once.
 
     Recipes of one geometry (short side, crops, channel order) share the converted frames too:
-    a two-stream P3D's flow is computed from the very frames its RGB views show.
+    a two-stream P3D's flow is computed from the very frames its RGB views show. One open
+    serves the index and the first read. The moments are planned from the index and the
+    sizes and crops from the first frame read (its rotation: `_Converters`). When the
+    container's own index turns out wrong for the file (`IndexMismatch`), the job starts
+    again from a scan of its packets.
     """
     started = time.perf_counter()
-    indexed = index_video(path, limits)
-    info, index = indexed.info, indexed.index
-    plans = [
-        plan_views(info, r, profile=options.profile, windows=options.windows, limits=limits)
-        for r in recipes
-    ]
-    converters: dict[tuple, FrameConverter] = {}
-    needs: list[tuple[FrameConverter, np.ndarray, np.ndarray | None]] = []
-    for recipe, plan in zip(recipes, plans, strict=True):
-        key = (plan.frame_size, plan.rotation, plan.crops, recipe.channel_order)
-        if key not in converters:
-            converters[key] = FrameConverter(plan, recipe.channel_order, options.interpolation)
-        positions = index.position_of(plan.times_s)
-        pairs = None
-        if recipe.modality == Modality.FLOW:
-            if index.num_frames < 2:
-                raise TooFewFrames(index.num_frames, 2, "an optical-flow model")
-            pairs = flow.flow_pairs(positions, index.num_frames, recipe.flow_frames_per_stack)
-            positions = pairs
-        needs.append((converters[key], np.unique(positions), pairs))
+    try:
+        return _sample(path, recipes, options, limits, started, trust_index=True)
+    except IndexMismatch:
+        return _sample(path, recipes, options, limits, started, trust_index=False)
 
-    shared = list(converters.values())
-    wanted = np.unique(np.concatenate([positions for _, positions, _ in needs]))
-    budget = DecodeBudget.of(indexed, wanted.tolist(), limits)
-    reader = FrameReader(path, limits, index, options.decoder_threads, budget)
-    arrays = reader.read(wanted.tolist(), _Converters(shared))
+
+def _sample(
+    path: str | os.PathLike[str],
+    recipes: tuple[Recipe, ...],
+    options: DecodeOptions,
+    limits: VideoLimits,
+    started: float,
+    *,
+    trust_index: bool,
+) -> tuple[SampledFrames, ...]:
+    with open_video(path, limits) as opened:
+        indexed = index_container(*opened, os.stat(path).st_size, limits, trust_index=trust_index)
+        index = indexed.index
+        keyframes_s = index.keyframe_times_s()
+
+        def plans_for(info: VideoInfo) -> list[ViewPlan]:
+            return [
+                plan_views(
+                    info,
+                    recipe,
+                    profile=options.profile,
+                    windows=options.windows,
+                    limits=limits,
+                    keyframes_s=keyframes_s,
+                )
+                for recipe in recipes
+            ]
+
+        # The moments do not depend on the rotation: plan them now (every limit checked).
+        needs: list[tuple[np.ndarray, np.ndarray | None]] = []
+        for recipe, plan in zip(recipes, plans_for(indexed.info), strict=True):
+            positions = index.position_of(plan.times_s)
+            pairs = None
+            if recipe.modality == Modality.FLOW:
+                if index.num_frames < 2:
+                    raise TooFewFrames(index.num_frames, 2, "an optical-flow model")
+                pairs = flow.flow_pairs(positions, index.num_frames, recipe.flow_frames_per_stack)
+                positions = pairs
+            needs.append((np.unique(positions), pairs))
+        wanted = np.unique(np.concatenate([positions for positions, _ in needs]))
+        budget = DecodeBudget.of(indexed, wanted.tolist(), limits)
+        convert = _Converters(indexed.info, plans_for, recipes, options)
+        reader = FrameReader(path, limits, index, options.decoder_threads, budget, opened=opened)
+        arrays = reader.read(wanted.tolist(), convert)
     decoded_s = time.perf_counter() - started
 
     results = []
-    for (convert, positions, pairs), recipe, plan in zip(needs, recipes, plans, strict=True):
-        which = shared.index(convert)
+    plans, info = convert.plans, convert.info
+    for (positions, pairs), recipe, plan, which in zip(
+        needs, recipes, plans, convert.which, strict=True
+    ):
         frames = np.stack([arrays[p][which] for p in positions.tolist()])
         flow_started = time.perf_counter()
         if pairs is None:
@@ -182,7 +215,7 @@ def sample_streams(
             SampledFrames(
                 frames=frames,
                 frame_of_slot=frame_of_slot,
-                crops=convert.crops,
+                crops=convert.converters[which].crops,
                 plan=plan,
                 info=info,
                 frames_decoded=reader.decoded,
@@ -196,13 +229,52 @@ def sample_streams(
 
 
 class _Converters:
-    """The frame converters of several recipes, applied to each decoded frame once each."""
+    """The frame converters of several recipes, applied to each decoded frame once each.
 
-    def __init__(self, converters: list[FrameConverter]) -> None:
-        self.converters = converters
+    They are made from the first frame converted: the display rotation sits in side data
+    PyAV 18 only exposes on decoded frames, and the spatial plan (resized size, crops) depends
+    on it, the moments do not. So the job plans the moments first, reads, and makes the
+    spatial plans from the first wanted frame, rather than decoding an extra frame up front
+    (a single-threaded keyframe decode: ~55 ms at 1080p).
+    """
 
-    def __call__(self, frame: object) -> tuple[np.ndarray, ...]:
+    def __init__(
+        self,
+        info: VideoInfo,
+        plans_for: Callable[[VideoInfo], list[ViewPlan]],
+        recipes: tuple[Recipe, ...],
+        options: DecodeOptions,
+    ) -> None:
+        self.info = info
+        self._plans_for = plans_for
+        self._recipes = recipes
+        self._options = options
+        self.plans: list[ViewPlan] = []
+        self.converters: list[FrameConverter] = []
+        self.which: list[int] = []  # each recipe's converter
+
+    def __call__(self, frame: av.VideoFrame) -> tuple[np.ndarray, ...]:
+        if not self.converters:
+            self._make(frame)
         return tuple(convert(frame) for convert in self.converters)
+
+    def _make(self, frame: av.VideoFrame) -> None:
+        self.info = with_first_frame(self.info, frame)
+        self.plans = self._plans_for(self.info)
+        keys: list[tuple] = []
+        for recipe, plan in zip(self._recipes, self.plans, strict=True):
+            key = (plan.frame_size, plan.rotation, plan.crops, recipe.channel_order)
+            if key not in keys:
+                keys.append(key)
+                self.converters.append(
+                    FrameConverter(
+                        plan,
+                        recipe.channel_order,
+                        self._options.interpolation,
+                        self._options.decoder_threads,
+                    )
+                )
+            self.which.append(keys.index(key))
 
 
 def assemble_views(

@@ -2,15 +2,18 @@
 
 Targets are read in order with one decoder, seeking only when a keyframe lies beyond the next
 frame and at or before the target: never more frames than a sequential pass, far fewer on
-short GOPs. A broken packet costs a few frames, not the request (up to `max_corrupt_packets`),
-and the reader says so in `warnings()`.
+short GOPs. On the way to a target, H.264 and HEVC frames no other frame refers to are not
+decoded at all (`skip_frame` NONREF for packets presented before the target): about half the
+frames of a typical B-frame GOP. A broken packet costs a few frames, not the request (up to
+`max_corrupt_packets`), and the reader says so in `warnings()`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import av
@@ -22,18 +25,14 @@ from service.errors import CorruptVideo, DecodeTimeout, LimitExceeded, NoDecodab
 from service.video.container import decode_packet, open_video, prepare_decoder
 from service.video.index import FrameIndex, IndexedVideo
 from service.video.limits import VideoLimits
-from service.video.pixels import FrameConverter
 
-__all__ = ["FrameReader"]
+__all__ = ["DecodeBudget", "FrameReader", "IndexMismatch"]
 
+#: Codecs whose non-reference frames are skipped on the way to a target. Skipping a frame
+#: nothing refers to cannot change another frame; these decoders implement it per slice.
+_SKIP_NONREF_CODECS = ("h264", "hevc")
 
-class _Restart(Exception):
-    """This pass cannot trust seeks (or timestamps); read again from the start without them."""
-
-    def __init__(self, reason: str, *, keep_pts: bool) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.keep_pts = keep_pts
+Convert = Callable[[av.VideoFrame], np.ndarray]
 
 
 #: The slowest decode a budget allows for, in pixels per second, and the least time it gives:
@@ -84,6 +83,20 @@ class DecodeBudget:
         return LEAST_SECONDS + self.pixels / SLOWEST_PIXELS_PER_S
 
 
+class IndexMismatch(Exception):
+    """A decoded frame's timestamp is not in an index read from the container: the index is
+    wrong for this file, and the packets must be scanned instead."""
+
+
+class _Restart(Exception):
+    """This pass cannot trust seeks (or timestamps); read again from the start without them."""
+
+    def __init__(self, reason: str, *, keep_pts: bool) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.keep_pts = keep_pts
+
+
 class FrameReader:
     """Reads the frames at sorted positions of a `FrameIndex`, seeking only when it pays.
 
@@ -93,6 +106,9 @@ class FrameReader:
     prove unusable (out of order out of the decoder, as with H.264 with B-frames in AVI) or a
     seek still lands past its target, the read restarts once from the start, sequentially,
     identifying frames by their order.
+
+    `opened` is the (container, stream) the index was read from: the first pass reads from it
+    (seeking to its first target's keyframe first) instead of opening the file again.
     """
 
     def __init__(
@@ -102,6 +118,8 @@ class FrameReader:
         index: FrameIndex,
         threads: int,
         budget: DecodeBudget,
+        *,
+        opened: tuple[InputContainer, VideoStream] | None = None,
     ) -> None:
         self.path = path
         self.limits = limits
@@ -109,6 +127,10 @@ class FrameReader:
         self.threads = threads
         self.budget = budget
         self.deadline = time.perf_counter() + budget.seconds
+        self._opened = opened if index.by_pts else None
+        self._reused = False  # reading from `opened`: position unknown until the first seek
+        self._skip_before: int | None = None  # packets presented before this pts may be skipped
+        self._allow_skip = True
         positions = np.searchsorted(index.pts, index.keyframes)
         first = np.unique(positions, return_index=True)[1]
         self.keyframes = positions[first]
@@ -125,25 +147,27 @@ class FrameReader:
         self.restart_reason = ""
         self.one_thread = False
 
-    def read(self, wanted: list[int], convert: FrameConverter) -> dict[int, np.ndarray]:
+    def read(self, wanted: list[int], convert: Convert) -> dict[int, np.ndarray]:
         """The converted frame at each wanted position (a neighbour where one is missing)."""
         try:
             out: dict[int, np.ndarray] | None = self._read_modes(wanted, convert, self.threads)
         except NoDecodableFrames:
-            if not self.corrupt or self.threads == 1:
+            if not self.corrupt or (self.threads == 1 and not self._allow_skip):
                 raise
             out = None
-        if (self.corrupt or self.fallbacks) and self.threads != 1:
+        if (self.corrupt or self.fallbacks) and (self.threads != 1 or self._allow_skip):
             # NOTE: frame threads lose the frames queued around a packet that fails (the
-            # error, or nothing, surfaces in place of the frames): damaged and truncated
-            # files decode again on one thread.
-            self.one_thread = True
+            # error, or nothing, surfaces in place of the frames), and skipped frames change
+            # which frame is the last one decoded: damaged and truncated files decode again
+            # on one thread, every frame.
+            self.one_thread = self.threads != 1
+            self._allow_skip = False
             out = self._read_modes(wanted, convert, threads=1)
         assert out is not None
         return out
 
     def _read_modes(
-        self, wanted: list[int], convert: FrameConverter, threads: int
+        self, wanted: list[int], convert: Convert, threads: int
     ) -> dict[int, np.ndarray]:
         by_pts = seek = self.index.by_pts
         while True:  # at most three passes: smart, sequential by timestamp, sequential by order
@@ -176,33 +200,47 @@ class FrameReader:
     def _read_pass(
         self,
         wanted: list[int],
-        convert: FrameConverter,
+        convert: Convert,
         *,
         by_pts: bool,
         seek: bool,
         threads: int,
     ) -> dict[int, np.ndarray]:
         self.corrupt = self.fallbacks = self.substituted = 0
-        with open_video(self.path, self.limits) as (container, stream):
+        opened, self._opened = self._opened, None  # only the first pass reuses it
+        with contextlib.ExitStack() as stack:
+            if opened is not None and seek:
+                container, stream = opened
+                self._reused = True
+            else:
+                container, stream = stack.enter_context(open_video(self.path, self.limits))
+                self._reused = False
             prepare_decoder(stream, self.limits, threads)
+            codec = stream.codec_context
+            skip = self._allow_skip and by_pts and codec.codec.canonical_name in _SKIP_NONREF_CODECS
             try:
-                return self._walk(container, stream, wanted, convert, by_pts=by_pts, seek=seek)
+                return self._walk(
+                    container, stream, wanted, convert, by_pts=by_pts, seek=seek, skip=skip
+                )
             finally:
                 # NOTE: a decode generator left suspended until after its container closes can
                 # hang PyAV 18 with frame threads; close it while the container is open.
                 if self._frames is not None:
                     self._frames.close()
                     self._frames = None
+                self._skip_before = None
+                codec.skip_frame = "DEFAULT"
 
     def _walk(
         self,
         container: InputContainer,
         stream: VideoStream,
         wanted: list[int],
-        convert: FrameConverter,
+        convert: Convert,
         *,
         by_pts: bool,
         seek: bool,
+        skip: bool,
     ) -> dict[int, np.ndarray]:
         out: dict[int, np.ndarray] = {}
         current = -1  # position of the last decoded frame
@@ -214,7 +252,11 @@ class FrameReader:
                 self.substituted += kept[0] != target
                 continue
             at = max(int(np.searchsorted(self.keyframes, target, side="right")) - 1, 0)
-            if seek and self.keyframes[at] > current + 1 and self.keyframes[at] > 0:
+            if skip:
+                self._skip_before = int(self.index.pts[target])
+            # A reused container is wherever the index left it: the first target seeks too.
+            fresh = self._reused and self._frames is None
+            if fresh or (seek and self.keyframes[at] > current + 1 and self.keyframes[at] > 0):
                 self._frames = self._seek(container, stream, at, target)
             elif self._frames is None:
                 self._frames = self._positions(container, stream, by_pts)
@@ -264,12 +306,15 @@ class FrameReader:
     ) -> Iterator[tuple[int, av.VideoFrame]]:
         """Decoded frames with their position in presentation order."""
         pts = self.index.pts
+        strict = self.index.from_container
         previous = -1
         for order, frame in enumerate(self._decode(container, stream)):
             if by_pts:
                 if frame.pts is None:
                     raise _Restart("decoded frames carry no timestamps", keep_pts=False)
                 position = min(int(np.searchsorted(pts, frame.pts)), len(pts) - 1)
+                if strict and pts[position] != frame.pts:
+                    raise IndexMismatch(f"a frame at pts {frame.pts} is not in the index")
                 if position <= previous:
                     raise _Restart(
                         "frame timestamps come out of the decoder out of order", keep_pts=False
@@ -282,8 +327,18 @@ class FrameReader:
     def _decode(self, container: InputContainer, stream: VideoStream) -> Iterator[av.VideoFrame]:
         """Decode packet by packet, so one broken packet costs a few frames, not the file."""
         limits = self.limits
+        codec = stream.codec_context
+        skipping = False
         decoded = 0
         for packet in container.demux(stream):
+            if self._skip_before is not None:
+                # Frames presented before the target are not wanted: let the decoder drop
+                # the ones no other frame refers to. (Frame threads copy the setting with
+                # each packet they take.)
+                early = packet.pts is not None and packet.pts < self._skip_before
+                if early != skipping:
+                    codec.skip_frame = "NONREF" if early else "DEFAULT"
+                    skipping = early
             frames = decode_packet(stream, packet)
             if frames is None:
                 self.corrupt += 1

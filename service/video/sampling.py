@@ -24,6 +24,7 @@ along the long side (left/top, centre, right/bottom; mmaction2's `ThreeCrop` off
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -44,6 +45,7 @@ __all__ = [
     "sample_segments",
     "sample_uniform",
     "sample_windows",
+    "snap_start",
 ]
 
 
@@ -72,7 +74,9 @@ class ViewPlan:
     """What to decode and how to cut it: views are clips × crops, clip-major.
 
     Times are seconds from the first frame; `frame_size` is the (height, width) of a
-    displayed frame after the short-side resize, which the crops index into.
+    displayed frame after the short-side resize, which the crops index into. `snap_s` is set
+    when a `fast` clip was moved to start on a keyframe: by how many seconds (negative:
+    earlier than the centred clip).
     """
 
     clips: tuple[Clip, ...]
@@ -81,6 +85,7 @@ class ViewPlan:
     rotation: int
     num_frames: int
     duration_s: float
+    snap_s: float | None = None
 
     @property
     def num_views(self) -> int:
@@ -112,8 +117,16 @@ def plan_views(
     profile: Profile = Profile.ACCURATE,
     windows: bool = False,
     limits: VideoLimits,
+    keyframes_s: Sequence[float] = (),
 ) -> ViewPlan:
     """Plan the views of `info` under `recipe`.
+
+    `keyframes_s` (seconds from the first frame) lets a `fast` plan of a uniform-sampling
+    recipe start its one clip on the keyframe nearest the centred clip where the clip fits:
+    a decoder then decodes about the clip's own frames instead of everything from the
+    keyframe before it (up to a whole GOP). The plan's `snap_s` says how far it moved.
+    Segment sampling spans the whole video, and `accurate` follows the protocol exactly: they
+    never move.
 
     `windows=True` replaces the recipe's clips with consecutive non-overlapping windows of
     `clip_len × frame_interval` slots over the whole video (a tail shorter than a window is
@@ -133,6 +146,7 @@ def plan_views(
     slot_s = duration / num_frames
     num_clips = recipe.num_clips if profile == "accurate" else 1
     num_crops = recipe.num_crops if profile == "accurate" else 1
+    snap_s: float | None = None
 
     if windows:
         slots, spans = sample_windows(
@@ -146,6 +160,11 @@ def plan_views(
     else:
         slots = sample_uniform(num_frames, recipe.clip_len, recipe.frame_interval, num_clips)
         span = (recipe.clip_len - 1) * recipe.frame_interval + 1
+        if profile == "fast" and len(keyframes_s):
+            start = snap_start(keyframes_s, slot_s, int(slots[0, 0]), num_frames - span)
+            if start is not None and start != slots[0, 0]:
+                snap_s = (start - int(slots[0, 0])) * slot_s
+                slots = slots - slots[0, 0] + start
         spans = np.stack([slots[:, 0], np.minimum(slots[:, 0] + span, num_frames)], axis=1)
         spans[slots[:, 0] + span > num_frames] = (0, num_frames)  # looped: the whole video
 
@@ -172,7 +191,22 @@ def plan_views(
         rotation=info.rotation,
         num_frames=num_frames,
         duration_s=duration,
+        snap_s=snap_s,
     )
+
+
+def snap_start(
+    keyframes_s: Sequence[float], slot_s: float, centred: int, last_start: int
+) -> int | None:
+    """The start slot nearest `centred` whose moment shows a keyframe, among those where the
+    clip fits (≤ `last_start`); None when none does."""
+    # A slot's moment is its middle: the first slot whose moment is at or after a keyframe
+    # shows that keyframe.
+    starts = np.ceil(np.asarray(keyframes_s, dtype=np.float64) / slot_s - 0.5 - 1e-9)
+    starts = starts[(starts >= 0) & (starts <= last_start)].astype(np.int64)
+    if not len(starts):
+        return None
+    return int(starts[np.argmin(np.abs(starts - centred))])
 
 
 def sample_uniform(

@@ -31,7 +31,8 @@ def test_classify_generated_videos(client, videos, name: str) -> None:
     assert video["views"] == RECIPE.num_clips * RECIPE.num_crops and video["clips"] == 2
     assert 8 <= video["frames_decoded"] <= 96  # targets, plus frames decoded to reach them
     timings = body["timings"]
-    assert all(timings[k] >= 0 for k in ("upload_ms", "decode_ms", "queue_ms", "inference_ms"))
+    stages = ("upload_ms", "decode_wait_ms", "decode_ms", "queue_ms", "inference_ms")
+    assert all(timings[k] >= 0 for k in stages)
     assert timings["total_ms"] >= timings["decode_ms"] + timings["inference_ms"]
     assert body["embedding"] is None and body["clips"] is None
 
@@ -57,6 +58,16 @@ def test_fast_profile_is_one_clip_and_the_centre_crop(client, videos) -> None:
     body = post_video(client, videos["h264.mp4"], profile="fast").json()
     assert body["profile"] == "fast"
     assert (body["video"]["clips"], body["video"]["views"]) == (1, 1)
+
+
+def test_fast_clips_start_on_a_keyframe_and_say_so(client, videos) -> None:
+    """textured.mp4 has keyframes at frames 0, 50 and 100 of 120: the centred clip (7 frames
+    from frame 56) moves to frame 50 and decodes its own frames, not the GOP before it."""
+    fast = post_video(client, videos["textured.mp4"], profile="fast").json()["video"]
+    assert fast["keyframe_snap_s"] == pytest.approx(-6 / 30)
+    assert fast["frames_decoded"] <= (RECIPE.clip_len - 1) * RECIPE.frame_interval + 1
+    accurate = post_video(client, videos["textured.mp4"]).json()["video"]
+    assert accurate["keyframe_snap_s"] is None
 
 
 def test_raw_video_body_is_accepted(client, videos) -> None:

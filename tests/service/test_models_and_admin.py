@@ -54,6 +54,7 @@ def test_health_readiness_and_metrics(client, videos) -> None:
     for name in (
         "actserve_upload_duration_seconds_count",
         "actserve_decode_duration_seconds_count",
+        "actserve_decode_wait_duration_seconds_count",
         "actserve_queue_duration_seconds_count",
         "actserve_inference_duration_seconds_count",
         "actserve_request_duration_seconds_count",

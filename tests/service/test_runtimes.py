@@ -54,3 +54,14 @@ def test_on_cuda_the_fp16_artifact_runs_close_to_fp32(exported) -> None:
     for half, full in ((logits16, logits32), (embedding16, embedding32)):
         assert np.abs(half - full).max() / np.abs(full).max() <= 5e-2
     assert (logits16.argmax(1) == logits32.argmax(1)).all()
+
+
+@pytest.mark.parametrize("spinning", [False, True])
+def test_idle_runtime_threads_sleep_unless_told_to_spin(exported, spinning: bool) -> None:
+    """Spinning threads busy-wait between batches on the cores the decode workers need."""
+    _, _, store, manifest = exported
+    directory = store.version_dir(manifest.name, manifest.version)
+    runtime = load_runtime(manifest, directory, RuntimeOptions(device="cpu", spinning=spinning))
+    options = runtime._session.get_session_options()
+    for key in ("session.intra_op.allow_spinning", "session.inter_op.allow_spinning"):
+        assert options.get_session_config_entry(key) == ("1" if spinning else "0")

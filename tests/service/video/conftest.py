@@ -18,6 +18,9 @@ VFR_PTS_MS = (
 )
 #: libx264 on yuv444p at qp 0: only the RGB↔YUV rounding remains.
 LOSSLESS = {"qp": "0"}
+#: libx264 with 3 B-frames (the middle one a reference: b-pyramid), keyframes 50 apart.
+TEXTURED = {"bf": "3", "b-pyramid": "normal", "g": "50", "sc_threshold": "0"}
+TEXTURED_HEVC = {"x265-params": "bframes=3:keyint=30:log-level=error"}
 #: The Matroska cluster element: media data starts at the first one.
 CLUSTER = bytes.fromhex("1f43b675")
 
@@ -57,6 +60,17 @@ BUILDERS: dict[str, Builder] = {
     # a textured canvas moving 2 px right and 1 px up per frame: optical flow (2, -1)
     "motion.mp4": lambda p, _: media.write_video(
         p, size=(96, 80), num_frames=24, pix_fmt="yuv444p", painter=media.moving_texture(2, -1)
+    ),
+    # moving texture with B-frames (references and not) in long GOPs: what skipping and the
+    # container index must decode exactly
+    "textured.mp4": lambda p, _: media.write_video(
+        p, painter=media.paint_texture, num_frames=120, options=TEXTURED
+    ),
+    "textured.mkv": lambda p, _: media.write_video(
+        p, painter=media.paint_texture, num_frames=120, options=TEXTURED
+    ),
+    "textured_hevc.mp4": lambda p, _: media.write_video(
+        p, codec="libx265", painter=media.paint_texture, num_frames=60, options=TEXTURED_HEVC
     ),
     "odd_h264.mp4": lambda p, _: media.write_video(p, size=(321, 241), pix_fmt="yuv444p"),
     "odd_mjpeg.avi": lambda p, _: media.write_video(

@@ -72,6 +72,17 @@ def moving_texture(dx: int, dy: int, *, seed: int = 0, margin: int = 128) -> Pai
     return paint
 
 
+def paint_texture(index: int, height: int, width: int) -> np.ndarray:
+    """Noise panned 3 px a frame under a box moving 2 px a frame: motion an encoder predicts
+    from neighbouring frames (B-frames that are and are not references), unlike a flat colour."""
+    rng = np.random.default_rng(7)
+    texture = rng.integers(0, 256, size=(height, width + 3 * 512, 3), dtype=np.uint8)
+    frame = texture[:, 3 * index : 3 * index + width].copy()
+    top, left = (2 * index) % max(1, height - 8), (2 * index) % max(1, width - 8)
+    frame[top : top + 8, left : left + 8] = (250, 40, 40)
+    return frame
+
+
 def frame_ids(frames: np.ndarray) -> np.ndarray:
     """Read the painted indices back: (..., H, W, 3) uint8 frames → (...) ints."""
     colour = frames.reshape(*frames.shape[:-3], -1, 3).mean(axis=-2)

@@ -235,3 +235,39 @@ def test_a_closed_pool_starts_again_on_demand(videos) -> None:
         await pool.close()
 
     asyncio.run(scenario())
+
+
+def test_workers_live_as_long_as_they_are_healthy(videos) -> None:
+    """No recycling by default: a fresh worker costs an interpreter start and the imports."""
+
+    async def scenario() -> set[int]:
+        async with DecodePool(DecodeSettings(workers=1), LIMITS) as pool:
+            await pool.decode(videos["h264.mp4"], RECIPE)
+            return {await pool.run(os.getpid) for _ in range(150)}
+
+    assert len(asyncio.run(scenario())) == 1
+
+
+def test_decoder_threads_reach_the_workers(videos) -> None:
+    """`decoder_threads` is handed to every decode (0 leaves the choice to FFmpeg)."""
+    assert DecodeSettings().threads_per_worker() == 0
+
+    async def scenario() -> list[int]:
+        settings = DecodeSettings(workers=1, decoder_threads=1)
+        async with DecodePool(settings, LIMITS) as pool:
+            return [pool.decoder_threads]
+
+    assert asyncio.run(scenario()) == [1]
+
+
+def test_waiting_for_a_free_worker_is_reported_apart_from_decoding(videos) -> None:
+    """One worker, two decodes at once: the second waits for the first."""
+
+    async def scenario():
+        async with DecodePool(DecodeSettings(workers=1), LIMITS) as pool:
+            return await asyncio.gather(
+                *(pool.decode(videos["h264.mp4"], RECIPE) for _ in range(2))
+            )
+
+    first, second = sorted(asyncio.run(scenario()), key=lambda video: video.wait_s)
+    assert second.wait_s > first.wait_s >= 0

@@ -217,6 +217,45 @@ def test_fast_profile_takes_the_centred_clip_and_crop() -> None:
     assert plan.crops == (CropBox(0, 99, 256),)
 
 
+KEYFRAMES_S = (0.0, 100 / 30, 250 / 30)  # frames 0, 100 and 250
+
+
+def test_fast_clip_starts_on_the_nearest_keyframe_where_it_fits() -> None:
+    plan = plan_views(INFO, SLOWONLY, profile="fast", limits=LIMITS, keyframes_s=KEYFRAMES_S)
+    assert plan.clips[0].slots == tuple(range(100, 157, 8))  # 100 is nearer 121 than 250
+    assert plan.snap_s == pytest.approx(-21 / 30)
+    assert plan.clips[0].start_s == pytest.approx(100 / 30)
+    # 250 + 57 > 300: a clip from the last keyframe would not fit, so it is never chosen
+    late = plan_views(INFO, SLOWONLY, profile="fast", limits=LIMITS, keyframes_s=(0.0, 250 / 30))
+    assert late.clips[0].slots[0] == 0
+
+
+@pytest.mark.parametrize(
+    ("recipe", "profile", "windows"),
+    [(SLOWONLY, "accurate", False), (TSM, "fast", False), (SLOWONLY, "fast", True)],
+)
+def test_only_fast_uniform_clips_move_to_keyframes(recipe, profile, windows) -> None:
+    """The protocol-exact accurate plan, segments and windows ignore the keyframes."""
+    plain = plan_views(INFO, recipe, profile=profile, windows=windows, limits=LIMITS)
+    keyed = plan_views(
+        INFO, recipe, profile=profile, windows=windows, limits=LIMITS, keyframes_s=KEYFRAMES_S
+    )
+    assert keyed == plain and keyed.snap_s is None
+
+
+def test_a_clip_already_on_a_keyframe_does_not_move() -> None:
+    plan = plan_views(INFO, SLOWONLY, profile="fast", limits=LIMITS, keyframes_s=(121 / 30,))
+    assert plan.clips[0].slots[0] == 121 and plan.snap_s is None
+
+
+def test_moments_do_not_depend_on_the_rotation() -> None:
+    """The decode job plans moments before the first frame tells the rotation."""
+    for profile in ("accurate", "fast"):
+        upright = plan_views(INFO, SLOWONLY, profile=profile, limits=LIMITS)
+        turned = plan_views(replace(INFO, rotation=90), SLOWONLY, profile=profile, limits=LIMITS)
+        np.testing.assert_array_equal(upright.times_s, turned.times_s)
+
+
 def test_segment_and_looped_clips_span_the_whole_video() -> None:
     for clip in plan_views(INFO, TSM, limits=LIMITS).clips:
         assert (clip.start_s, clip.end_s) == (0.0, 10.0)
