@@ -20,7 +20,7 @@ from service.deps import AppState
 from service.errors import Overloaded, ServiceError, code_for, status_for
 from service.loaded_models import LoadedModels
 from service.metrics import ServiceMetrics
-from service.routes import admin, classify, health, models
+from service.routes import admin, classify, docs, health, models
 from service.settings import Settings
 from service.video import DecodePool
 
@@ -42,12 +42,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=_version(),
         description=DESCRIPTION,
         lifespan=lifespan,
+        # Served by routes/docs.py from installed assets, so they work without internet.
+        docs_url=None,
+        redoc_url=None,
         generate_unique_id_function=lambda route: f"{route.tags[0]}-{route.name}",
     )
     app.state.settings = settings
     app.include_router(classify.router)
     app.include_router(models.router)
     app.include_router(health.router)
+    app.include_router(docs.router)
     if settings.admin_token is not None:
         app.include_router(admin.router)
     app.add_exception_handler(ServiceError, handle_error)
