@@ -208,10 +208,17 @@ class ReadyPublic(BaseModel):
 
 
 class PromoteRequest(BaseModel):
-    version: int = Field(ge=1)
-    alias: str = Field("stable", examples=["stable", "canary"])
+    version: int = Field(ge=1, description="The version to point the alias at.", examples=[2])
+    alias: str = Field(
+        "stable",
+        description="The alias to move; `stable` is what requests naming only the model get.",
+        examples=["stable", "canary"],
+    )
 
 
 class AdminResult(BaseModel):
-    message: str
-    loaded: list[str]
+    message: str = Field(description="What was done.", examples=["r3d_18@stable → version 2"])
+    loaded: list[str] = Field(
+        description="Every version loaded after the call, as name@version.",
+        examples=[["r3d_18@2", "demo-actions@1"]],
+    )
