@@ -421,12 +421,14 @@ def _transport_error(exc: httpx.HTTPError, base_url: httpx.URL) -> ActserveError
     return TransportError(f"{base_url}: {exc or type(exc).__name__}")
 
 
-class Client:
-    """A blocking client; safe to share between threads (it holds one httpx.Client).
+class _ClientBase:
+    """What both clients are made of: an httpx client and the calls over it.
 
     `timeout` is seconds or an `httpx.Timeout` (default: 10 s to connect, 120 s otherwise);
     `retry` bounds the retries of 429 and 503 answers; `headers` go with every request;
-    `transport` replaces the network (an `httpx.MockTransport`, an ASGI transport)."""
+    `transport` replaces the network (an httpx mock or ASGI transport of the client's kind)."""
+
+    http_class: type[httpx.Client] | type[httpx.AsyncClient]
 
     def __init__(
         self,
@@ -435,12 +437,22 @@ class Client:
         timeout: float | httpx.Timeout = DEFAULT_TIMEOUT,
         retry: Retry = DEFAULT_RETRY,
         headers: dict[str, str] | None = None,
-        transport: httpx.BaseTransport | None = None,
+        transport: httpx.BaseTransport | httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        self.http = httpx.Client(
-            base_url=url, timeout=timeout, headers=headers, transport=transport
+        self.http = self.http_class(
+            base_url=url,
+            timeout=timeout,
+            headers=headers,
+            transport=transport,  # type: ignore[arg-type]
         )
         self._calls = _Calls(self.http, retry)
+
+
+class Client(_ClientBase):
+    """A blocking client; safe to share between threads (it holds one httpx.Client)."""
+
+    http_class = httpx.Client
+    http: httpx.Client
 
     def classify(
         self,
@@ -517,22 +529,11 @@ class Client:
             raise _transport_error(exc, self.http.base_url) from exc
 
 
-class AsyncClient:
+class AsyncClient(_ClientBase):
     """The asyncio twin of `Client`: the same methods, awaited, and the same arguments."""
 
-    def __init__(
-        self,
-        url: str = DEFAULT_URL,
-        *,
-        timeout: float | httpx.Timeout = DEFAULT_TIMEOUT,
-        retry: Retry = DEFAULT_RETRY,
-        headers: dict[str, str] | None = None,
-        transport: httpx.AsyncBaseTransport | None = None,
-    ) -> None:
-        self.http = httpx.AsyncClient(
-            base_url=url, timeout=timeout, headers=headers, transport=transport
-        )
-        self._calls = _Calls(self.http, retry)
+    http_class = httpx.AsyncClient
+    http: httpx.AsyncClient
 
     async def classify(
         self,
