@@ -194,3 +194,16 @@ def test_a_body_over_the_upload_limit_is_413(store_root) -> None:
             infer(oip, clips(1))  # 49 KB of FP32
         oip.close()
     assert too_big.value.status() == "413" and "max_upload_bytes" in too_big.value.message()
+
+
+def test_not_ready_is_the_protocols_4xx(client, server) -> None:
+    """While the server drains, /v2/health/ready and a model's readiness answer 400."""
+    state = server.server.config.app.state.actserve
+    state.shutting_down = True
+    try:
+        assert not client.is_server_ready() and not client.is_model_ready("tiny")
+        answer = httpx.get(f"{server.url}/v2/health/ready")
+        assert answer.status_code == 400 and answer.json() == {"ready": False}
+    finally:
+        state.shutting_down = False
+    assert client.is_server_ready()
