@@ -26,7 +26,7 @@ Errors:
         ├── BadRequestError            400 malformed parameters or body
         ├── UnauthorizedError          401 admin call without the right token
         ├── NotFoundError              404 unknown model, version or alias
-        ├── ConflictError              409 version and alias together; a routed version
+        ├── ConflictError              409 an admin change against the routing
         ├── UploadTooLargeError        413 over ACTSERVE_MAX_UPLOAD_BYTES
         ├── UnsupportedMediaTypeError  415 not a video, container or codec not allowed
         ├── UnusableVideoError         422 corrupt, over a limit, too costly to decode
@@ -141,7 +141,7 @@ class NotFoundError(APIError):
 
 
 class ConflictError(APIError):
-    """409: `version` and `alias` together, or unloading a routed version."""
+    """409: an admin change that contradicts the routing (unloading a routed version)."""
 
 
 class UploadTooLargeError(APIError):

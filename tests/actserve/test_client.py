@@ -20,7 +20,6 @@ from actserve.client import (
     AsyncClient,
     BadRequestError,
     Client,
-    ConflictError,
     NotFoundError,
     NotReadyError,
     OverloadedError,
@@ -93,7 +92,7 @@ def test_error_answers_raise_typed_errors_with_the_json_body(server, videos) -> 
     with Client(server.url, headers={"X-Request-ID": "client-test-1"}) as client:
         with pytest.raises(NotFoundError) as missing:
             client.classify(path, model="nope")
-        with pytest.raises(ConflictError):
+        with pytest.raises(BadRequestError, match="not both"):
             client.classify(path, version=1, alias="stable")
         with pytest.raises(BadRequestError, match="top_k"):
             client.classify(path, top_k=0)
