@@ -24,6 +24,8 @@ from service.schemas import InferenceRequest, InferenceResponse, RequestInput, R
 INFERENCE_HEADER = "Inference-Header-Content-Length"
 #: Protocol datatype -> the array dtype on the wire (little-endian, as the extension says).
 DATATYPES = {"FP32": np.dtype("<f4")}
+#: Manifest tensor dtype -> protocol datatype, for the model metadata.
+PROTOCOL_TYPES = {"float32": "FP32", "float16": "FP16"}
 EXTENSIONS = ["binary_tensor_data"]
 
 

@@ -26,11 +26,11 @@ from pydantic import BaseModel
 from model_store.manifest import TensorInfo
 from service.deps import OutcomeDep, StateDep
 from service.errors import BadRequest, ModelNotLoaded, NotReady, UnsupportedMediaType
-from service.loaded_models import LoadedModel, VersionState
+from service.loaded_models import LoadedModel
 from service.oip import (
-    DATATYPES,
     EXTENSIONS,
     INFERENCE_HEADER,
+    PROTOCOL_TYPES,
     binary_outputs,
     encode_response,
     parse_request,
@@ -191,12 +191,12 @@ def _resolve(state: StateDep, name: str, version: str | None) -> LoadedModel:
 
 
 def _readiness(state: StateDep, name: str, version: str | None) -> JSONResponse:
-    if name not in state.models.store.list_models():
-        _resolve(state, name, version)  # raises the usual 404
     try:
-        loaded = _resolve(state, name, version)
-        ready = loaded.state == VersionState.LOADED and not state.shutting_down
-    except (ModelNotLoaded, NotReady):  # in the store, but this version is not served (yet)
+        _resolve(state, name, version)  # only a version that takes requests resolves
+        ready = not state.shutting_down
+    except (ModelNotLoaded, NotReady):
+        if name not in state.models.store.list_models():
+            raise  # no such model: the usual 404, not "not ready"
         ready = False
     return JSONResponse({"name": name, "ready": ready}, status_code=200 if ready else 400)
 
@@ -205,7 +205,7 @@ def _tensors(infos: tuple[TensorInfo, ...]) -> list[TensorMetadata]:
     return [
         TensorMetadata(
             name=t.name,
-            datatype=next(k for k, v in DATATYPES.items() if v == np.dtype(t.dtype)),
+            datatype=PROTOCOL_TYPES[t.dtype],
             shape=[d if isinstance(d, int) else -1 for d in t.shape],
         )
         for t in infos
@@ -214,7 +214,7 @@ def _tensors(infos: tuple[TensorInfo, ...]) -> list[TensorMetadata]:
 
 def _metadata(state: StateDep, loaded: LoadedModel) -> ModelMetadata:
     name = loaded.manifest.name
-    artifact = loaded.manifest.artifacts[0]
+    artifact = loaded.manifest.artifacts[0]  # every artifact of a version has the same tensors
     versions = sorted(m.manifest.version for m in state.models.loaded() if m.manifest.name == name)
     return ModelMetadata(
         name=name,
