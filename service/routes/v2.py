@@ -87,7 +87,7 @@ def check_live() -> dict[str, bool]:
 def check_ready(state: StateDep) -> JSONResponse:
     """200 when the default model is loaded and warmed up and the server is not draining;
     400 otherwise (the protocol's "4xx means false"; /readyz answers 503)."""
-    ready = state.models.ready() and not state.shutting_down
+    ready = state.models.ready() and not state.admission.draining
     body = ReadinessV2(ready=ready).model_dump(exclude_none=True)
     return JSONResponse(body, status_code=200 if ready else 400)
 
@@ -193,7 +193,7 @@ def _resolve(state: StateDep, name: str, version: str | None) -> LoadedModel:
 def _readiness(state: StateDep, name: str, version: str | None) -> JSONResponse:
     try:
         _resolve(state, name, version)  # only a version that takes requests resolves
-        ready = not state.shutting_down
+        ready = not state.admission.draining
     except (ModelNotLoaded, NotReady):
         if name not in state.models.store.list_models():
             raise  # no such model: the usual 404, not "not ready"
@@ -231,6 +231,8 @@ async def _infer(
     started = time.perf_counter()
     settings = state.settings
     loaded = outcome.served_by(_resolve(state, name, version))
+    if state.admission.draining:  # the door's rule; its upload and decode bounds are a video's
+        raise NotReady("the server is draining; retry on another replica")
     encoding = request.headers.get("content-encoding", "identity").lower()
     if encoding != "identity":
         raise UnsupportedMediaType(f"Content-Encoding {encoding} is not supported; send it plain")

@@ -197,13 +197,17 @@ def test_a_body_over_the_upload_limit_is_413(store_root) -> None:
 
 
 def test_not_ready_is_the_protocols_4xx(client, server) -> None:
-    """While the server drains, /v2/health/ready and a model's readiness answer 400."""
+    """While the server drains, /v2/health/ready and a model's readiness answer 400 and
+    inference 503."""
     state = server.server.config.app.state.actserve
-    state.shutting_down = True
+    state.admission.draining = True
     try:
         assert not client.is_server_ready() and not client.is_model_ready("tiny")
         answer = httpx.get(f"{server.url}/v2/health/ready")
         assert answer.status_code == 400 and answer.json() == {"ready": False}
+        with pytest.raises(InferenceServerException) as draining:
+            infer(client, clips(1))
+        assert draining.value.status() == "503" and "draining" in draining.value.message()
     finally:
-        state.shutting_down = False
+        state.admission.draining = False
     assert client.is_server_ready()
