@@ -5,8 +5,6 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from tests.service.conftest import store_root  # noqa: F401  (the tiny model's store)
-
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -36,7 +34,7 @@ def test_every_service_setting_is_documented() -> None:
     assert not missing, f"README.md does not document {', '.join(missing)}"
 
 
-def test_the_admin_examples_call_the_admin_endpoints(store_root) -> None:  # noqa: F811
+def test_the_admin_examples_call_the_admin_endpoints(store_root) -> None:
     """Every admin URL the README's examples call is an endpoint of the app, and every admin
     endpoint has an example."""
     from tests.service.test_models_and_admin import admin_operations

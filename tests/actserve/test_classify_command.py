@@ -10,14 +10,13 @@ import pytest
 from typer.testing import CliRunner
 
 from actserve.cli import app
-from tests.service.conftest import LiveServer, settings_for, store_root  # noqa: F401
-from tests.service.video.conftest import videos  # noqa: F401
+from tests.service.conftest import LiveServer, settings_for
 
 runner = CliRunner()
 
 
 @pytest.fixture(scope="module")
-def url(store_root) -> Iterator[str]:  # noqa: F811
+def url(store_root) -> Iterator[str]:
     with LiveServer(settings_for(store_root)) as server:
         yield server.url
 
@@ -26,7 +25,7 @@ def classify(url: str, video, *options: str):
     return runner.invoke(app, ["classify", str(video), "--url", url, *options])
 
 
-def test_the_options_reach_the_server_and_the_tables_show_them(url, videos) -> None:  # noqa: F811
+def test_the_options_reach_the_server_and_the_tables_show_them(url, videos) -> None:
     path = videos["h264.mp4"]
     result = classify(
         url, path, "--model", "tiny", "--alias", "stable", "--top-k", "2", "--per-clip",
@@ -41,7 +40,7 @@ def test_the_options_reach_the_server_and_the_tables_show_them(url, videos) -> N
     assert fast["profile"] == "fast" and fast["video"]["views"] == 1
 
 
-def test_errors_are_one_line_with_status_and_code(url, videos) -> None:  # noqa: F811
+def test_errors_are_one_line_with_status_and_code(url, videos) -> None:
     path = videos["h264.mp4"]
     missing = classify(url, path, "--model", "nope")
     assert missing.exit_code == 1 and "404 model_not_found" in missing.output

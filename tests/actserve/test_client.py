@@ -32,12 +32,11 @@ from actserve.client import (
     retry_after_seconds,
 )
 from service.schemas import ClassifyResponse
-from tests.service.conftest import LABELS, LiveServer, metric, settings_for, store_root  # noqa: F401
-from tests.service.video.conftest import videos  # noqa: F401
+from tests.service.conftest import LABELS, LiveServer, metric, settings_for
 
 
 @pytest.fixture(scope="module")
-def server(store_root) -> Iterator[LiveServer]:  # noqa: F811
+def server(store_root) -> Iterator[LiveServer]:
     with LiveServer(settings_for(store_root)) as live:
         yield live
 
@@ -45,7 +44,7 @@ def server(store_root) -> Iterator[LiveServer]:  # noqa: F811
 # ------------------------------------------------------------------------ the real service
 
 
-def test_a_path_bytes_and_a_file_object_get_the_same_answer(server, videos) -> None:  # noqa: F811
+def test_a_path_bytes_and_a_file_object_get_the_same_answer(server, videos) -> None:
     path = videos["h264.mp4"]
     with Client(server.url) as client:
         by_path = client.classify(path, top_k=3)
@@ -61,7 +60,7 @@ def test_a_path_bytes_and_a_file_object_get_the_same_answer(server, videos) -> N
         ]
 
 
-def test_every_classify_parameter_reaches_the_server(server, videos) -> None:  # noqa: F811
+def test_every_classify_parameter_reaches_the_server(server, videos) -> None:
     path = videos["h264.mp4"]
     with Client(server.url) as client:
         pinned = client.classify(path, model="tiny", version=1, top_k=1)
@@ -87,7 +86,7 @@ def test_models_health_and_readiness_are_typed(server) -> None:
     assert ready.ready and ready.loaded == ["tiny@1"]
 
 
-def test_error_answers_raise_typed_errors_with_the_json_body(server, videos) -> None:  # noqa: F811
+def test_error_answers_raise_typed_errors_with_the_json_body(server, videos) -> None:
     path = videos["h264.mp4"]
     with Client(server.url, headers={"X-Request-ID": "client-test-1"}) as client:
         with pytest.raises(NotFoundError) as missing:
@@ -105,7 +104,7 @@ def test_error_answers_raise_typed_errors_with_the_json_body(server, videos) -> 
     assert not_video.value.code == "not_a_video"
 
 
-def test_a_limit_comes_back_with_its_fields(store_root, videos) -> None:  # noqa: F811
+def test_a_limit_comes_back_with_its_fields(store_root, videos) -> None:
     settings = settings_for(store_root, max_duration_s=0.5, decode_workers=1)
     with (
         LiveServer(settings) as small,
@@ -117,7 +116,7 @@ def test_a_limit_comes_back_with_its_fields(store_root, videos) -> None:  # noqa
     assert over.value.details["limit"] == "duration" and over.value.details["maximum"] == 0.5
 
 
-def test_the_async_client_answers_like_the_blocking_one(server, videos) -> None:  # noqa: F811
+def test_the_async_client_answers_like_the_blocking_one(server, videos) -> None:
     path = videos["vp9.webm"]
 
     async def main():
@@ -140,7 +139,7 @@ def test_the_async_client_answers_like_the_blocking_one(server, videos) -> None:
     assert models.default_model == "tiny" and ready.ready and healthy
 
 
-def test_a_real_429_is_retried_after_its_retry_after(store_root, videos) -> None:  # noqa: F811
+def test_a_real_429_is_retried_after_its_retry_after(store_root, videos) -> None:
     """A 6-view queue holds one request's views for the 1.5 s batch delay, so the other of two
     concurrent requests is refused with 429 (Retry-After ≥ 1 s) and gets in on a retry."""
     settings = settings_for(store_root, max_queue_views=6, max_delay_ms=1500, max_batch_views=64)
