@@ -81,5 +81,11 @@ def classify(
         f"decode {t.decode_ms:.0f} ms, queue {t.queue_ms:.0f} ms, "
         f"inference {t.inference_ms:.0f} ms, total {t.total_ms:.0f} ms"
     )
+    for stream, share in (t.streams or {}).items():
+        flow = f", TV-L1 flow {share.flow_ms:.0f} ms of the decode" if share.flow_ms else ""
+        console.print(
+            f"  {stream} stream: queue {share.queue_ms:.0f} ms, "
+            f"inference {share.inference_ms:.0f} ms{flow}"
+        )
     for warning in v.warnings:
         console.print(f"[yellow]warning:[/] {warning}")

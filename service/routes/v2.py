@@ -23,7 +23,7 @@ from fastapi import APIRouter, Path, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
-from model_store.manifest import TensorInfo
+from model_store.manifest import Artifact, TensorInfo
 from service.deps import OutcomeDep, StateDep
 from service.errors import BadRequest, ModelNotLoaded, NotReady, UnsupportedMediaType
 from service.loaded_models import LoadedModel
@@ -201,6 +201,18 @@ def _readiness(state: StateDep, name: str, version: str | None) -> JSONResponse:
     return JSONResponse({"name": name, "ready": ready}, status_code=200 if ready else 400)
 
 
+def _network(loaded: LoadedModel) -> Artifact:
+    """The version's one network (every artifact of a version has the same tensors); a
+    two-stream version has two, with inputs of different shapes, which the protocol's one
+    model cannot say."""
+    if loaded.flow is not None or not loaded.manifest.artifacts:
+        raise BadRequest(
+            f"{loaded.key} is a two-stream version (rgb + flow); the Open Inference Protocol "
+            "endpoints serve one-network versions: export each stream as a model of its own"
+        )
+    return loaded.manifest.artifacts[0]
+
+
 def _tensors(infos: tuple[TensorInfo, ...]) -> list[TensorMetadata]:
     return [
         TensorMetadata(
@@ -214,12 +226,12 @@ def _tensors(infos: tuple[TensorInfo, ...]) -> list[TensorMetadata]:
 
 def _metadata(state: StateDep, loaded: LoadedModel) -> ModelMetadata:
     name = loaded.manifest.name
-    artifact = loaded.manifest.artifacts[0]  # every artifact of a version has the same tensors
+    artifact = _network(loaded)
     versions = sorted(m.manifest.version for m in state.models.loaded() if m.manifest.name == name)
     return ModelMetadata(
         name=name,
         versions=[str(v) for v in versions],
-        platform=loaded.runtime.description,
+        platform=loaded.runtime_description,
         inputs=_tensors(artifact.inputs),
         outputs=_tensors(artifact.outputs),
     )
@@ -237,7 +249,7 @@ async def _infer(
     if encoding != "identity":
         raise UnsupportedMediaType(f"Content-Encoding {encoding} is not supported; send it plain")
     deadline = asyncio.get_running_loop().time() + settings.request_timeout_s
-    artifact = loaded.manifest.artifacts[0]
+    artifact = _network(loaded)
     with loaded.lease():
         body = await read_body(request, max_bytes=settings.video.max_upload_bytes)
         parsed = parse_request(body, request.headers.get(INFERENCE_HEADER))
