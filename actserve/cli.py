@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from actserve.commands import demo, export, models, serve, zoo
+from actserve.commands import classify, demo, export, models, serve, zoo
 
 app = typer.Typer(
     name="actserve",
@@ -23,7 +23,7 @@ app.command("export")(export.export)
 app.command("export-triton")(export.export_triton)
 app.add_typer(models.models_app, name="models")
 app.command("serve")(serve.serve)
-app.command("classify")(demo.classify)
+app.command("classify")(classify.classify)
 app.command("demo-video")(demo.demo_video)
 app.command("train-demo")(demo.train_demo)
 

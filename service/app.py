@@ -20,7 +20,8 @@ from service.deps import AppState
 from service.errors import Overloaded, ServiceError, code_for, status_for
 from service.loaded_models import LoadedModels
 from service.metrics import ServiceMetrics
-from service.routes import admin, classify, health, models
+from service.oip import error_body
+from service.routes import admin, classify, docs, health, models, v2
 from service.settings import Settings
 from service.video import DecodePool
 
@@ -42,12 +43,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=_version(),
         description=DESCRIPTION,
         lifespan=lifespan,
+        # Served by routes/docs.py from installed assets, so they work without internet.
+        docs_url=None,
+        redoc_url=None,
         generate_unique_id_function=lambda route: f"{route.tags[0]}-{route.name}",
     )
     app.state.settings = settings
     app.include_router(classify.router)
     app.include_router(models.router)
     app.include_router(health.router)
+    app.include_router(docs.router)
+    app.include_router(v2.router)
     if settings.admin_token is not None:
         app.include_router(admin.router)
     app.add_exception_handler(ServiceError, handle_error)
@@ -106,10 +112,11 @@ def error_response(
     state: AppState | None = getattr(request.app.state, "actserve", None)
     if state is not None and status >= 400:
         state.metrics.rejections.labels(code).inc()
-    return JSONResponse(
-        {"error": code, "message": message, "request_id": request_id, **extra},
-        status_code=status,
-    )
+    if request.url.path.startswith(v2.router.prefix):
+        body = error_body(code, message, request_id=request_id, **extra)
+    else:
+        body = {"error": code, "message": message, "request_id": request_id, **extra}
+    return JSONResponse(body, status_code=status)
 
 
 async def handle_error(request: Request, error: Exception) -> JSONResponse:

@@ -77,7 +77,9 @@ OutcomeDep = Annotated[RequestOutcome, Depends(count_request)]
 
 
 def require_admin(
-    settings: SettingsDep, authorization: Annotated[str | None, Header()] = None
+    settings: SettingsDep,
+    # Documented by the admin router's bearer security scheme, not as a parameter.
+    authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
 ) -> None:
     """Bearer-token check of the admin endpoints (which exist only when a token is set)."""
     token = settings.admin_token.get_secret_value() if settings.admin_token else ""

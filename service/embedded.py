@@ -3,6 +3,8 @@ port: for notebooks, benchmarks and tests that need real sockets.
 
     with EmbeddedServer(Settings(store=path)) as server:
         httpx.post(f"{server.url}/classify", files={"video": open("clip.mp4", "rb")})
+
+`EmbeddedServer(app=...)` serves another ASGI app the same way (a test's scripted server).
 """
 
 from __future__ import annotations
@@ -11,14 +13,24 @@ import threading
 import time
 
 import uvicorn
+from starlette.types import ASGIApp
 
 from service.app import create_app
 from service.settings import Settings
 
 
 class EmbeddedServer:
-    def __init__(self, settings: Settings, *, log_level: str = "warning") -> None:
-        config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=0, log_level=log_level)
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        app: ASGIApp | None = None,
+        log_level: str = "warning",
+    ) -> None:
+        if (settings is None) == (app is None):
+            raise ValueError("EmbeddedServer takes settings (for the service) or an app")
+        app = app or create_app(settings)
+        config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level=log_level)
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
         self.port = 0

@@ -57,7 +57,7 @@ class ServiceMetrics:
         r = self.registry
         self.requests = Counter(
             "actserve_requests",
-            "Classify requests by model, version and HTTP status.",
+            "Inference requests (/classify, /v2 infer) by model, version and HTTP status.",
             [*MODEL, "status"],
             registry=r,
         )
@@ -194,10 +194,19 @@ class ServiceMetrics:
         self.upload_bytes.inc(stages.upload_bytes)
         self.decode_wait_seconds.labels(*labels).observe(stages.decode_wait_s)
         self.decode_seconds.labels(*labels).observe(stages.decode_s)
-        self.queue_seconds.labels(*labels).observe(stages.queue_s)
-        self.request_seconds.labels(*labels).observe(stages.total_s)
-        self.request_views.labels(*labels).observe(stages.views)
         self.decoded_frames.inc(stages.frames_decoded)
+        self.observe_inference(
+            labels, queue_s=stages.queue_s, total_s=stages.total_s, views=stages.views
+        )
+
+    def observe_inference(
+        self, labels: tuple[str, str], *, queue_s: float, total_s: float, views: int
+    ) -> None:
+        """What every served request tells the metrics, videos or tensors (the Open Inference
+        Protocol's requests have no upload or decode stage)."""
+        self.queue_seconds.labels(*labels).observe(queue_s)
+        self.request_seconds.labels(*labels).observe(total_s)
+        self.request_views.labels(*labels).observe(views)
 
     def batch_observer(self, model: str, version: int) -> BatchObserver:
         labels = (model, str(version))

@@ -113,13 +113,7 @@ async def receive_upload(
             f"with a video/* content type; got {media_type or 'no content type'!r}"
         )
     allowance = max_bytes + (MULTIPART_OVERHEAD if multipart else 0)
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > allowance:
-        raise UploadTooLarge(
-            f"the upload declares {int(declared):,} bytes; max_upload_bytes is {max_bytes:,} "
-            "(ACTSERVE_MAX_UPLOAD_BYTES)",
-            limit=max_bytes,
-        )
+    _refuse_declared_length(request, allowance, max_bytes)
     handle, name = tempfile.mkstemp(prefix="actserve-upload-", dir=directory)
     path = Path(name)
     try:
@@ -136,11 +130,7 @@ async def receive_upload(
                 async for chunk in request.stream():
                     received += len(chunk)
                     if received > allowance:
-                        raise UploadTooLarge(
-                            f"the upload exceeds max_upload_bytes ({max_bytes:,} bytes, "
-                            "ACTSERVE_MAX_UPLOAD_BYTES); stopped reading",
-                            limit=max_bytes,
-                        )
+                        raise _too_large(max_bytes)
                     if parser is not None:
                         parser.write(chunk)
                     else:
@@ -160,3 +150,38 @@ async def receive_upload(
         yield ReceivedUpload(path, size, time.perf_counter() - started, part.filename)
     finally:
         path.unlink(missing_ok=True)
+
+
+async def read_body(request: Request, *, max_bytes: int) -> bytes:
+    """A whole (small) body in memory, refused like an upload once it passes `max_bytes`:
+    on its declared length, or as soon as the stream passes it."""
+    _refuse_declared_length(request, max_bytes, max_bytes)
+    chunks: list[bytes] = []
+    received = 0
+    try:
+        async for chunk in request.stream():
+            received += len(chunk)
+            if received > max_bytes:
+                raise _too_large(max_bytes)
+            chunks.append(chunk)
+    except ClientDisconnect:
+        raise ClientDisconnected("the client left during the upload") from None
+    return b"".join(chunks)
+
+
+def _refuse_declared_length(request: Request, allowance: int, max_bytes: int) -> None:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > allowance:
+        raise UploadTooLarge(
+            f"the upload declares {int(declared):,} bytes; max_upload_bytes is {max_bytes:,} "
+            "(ACTSERVE_MAX_UPLOAD_BYTES)",
+            limit=max_bytes,
+        )
+
+
+def _too_large(max_bytes: int) -> UploadTooLarge:
+    return UploadTooLarge(
+        f"the upload exceeds max_upload_bytes ({max_bytes:,} bytes, "
+        "ACTSERVE_MAX_UPLOAD_BYTES); stopped reading",
+        limit=max_bytes,
+    )

@@ -1,3 +1,8 @@
+"""Suite-wide: the `gpu` mark, and the tiny model's store that the service, client, deploy and
+README tests share (exported once per run, not once per package that uses it)."""
+
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -10,3 +15,17 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def store_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """tiny v1 (ONNX + TorchScript, alias stable) and v2 (ONNX), read-only for the tests
+    (`tests.service.conftest.export_tiny`)."""
+    from model_store import ModelStore
+    from tests.service.conftest import export_tiny
+
+    root = tmp_path_factory.mktemp("store")
+    store = ModelStore(root)
+    export_tiny(store, seed=0, formats=("onnx", "torchscript"), alias="stable")
+    export_tiny(store, seed=1)
+    return root

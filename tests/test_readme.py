@@ -32,3 +32,17 @@ def test_every_service_setting_is_documented() -> None:
         if f"`ACTSERVE_{name.upper()}`" not in readme
     ]
     assert not missing, f"README.md does not document {', '.join(missing)}"
+
+
+def test_the_admin_examples_call_the_admin_endpoints(store_root) -> None:
+    """Every admin URL the README's examples call is an endpoint of the app, and every admin
+    endpoint has an example."""
+    from tests.service.test_models_and_admin import admin_operations
+
+    paths, _ = admin_operations(store_root)
+    called = re.findall(r"127\.0\.0\.1:8000(/admin/[^\s\"?]+)", (ROOT / "README.md").read_text())
+    patterns = {p: re.compile("^" + re.sub(r"\{[^}]+\}", "[^/]+", p) + "$") for p in paths}
+    unknown = [url for url in called if not any(t.match(url) for t in patterns.values())]
+    assert not unknown, f"README calls admin URLs the app does not have: {unknown}"
+    untried = [p for p, t in patterns.items() if not any(t.match(url) for url in called)]
+    assert not untried, f"README has no example of {untried}"

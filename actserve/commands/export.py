@@ -194,7 +194,7 @@ def export_triton(
     max_queue_delay_us: Annotated[int, typer.Option(help="Dynamic batching delay.")] = 2000,
 ) -> None:
     """Write a store version as a Triton model repository (ONNX Runtime backend)."""
-    from exporters import write_triton_repository
+    from exporters import ExportError, write_triton_repository
     from model_store import ModelStore, StoreError
     from model_store.store import parse_model_ref
 
@@ -209,7 +209,7 @@ def export_triton(
             max_batch_size=max_batch_size,
             max_queue_delay_us=max_queue_delay_us,
         )
-    except (StoreError, ValueError) as exc:
+    except (ExportError, StoreError, ValueError) as exc:
         raise fail(str(exc)) from None
     console.print(f"wrote {model_dir} (config.pbtxt, labels, version directory)")
     console.print(f"serve it with: tritonserver --model-repository {out}")

@@ -1,4 +1,3 @@
-"""The service tests' store (a tiny exported model) and generated videos, for the entrypoint run."""
+"""The service tests' generated videos, for the entrypoint run (the store: tests/conftest.py)."""
 
-from tests.service.conftest import store_root  # noqa: F401
 from tests.service.video.conftest import videos  # noqa: F401

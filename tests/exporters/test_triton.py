@@ -3,11 +3,13 @@ ModelConfig proto and checked field by field against the manifest."""
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
 
-from exporters import TritonExportError, export_to_store, write_triton_repository
+from exporters import TritonExportError, export_to_store, render_config, write_triton_repository
 from tests.exporters.conftest import LABELS, small_model
 
 
@@ -50,8 +52,32 @@ def test_versions_accumulate_and_conflicting_tensors_are_refused(exported, tmp_p
     write_triton_repository(store, manifest.name, repo, version=second.version)
     assert sorted(p.name for p in (repo / manifest.name).iterdir() if p.is_dir()) == ["1", "2"]
     other = export_to_store(model, spec, store, trained=False, name="other")
-    existing = (repo / manifest.name / "config.pbtxt").read_text()
+    config = parse(repo / manifest.name / "config.pbtxt")
+    config.output[0].dims[0] += 1
     (repo / "other").mkdir()
-    (repo / "other" / "config.pbtxt").write_text(existing.replace("dims: [ 4 ]", "dims: [ 9 ]"))
+    (repo / "other" / "config.pbtxt").write_text(text_format.MessageToString(config))
     with pytest.raises(TritonExportError, match="other input/output tensors"):
         write_triton_repository(store, other.name, repo)
+    (repo / "other" / "config.pbtxt").write_text('name: "other"\nmax_batch: 4\n')
+    with pytest.raises(TritonExportError, match="not a Triton model configuration"):
+        write_triton_repository(store, other.name, repo)
+
+
+def test_the_config_is_triton_schema_text_and_round_trips(exported) -> None:
+    """What is written is exactly the ModelConfig message, nothing that Triton's parser
+    would have to guess at: parsing the text and printing it again gives the same text."""
+    _, _, _, manifest = exported
+    text = render_config(manifest)
+    assert text.startswith(f"# {manifest.name} version {manifest.version} from the actserve")
+    body = text.split("\n", 1)[1]
+    assert text_format.MessageToString(text_format.Parse(body, model_config_pb2.ModelConfig())) == (
+        body
+    )
+    assert "TYPE_FP32" in body and 'backend: "onnxruntime"' in body
+
+
+def test_without_tritonclient_the_export_says_what_to_install(exported, monkeypatch) -> None:
+    _, _, _, manifest = exported
+    monkeypatch.setitem(sys.modules, "tritonclient.grpc", None)  # as if not installed
+    with pytest.raises(TritonExportError, match=r"pip install 'actserve\[triton\]'"):
+        render_config(manifest)

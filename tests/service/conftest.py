@@ -42,16 +42,6 @@ def export_tiny(store: ModelStore, *, seed: int, name: str = "tiny", **kwargs) -
     return export_to_store(model, spec, store, trained=False, name=name, **kwargs).version
 
 
-@pytest.fixture(scope="session")
-def store_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """tiny v1 (ONNX + TorchScript, alias stable) and v2 (ONNX), read-only for the tests."""
-    root = tmp_path_factory.mktemp("store")
-    store = ModelStore(root)
-    export_tiny(store, seed=0, formats=("onnx", "torchscript"), alias="stable")
-    export_tiny(store, seed=1)
-    return root
-
-
 @pytest.fixture
 def writable_store(tmp_path: Path, store_root: Path) -> Path:
     """A copy of the session store that a test may promote and roll back in."""

@@ -113,6 +113,7 @@ def test_two_stream_version_served_end_to_end(two_stream_store, videos) -> None:
         listed = c.get("/models/two").json()
         metrics = c.get("/metrics").text
         printed = CliRunner().invoke(app, ["classify", str(video), "--url", server.url])
+        oip = c.get("/v2/models/two")  # the protocol's one model has one input
 
     assert body["top_k"][0]["label"] == "moving right"
     assert [s["label"] for s in body["top_k"]].index("moving up") == 1
@@ -147,6 +148,7 @@ def test_two_stream_version_served_end_to_end(two_stream_store, videos) -> None:
     assert printed.exit_code == 0, printed.output
     assert "moving right" in printed.output and "flow stream: queue" in printed.output
     assert "TV-L1 flow" in printed.output
+    assert oip.status_code == 400 and "two-stream version" in oip.json()["error"]
 
 
 def test_a_flow_model_without_opencv_refuses_to_load(two_stream_store, monkeypatch) -> None:

@@ -1,0 +1,91 @@
+"""`actserve classify`: a video to a running actserve, through `actserve.client`, and its
+answer as tables (or the server's JSON)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from actserve.console import console, fail
+from model_store.spec import Profile
+
+DEFAULT_URL = "http://127.0.0.1:8000"
+
+
+def classify(
+    video: Annotated[Path, typer.Argument(help="A video file.", exists=True, dir_okay=False)],
+    url: Annotated[str, typer.Option(envvar="ACTSERVE_URL", help="The service.")] = DEFAULT_URL,
+    model: Annotated[str | None, typer.Option(help="Model (default: the server's).")] = None,
+    version: Annotated[
+        int | None, typer.Option(min=1, help="A loaded version of the model.")
+    ] = None,
+    alias: Annotated[str | None, typer.Option(help="An alias of the model, e.g. stable.")] = None,
+    top_k: Annotated[int, typer.Option("--top-k", min=1, help="Classes to show.")] = 5,
+    profile: Annotated[
+        Profile | None, typer.Option(help="fast: one view; accurate: the model's test recipe.")
+    ] = None,
+    embedding: Annotated[
+        bool, typer.Option("--embedding", help="Also ask for the mean embedding.")
+    ] = False,
+    per_clip: Annotated[
+        bool, typer.Option("--per-clip", help="Scores of back-to-back clips over the video.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the server's JSON.")] = False,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for the answer.")] = 120.0,
+) -> None:
+    """Send a video to a running actserve and print its top-k actions."""
+    from actserve.client import APIError, Client, Timeout, TransportError
+
+    try:
+        with Client(url, timeout=timeout) as client:
+            result = client.classify(
+                video,
+                model=model,
+                version=version,
+                alias=alias,
+                top_k=top_k,
+                profile=profile,
+                embedding=embedding,
+                per_clip=per_clip,
+            )
+    except APIError as exc:
+        raise fail(str(exc)) from None
+    except Timeout:
+        raise fail(f"{url} did not answer within {timeout:g} s (--timeout)") from None
+    except TransportError:
+        raise fail(f"no actserve answers at {url}; start one with `actserve serve`") from None
+    if as_json:
+        console.print_json(result.model_dump_json())
+        return
+    title = f"{video.name}: {result.model} v{result.version}, {result.profile} profile"
+    table = Table("#", "action", "score", title=title)
+    for rank, entry in enumerate(result.top_k, 1):
+        table.add_row(str(rank), entry.label, f"{entry.score:.3f}")
+    console.print(table)
+    if result.clips:
+        clips = Table("clip", "seconds", "top action", "score", title="per clip")
+        for clip in result.clips:
+            best = clip.top_k[0]
+            span = f"{clip.start_s:.2f}–{clip.end_s:.2f}"
+            clips.add_row(str(clip.clip), span, best.label, f"{best.score:.3f}")
+        console.print(clips)
+    if result.embedding is not None:
+        values = ", ".join(f"{v:.3f}" for v in result.embedding.values[:4])
+        console.print(f"embedding: {result.embedding.dim} values ({values}, …)")
+    t, v = result.timings, result.video
+    console.print(
+        f"{v.views} views of a {v.duration_s or 0:.1f} s {v.codec} video; "
+        f"decode {t.decode_ms:.0f} ms, queue {t.queue_ms:.0f} ms, "
+        f"inference {t.inference_ms:.0f} ms, total {t.total_ms:.0f} ms"
+    )
+    for stream, share in (t.streams or {}).items():
+        flow = f", TV-L1 flow {share.flow_ms:.0f} ms of the decode" if share.flow_ms else ""
+        console.print(
+            f"  {stream} stream: queue {share.queue_ms:.0f} ms, "
+            f"inference {share.inference_ms:.0f} ms{flow}"
+        )
+    for warning in v.warnings:
+        console.print(f"[yellow]warning:[/] {warning}")
