@@ -124,7 +124,10 @@ async def receive_upload(
                 boundary = options.get(b"boundary")
                 if not boundary:
                     raise BadRequest("multipart/form-data without a boundary")
-                parser = MultipartParser(boundary, part.callbacks())
+                try:  # python-multipart refuses boundaries over 256 bytes here
+                    parser = MultipartParser(boundary, part.callbacks())
+                except FormParserError as exc:
+                    raise BadRequest(f"malformed multipart boundary: {exc}") from None
             received = 0
             try:
                 async for chunk in request.stream():
