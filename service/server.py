@@ -203,7 +203,7 @@ class DrainGuard:
         try:
             await self.app(scope, receive, watched)
         except asyncio.CancelledError:
-            if started or not getattr(scope["app"].state, "draining", False):
+            if started or not draining(scope["app"]):
                 raise
             body = error_body("draining", "the server shut down before this request "
                               "finished (ACTSERVE_DRAIN_TIMEOUT_S); retry it")  # fmt: skip
@@ -216,6 +216,12 @@ class DrainGuard:
             await send({"type": "http.response.body", "body": body})
 
 
+def draining(app: Any) -> bool:
+    """Whether the service's drain has begun (`AppState.shutting_down`, service/deps.py)."""
+    state = getattr(app.state, "actserve", None)
+    return state is not None and state.shutting_down
+
+
 class Server(uvicorn.Server):
     """uvicorn's server with a drain that readiness probes can see coming."""
 
@@ -224,7 +230,9 @@ class Server(uvicorn.Server):
         self.app, self.limits = app, limits
 
     async def shutdown(self, sockets: Any = None) -> None:
-        self.app.state.draining = True  # /readyz: 503 from now, the listener still open
+        state = getattr(self.app.state, "actserve", None)  # None if the start-up failed
+        if state is not None:
+            state.shutting_down = True  # /readyz: 503 from now, the listener still open
         if self.limits.drain_grace_s and not self.force_exit:
             await asyncio.sleep(self.limits.drain_grace_s)
         await super().shutdown(sockets)
