@@ -62,8 +62,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(RequestValidationError, handle_validation_error)
     app.add_exception_handler(HTTPException, handle_http_exception)
     app.add_exception_handler(Exception, handle_unexpected)
+    app.add_middleware(DrainGuard)  # inside RequestIds: its answers carry the request id
     app.add_middleware(RequestIds)
-    app.add_middleware(DrainGuard)
     return app
 
 

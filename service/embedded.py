@@ -39,7 +39,7 @@ class EmbeddedServer:
             drain_timeout_s=settings.drain_timeout_s,
             log_level=log_level,
         )
-        self.server = Server(config, app, settings.http)
+        self.server = Server(config, settings.http)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
         self.port = 0
 

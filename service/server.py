@@ -61,9 +61,9 @@ class HttpSettings(BaseModel):
     )
 
 
-def error_body(code: str, message: str) -> bytes:
+def error_body(code: str, message: str, request_id: str | None = None) -> bytes:
     """The service's JSON error body (service/app.py writes the same for the app's errors)."""
-    body = {"error": code, "message": message, "request_id": None}
+    body = {"error": code, "message": message, "request_id": request_id}
     return json.dumps(body, separators=(",", ":")).encode()
 
 
@@ -147,7 +147,9 @@ class GuardedHttpProtocol(HttpToolsProtocol):
     def _head_late(self) -> None:
         self._head_timer = None
         if self.cycle is not None and not self.cycle.response_complete:
-            return  # a request is being served; its body has its own timeout
+            # A pipelined request's head behind a response still running: judge it later.
+            self._arm_head_timer()
+            return
         if not self.transport.is_closing():
             self._refuse(
                 408,
@@ -205,8 +207,12 @@ class DrainGuard:
         except asyncio.CancelledError:
             if started or not draining(scope["app"]):
                 raise
-            body = error_body("draining", "the server shut down before this request "
-                              "finished (ACTSERVE_DRAIN_TIMEOUT_S); retry it")  # fmt: skip
+            body = error_body(
+                "draining",
+                "the server shut down before this request finished (ACTSERVE_DRAIN_TIMEOUT_S); "
+                "retry it",
+                scope.get("state", {}).get("request_id"),
+            )
             headers = [
                 (b"content-type", b"application/json"),
                 (b"content-length", str(len(body)).encode()),
@@ -223,14 +229,15 @@ def draining(app: Any) -> bool:
 
 
 class Server(uvicorn.Server):
-    """uvicorn's server with a drain that readiness probes can see coming."""
+    """uvicorn's server with a drain that readiness probes can see coming; `config` comes
+    from `server_config`."""
 
-    def __init__(self, config: uvicorn.Config, app: Any, limits: HttpSettings) -> None:
+    def __init__(self, config: uvicorn.Config, limits: HttpSettings) -> None:
         super().__init__(config)
-        self.app, self.limits = app, limits
+        self.limits = limits
 
     async def shutdown(self, sockets: Any = None) -> None:
-        state = getattr(self.app.state, "actserve", None)  # None if the start-up failed
+        state = getattr(self.config.app.state, "actserve", None)  # None: start-up failed
         if state is not None:
             state.shutting_down = True  # /readyz: 503 from now, the listener still open
         if self.limits.drain_grace_s and not self.force_exit:

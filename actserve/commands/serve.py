@@ -65,7 +65,7 @@ def serve(
         drain_timeout_s=settings.drain_timeout_s,
         log_level=log_level,
     )
-    server = Server(config, app, settings.http)
+    server = Server(config, settings.http)
     server.run()
     if not server.started:
         raise typer.Exit(3)  # uvicorn's start-up failure code; the log says why

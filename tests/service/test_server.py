@@ -182,6 +182,13 @@ def test_slow_silent_and_short_clients_get_408_and_let_go(guarded) -> None:
     assert any("ACTSERVE_HEADER_TIMEOUT_S" in m for m in messages)
     assert any("ACTSERVE_BODY_IDLE_TIMEOUT_S" in m for m in messages)
     assert all(body["error"] == "request_timeout" for _, body in answers)
+    # Keep-alive: a request answered, then half of the next one, which never ends.
+    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as conn:
+        conn.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\nGET /heal")
+        reply = b""
+        while data := conn.recv(65536):
+            reply += data
+    assert reply.startswith(b"HTTP/1.1 200") and b"HTTP/1.1 408" in reply, reply
     assert httpx.get(f"{server.url}/healthz").status_code == 200
     assert _open_fds() <= before + 2  # the health check's own socket may linger
     assert not list(spool.glob("actserve-upload-*"))
@@ -244,5 +251,5 @@ def test_a_drain_shows_in_readiness_first_and_cuts_with_a_json_503(store_root) -
         assert ready.status_code == 503 and ready.json()["ready"] is False
         with stalled:
             status, body = _answer(stalled)
-        assert status == 503 and body["error"] == "draining"
+        assert status == 503 and body["error"] == "draining" and body["request_id"]
         assert "ACTSERVE_DRAIN_TIMEOUT_S" in body["message"]
