@@ -223,9 +223,9 @@ class DrainGuard:
 
 
 def draining(app: Any) -> bool:
-    """Whether the service's drain has begun (`AppState.shutting_down`, service/deps.py)."""
+    """Whether the service's drain has begun (`Admission.draining`, service/admission.py)."""
     state = getattr(app.state, "actserve", None)
-    return state is not None and state.shutting_down
+    return state is not None and state.admission.draining
 
 
 class Server(uvicorn.Server):
@@ -239,7 +239,8 @@ class Server(uvicorn.Server):
     async def shutdown(self, sockets: Any = None) -> None:
         state = getattr(self.config.app.state, "actserve", None)  # None: start-up failed
         if state is not None:
-            state.shutting_down = True  # /readyz: 503 from now, the listener still open
+            # /readyz and new requests: 503 from now, while the listener is still open
+            state.admission.draining = True
         if self.limits.drain_grace_s and not self.force_exit:
             await asyncio.sleep(self.limits.drain_grace_s)
         await super().shutdown(sockets)
