@@ -473,7 +473,7 @@ class ModelStore:
 def _check_files(manifest: Manifest, directory: Path) -> None:
     """Every file the manifest lists, against the sha256 and size it recorded; and no
     artifact left out of that list (it would load unchecked)."""
-    unlisted = sorted({a.file for a in manifest.artifacts} - set(manifest.files))
+    unlisted = sorted({a.file for a in manifest.all_artifacts} - set(manifest.files))
     if unlisted:
         raise IntegrityError(
             str(directory / unlisted[0]), "an artifact the manifest has no sha256 for"
