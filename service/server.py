@@ -222,9 +222,15 @@ class DrainGuard:
             await send({"type": "http.response.body", "body": body})
 
 
+def _service_state(app: Any) -> Any:
+    """The service's `AppState` (service/deps.py); None before the lifespan made it, or for
+    another app (`EmbeddedServer(app=...)`)."""
+    return getattr(getattr(app, "state", None), "actserve", None)
+
+
 def draining(app: Any) -> bool:
     """Whether the service's drain has begun (`Admission.draining`, service/admission.py)."""
-    state = getattr(app.state, "actserve", None)
+    state = _service_state(app)
     return state is not None and state.admission.draining
 
 
@@ -237,7 +243,7 @@ class Server(uvicorn.Server):
         self.limits = limits
 
     async def shutdown(self, sockets: Any = None) -> None:
-        state = getattr(self.config.app.state, "actserve", None)  # None: start-up failed
+        state = _service_state(self.config.app)
         if state is not None:
             # /readyz and new requests: 503 from now, while the listener is still open
             state.admission.draining = True
