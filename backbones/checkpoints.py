@@ -91,12 +91,17 @@ def read_checkpoint(path: str | Path) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(exc))
+        # torch 2.13's words: "Unsupported global: GLOBAL x.Y was not an allowed global by
+        # default" for an unknown class or function, "Trying to load unsupported GLOBAL
+        # posix.system whose module posix is blocked" for os, subprocess, sys and the like
+        # (what a __reduce__ payload names).
+        found = re.search(r"\bGLOBAL ([\w.]+)( whose module [\w.]+ is blocked)?", str(exc))
         if found is None:
             raise CheckpointError(f"{path} is not a readable PyTorch checkpoint") from None
+        blocked = ", a module torch refuses outright" if found.group(2) else ""
         raise UnsafeCheckpointError(
-            f"{path} needs arbitrary Python objects to load (it pickles {found.group(1)}); "
-            "actserve only loads "
+            f"{path} needs arbitrary Python objects to load (it pickles {found.group(1)}"
+            f"{blocked}); actserve only loads "
             "tensors and plain containers (torch.load weights_only=True). If you trust the "
             f"file, keep only its tensors with: actserve checkpoint resave --trust {path} "
             f"{path.with_suffix('.safe.pth')}"

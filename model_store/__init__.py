@@ -2,6 +2,7 @@
 
 from model_store.errors import (
     AliasNotFoundError,
+    CorruptFileError,
     IntegrityError,
     InvalidNameError,
     ModelNotFoundError,
@@ -30,6 +31,7 @@ __all__ = [
     "AliasState",
     "Artifact",
     "ChannelOrder",
+    "CorruptFileError",
     "FileDigest",
     "Fusion",
     "IntegrityError",

@@ -6,7 +6,9 @@ StoreError
 ├── VersionNotFoundError   no such version (or alias target) of a model
 ├── AliasNotFoundError     no such alias, or nothing to roll back to
 ├── VersionInUseError      a version cannot be deleted while an alias points at it
-├── IntegrityError         a published file does not match its manifest (tampered, truncated)
+├── IntegrityError         a file differs from what was published: an artifact or labels.txt
+│   │                      from its manifest, a manifest from the model's index
+│   └── CorruptFileError   a store file cannot be parsed (manifest.json, aliases.json, ...)
 └── PublishError           a publish was refused (bad draft, missing files)
 """
 
@@ -53,6 +55,16 @@ class IntegrityError(StoreError):
 
     def __init__(self, path: str, reason: str) -> None:
         super().__init__(f"{path}: {reason}; refusing to load this version")
+        self.path, self.reason = path, reason
+
+
+class CorruptFileError(IntegrityError):
+    """A file the store writes (manifest.json, index.json, aliases.json, store.json,
+    .last_version) no longer parses as what the store wrote: the store cannot guess what it
+    meant, so the operation that needs it stops with the file named."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        StoreError.__init__(self, f"{path}: {reason}; repair or restore it")
         self.path, self.reason = path, reason
 
 

@@ -202,8 +202,11 @@ class ModelSpec(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _fill_labels(cls, data: object) -> object:
-        if isinstance(data, dict) and data.get("labels") is None and data.get("label_set"):
-            data = {**data, "labels": load_label_set(data["label_set"])}
+        if isinstance(data, dict) and data.get("labels") is None:
+            label_set = data.get("label_set")
+            # A non-string is left to field validation, which names it (not a TypeError here).
+            if isinstance(label_set, str) and label_set:
+                data = {**data, "labels": load_label_set(label_set)}
         return data
 
     @model_validator(mode="after")

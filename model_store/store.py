@@ -3,6 +3,7 @@
     <root>/
       store.json                  {"default_model": "r3d_18"}
       <model>/
+        index.json                sha256 and size of each version's manifest.json, from publish
         aliases.json              {"stable": {"version": 3, "history": [1, 2]}}
         1/  manifest.json  model.onnx  model.ts  labels.txt
         2/  ...
@@ -12,13 +13,20 @@
 A publish stages every file in a hidden directory on the same filesystem, fsyncs it, then
 takes the model's lock, picks the next version number and renames the directory into place:
 readers see either no version or a whole one. Versions never change after that; the store
-refuses to load a version whose files no longer match the sha256 its manifest recorded.
+refuses to load a version whose files no longer match the sha256 its manifest recorded, whose
+manifest no longer matches the sha256 the model's index recorded (under the same lock, at
+publish), or whose labels.txt disagrees with its manifest's labels. Versions published before
+the store kept an index still load, with a warning that their manifests are unverified, until
+`reindex` records them.
+
+The index catches edits, bit rot and versions copied in by hand; it is not a signature: whoever
+can rewrite a manifest can rewrite the index too (serve a read-only store for that).
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
+import logging
 import os
 import re
 import shutil
@@ -29,10 +37,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from filelock import FileLock, Timeout
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 
 from model_store.errors import (
     AliasNotFoundError,
+    CorruptFileError,
     IntegrityError,
     InvalidNameError,
     ModelNotFoundError,
@@ -53,6 +62,12 @@ NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 ALIAS_PATTERN = re.compile(r"[a-z][a-z0-9_-]{0,31}")
 DEFAULT_ALIAS = "stable"
 LOCK_TIMEOUT_S = 120.0
+INDEX_FILE = "index.json"
+ALIASES_FILE = "aliases.json"
+STORE_FILE = "store.json"
+LAST_VERSION_FILE = ".last_version"
+
+logger = logging.getLogger("model_store")
 
 
 def check_name(name: str) -> str:
@@ -98,6 +113,32 @@ class AliasState(BaseModel):
     history: list[int] = []
 
 
+class ManifestIndex(BaseModel):
+    """The sha256 and size of each published manifest of one model. A manifest vouches for
+    its version's files but nothing vouched for the manifest: an edited one (labels swapped,
+    another recipe) loaded silently. The index, written under the model's lock at publish,
+    makes an edited manifest as refusable as an edited artifact."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    #: Versions below this were published before the model had an index: absent from it, they
+    #: load with their manifest unverified (and a warning) until `reindex` records them.
+    indexed_from: int = 1
+    manifests: dict[int, FileDigest] = {}
+
+
+class StoreFile(BaseModel):
+    """`store.json`: settings of the whole store."""
+
+    default_model: str | None = None
+
+
+_MANIFEST = TypeAdapter(Manifest)
+_INDEX = TypeAdapter(ManifestIndex)
+_ALIASES = TypeAdapter(dict[str, AliasState])
+_STORE_FILE = TypeAdapter(StoreFile)
+
+
 class ModelStore:
     """A model store rooted at a directory (created on first publish)."""
 
@@ -121,58 +162,42 @@ class ModelStore:
         return sorted(
             int(p.name)
             for p in model_dir.iterdir()
-            if p.name.isdigit() and (p / MANIFEST_FILE).is_file()
+            if _is_number(p.name) and (p / MANIFEST_FILE).is_file()
         )
 
     def read_manifest(self, name: str, version: int | str) -> Manifest:
-        """The manifest of a version, without checking its files (see `verify`)."""
-        version = check_version(version)
-        path = self._model_dir(name) / str(version) / MANIFEST_FILE
-        if not path.is_file():
-            raise VersionNotFoundError(name, version, self.list_versions(name))
-        try:
-            manifest = Manifest.model_validate_json(path.read_bytes())
-        except ValidationError as exc:
-            raise IntegrityError(
-                str(path), f"not a valid manifest ({exc.error_count()} errors)"
-            ) from None
-        if manifest.name != name or manifest.version != version:
-            raise IntegrityError(
-                str(path), f"says {manifest.name} version {manifest.version}, stored as {version}"
-            )
-        return manifest
+        """The manifest of a version, without checking it or its files (see `verify`)."""
+        return self._load_manifest(name, version)[0]
 
     def version_dir(self, name: str, version: int | str) -> Path:
         return self._model_dir(name) / str(check_version(version))
 
     def verify(self, name: str, version: int | str) -> Manifest:
-        """Check every file of a version against the sha256 and size in its manifest."""
-        manifest = self.read_manifest(name, version)
+        """Check a version against what was published: its manifest against the model's
+        index, every file against the sha256 and size in the manifest, and labels.txt against
+        the manifest's labels. Raises IntegrityError naming the first file that differs."""
+        manifest, raw = self._load_manifest(name, version)
         directory = self.version_dir(name, version)
-        for file_name, digest in manifest.files.items():
-            path = directory / file_name
-            if not path.is_file():
-                raise IntegrityError(str(path), "missing")
-            size = path.stat().st_size
-            if size != digest.bytes:
-                raise IntegrityError(
-                    str(path), f"{size} bytes, the manifest recorded {digest.bytes} (truncated?)"
-                )
-            actual = _sha256(path)
-            if actual != digest.sha256:
-                raise IntegrityError(
-                    str(path),
-                    f"sha256 {actual[:16]}… differs from the manifest's "
-                    f"{digest.sha256[:16]}… (modified after publishing)",
-                )
+        self._check_indexed(manifest, raw, directory / MANIFEST_FILE)
+        _check_files(manifest, directory)
+        _check_labels(manifest, directory)
         return manifest
 
+    def manifest_index(self, name: str) -> ManifestIndex | None:
+        """The model's index of published manifests; None for a model published before the
+        store kept one."""
+        path = self._model_dir(name) / INDEX_FILE
+        return _parse(path, _INDEX, "manifest index") if path.is_file() else None
+
+    def is_indexed(self, name: str, version: int | str) -> bool:
+        """Whether `verify` checks this version's manifest itself (False: published before the
+        model's index, and not recorded by `reindex` since)."""
+        index = self.manifest_index(name)
+        return index is not None and check_version(version) in index.manifests
+
     def aliases(self, name: str) -> dict[str, AliasState]:
-        path = self._model_dir(name) / "aliases.json"
-        if not path.is_file():
-            return {}
-        raw = json.loads(path.read_text())
-        return {alias: AliasState.model_validate(state) for alias, state in raw.items()}
+        path = self._model_dir(name) / ALIASES_FILE
+        return _parse(path, _ALIASES, "alias file") if path.is_file() else {}
 
     def resolve(
         self, name: str | None = None, *, version: int | str | None = None, alias: str | None = None
@@ -204,9 +229,9 @@ class ModelStore:
 
     def default_model(self) -> str | None:
         """The store's default model: the one set with `set_default_model`, else the only one."""
-        path = self.root / "store.json"
+        path = self.root / STORE_FILE
         if path.is_file():
-            name = json.loads(path.read_text()).get("default_model")
+            name = _parse(path, _STORE_FILE, "store file").default_model
             if name in self.list_models():
                 return name
         models = self.list_models()
@@ -224,6 +249,11 @@ class ModelStore:
         missing = {a.file for a in draft.all_artifacts} - set(files)
         if missing:
             raise PublishError(f"the draft lists artifacts with no file: {', '.join(missing)}")
+        for index, label in enumerate(draft.spec.labels or ()):
+            if "\n" in label or "\r" in label:
+                raise PublishError(
+                    f"label {index} ({label!r}) has a line break: labels.txt holds one per line"
+                )
         model_dir = self.root / name
         model_dir.mkdir(parents=True, exist_ok=True)
         staging = model_dir / f".staging-{os.getpid()}-{uuid.uuid4().hex[:12]}"
@@ -232,7 +262,7 @@ class ModelStore:
             for file_name, source in files.items():
                 shutil.copyfile(source, staging / file_name)
             if draft.spec.labels is not None:
-                (staging / LABELS_FILE).write_text("\n".join(draft.spec.labels) + "\n")
+                (staging / LABELS_FILE).write_bytes(_labels_file(draft.spec.labels))
             digests = {}
             for path in sorted(staging.iterdir()):
                 _fsync_file(path)
@@ -247,13 +277,19 @@ class ModelStore:
                     created_at=datetime.now(UTC),
                     files=digests,
                 )
-                _write_durably(staging / MANIFEST_FILE, manifest.model_dump_json(indent=2))
+                manifest_bytes = manifest.model_dump_json(indent=2).encode()
+                _write_durably(staging / MANIFEST_FILE, manifest_bytes)
                 _fsync_dir(staging)
                 target = model_dir / str(version)
                 if target.exists():
                     raise PublishError(f"{target} exists but is not a published version")
+                # Indexed before the rename: a crash in between leaves an entry for a number
+                # the next publish reissues (.last_version is not written yet) and overwrites.
+                index = self.manifest_index(name) or ManifestIndex(indexed_from=version)
+                index.manifests[version] = _digest(manifest_bytes)
+                self._write_index(name, index)
                 os.rename(staging, target)
-                _write_durably(model_dir / ".last_version", str(version))
+                _write_durably(model_dir / LAST_VERSION_FILE, str(version))
                 _fsync_dir(model_dir)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
@@ -309,12 +345,43 @@ class ModelStore:
             doomed = model_dir / f".deleting-{version}-{uuid.uuid4().hex[:8]}"
             os.rename(model_dir / str(version), doomed)
             _fsync_dir(model_dir)
+            index = self.manifest_index(name)
+            if index is not None and index.manifests.pop(version, None) is not None:
+                self._write_index(name, index)
         shutil.rmtree(doomed)
+
+    def reindex(self, name: str) -> tuple[list[int], dict[int, str]]:
+        """Record in the model's index the manifests of versions it lacks: those published
+        before the store kept an index (trust on first use: each must still match its own
+        digests and labels). Returns the versions recorded and, by version, why others were
+        not. A recorded manifest is never re-recorded: a mismatch there is what the index is
+        for, so it stays an integrity failure."""
+        added: list[int] = []
+        refused: dict[int, str] = {}
+        with self._locked(name):
+            index = self.manifest_index(name) or ManifestIndex()
+            for version in self.list_versions(name):
+                if version in index.manifests:
+                    continue
+                try:
+                    manifest, raw = self._load_manifest(name, version)
+                    directory = self.version_dir(name, version)
+                    _check_files(manifest, directory)
+                    _check_labels(manifest, directory)
+                except IntegrityError as exc:
+                    refused[version] = str(exc)
+                    continue
+                index.manifests[version] = _digest(raw)
+                added.append(version)
+            # Every version is now either recorded or refused: none is left unverified.
+            self._write_index(name, ManifestIndex(indexed_from=1, manifests=index.manifests))
+        return added, refused
 
     def set_default_model(self, name: str) -> None:
         self._model_dir(name)
         self.root.mkdir(parents=True, exist_ok=True)
-        _write_durably(self.root / "store.json", json.dumps({"default_model": name}, indent=2))
+        text = StoreFile(default_model=name).model_dump_json(indent=2)
+        _write_durably(self.root / STORE_FILE, text)
 
     # ------------------------------------------------------------------ internals
 
@@ -335,16 +402,63 @@ class ModelStore:
                 f"model {name!r} is locked by another publisher for over {LOCK_TIMEOUT_S:.0f} s"
             ) from None
 
+    def _load_manifest(self, name: str, version: int | str) -> tuple[Manifest, bytes]:
+        """A version's manifest and the exact bytes it was parsed from (what the index hashed)."""
+        version = check_version(version)
+        path = self._model_dir(name) / str(version) / MANIFEST_FILE
+        if not path.is_file():
+            raise VersionNotFoundError(name, version, self.list_versions(name))
+        raw = _read(path)
+        manifest = _parse(path, _MANIFEST, "manifest", raw)
+        if manifest.name != name or manifest.version != version:
+            raise IntegrityError(
+                str(path), f"says {manifest.name} version {manifest.version}, stored as {version}"
+            )
+        return manifest, raw
+
+    def _check_indexed(self, manifest: Manifest, raw: bytes, path: Path) -> None:
+        index = self.manifest_index(manifest.name)
+        recorded = index.manifests.get(manifest.version) if index is not None else None
+        if recorded is None:
+            if index is not None and manifest.version >= index.indexed_from:
+                raise IntegrityError(
+                    str(path),
+                    f"not in {INDEX_FILE}, so not published by this store (copied in by hand?); "
+                    f"`actserve models reindex {manifest.name}` records it if you trust it",
+                )
+            logger.warning(
+                "%s: published before the store indexed manifests, so the manifest itself is "
+                "unverified; `actserve models reindex %s` records it",
+                path,
+                manifest.name,
+            )
+            return
+        actual = _digest(raw)
+        if actual != recorded:
+            raise IntegrityError(
+                str(path),
+                f"sha256 {actual.sha256[:16]}… differs from the {recorded.sha256[:16]}… "
+                f"{INDEX_FILE} recorded at publish (edited after publishing)",
+            )
+
     def _next_version(self, model_dir: Path) -> int:
         """One past every version ever issued: a deleted number is never reused."""
-        last = model_dir / ".last_version"
-        issued = int(last.read_text()) if last.is_file() else 0
-        existing = [int(p.name) for p in model_dir.iterdir() if p.name.isdigit()]
+        last = model_dir / LAST_VERSION_FILE
+        issued = 0
+        if last.is_file():
+            text = _read(last).decode("ascii", "replace").strip()
+            if not _is_number(text):
+                raise CorruptFileError(str(last), f"holds {text[:20]!r}, not a version number")
+            issued = int(text)
+        existing = [int(p.name) for p in model_dir.iterdir() if _is_number(p.name)]
         return max([issued, *existing]) + 1
 
     def _write_aliases(self, name: str, aliases: dict[str, AliasState]) -> None:
-        payload = {alias: state.model_dump() for alias, state in sorted(aliases.items())}
-        _write_durably(self._model_dir(name) / "aliases.json", json.dumps(payload, indent=2))
+        payload = _ALIASES.dump_json(dict(sorted(aliases.items())), indent=2)
+        _write_durably(self._model_dir(name) / ALIASES_FILE, payload)
+
+    def _write_index(self, name: str, index: ManifestIndex) -> None:
+        _write_durably(self._model_dir(name) / INDEX_FILE, index.model_dump_json(indent=2))
 
     @staticmethod
     def _remove_abandoned_staging(model_dir: Path) -> None:
@@ -354,6 +468,93 @@ class ModelStore:
             abandoned = staging is not None and not _process_alive(int(staging.group(1)))
             if abandoned or path.name.startswith(".deleting-"):
                 shutil.rmtree(path, ignore_errors=True)
+
+
+def _check_files(manifest: Manifest, directory: Path) -> None:
+    """Every file the manifest lists, against the sha256 and size it recorded; and no
+    artifact left out of that list (it would load unchecked)."""
+    unlisted = sorted({a.file for a in manifest.all_artifacts} - set(manifest.files))
+    if unlisted:
+        raise IntegrityError(
+            str(directory / unlisted[0]), "an artifact the manifest has no sha256 for"
+        )
+    for file_name, digest in manifest.files.items():
+        path = directory / file_name
+        if not path.is_file():
+            raise IntegrityError(str(path), "missing")
+        size = path.stat().st_size
+        if size != digest.bytes:
+            raise IntegrityError(
+                str(path), f"{size} bytes, the manifest recorded {digest.bytes} (truncated?)"
+            )
+        actual = _sha256(path)
+        if actual != digest.sha256:
+            raise IntegrityError(
+                str(path),
+                f"sha256 {actual[:16]}… differs from the manifest's "
+                f"{digest.sha256[:16]}… (modified after publishing)",
+            )
+
+
+def _check_labels(manifest: Manifest, directory: Path) -> None:
+    """labels.txt, the file people read, and the manifest's labels, the ones the service
+    answers with, were written together at publish: if they disagree, one was swapped."""
+    path = directory / LABELS_FILE
+    labels = manifest.spec.labels
+    if LABELS_FILE not in manifest.files:
+        if labels is not None:
+            raise IntegrityError(
+                str(path), f"not among the manifest's files, which has {len(labels)} labels"
+            )
+        return
+    if labels is None:
+        raise IntegrityError(str(path), "listed by a manifest that has no labels")
+    written = _read(path)
+    if written == _labels_file(labels):
+        return
+    lines = written.decode("utf-8", "replace").split("\n")
+    lines = lines[:-1] if lines and not lines[-1] else lines
+    differs = next((i for i, (a, b) in enumerate(zip(lines, labels, strict=False)) if a != b), None)
+    if differs is None:
+        reason = f"{len(lines)} labels, the manifest has {len(labels)}"
+    else:
+        reason = (
+            f"class {differs} is {lines[differs]!r} here and {labels[differs]!r} in the manifest"
+        )
+    raise IntegrityError(str(path), f"disagrees with the manifest's labels: {reason}")
+
+
+def _labels_file(labels: tuple[str, ...]) -> bytes:
+    return ("\n".join(labels) + "\n").encode()
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise CorruptFileError(str(path), f"unreadable ({exc.strerror or exc})") from None
+
+
+def _parse(path: Path, schema: TypeAdapter, what: str, raw: bytes | None = None):
+    """A store file parsed and validated, or CorruptFileError saying what is wrong (never a
+    raw JSON or pydantic error: the message reaches operators and `GET /models`)."""
+    try:
+        return schema.validate_json(_read(path) if raw is None else raw)
+    except ValidationError as exc:
+        errors = exc.errors(include_url=False, include_input=False)
+        where = ".".join(map(str, errors[0]["loc"]))
+        reason = f"{where}: {errors[0]['msg']}" if where else errors[0]["msg"]
+        if len(errors) > 1:
+            reason += f" (and {len(errors) - 1} more)"
+        raise CorruptFileError(str(path), f"not a valid {what}: {reason}") from None
+
+
+def _is_number(text: str) -> bool:
+    return text.isascii() and text.isdigit()
+
+
+def _digest(data: bytes) -> FileDigest:
+    return FileDigest(sha256=hashlib.sha256(data).hexdigest(), bytes=len(data))
 
 
 def _sha256(path: Path) -> str:
@@ -374,11 +575,11 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _write_durably(path: Path, text: str) -> None:
+def _write_durably(path: Path, data: str | bytes) -> None:
     """Write a small file atomically: a temporary sibling, fsync, rename over the target."""
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    with tmp.open("w") as f:
-        f.write(text)
+    with tmp.open("wb") as f:
+        f.write(data.encode() if isinstance(data, str) else data)
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)

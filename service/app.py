@@ -22,6 +22,7 @@ from service.loaded_models import LoadedModels
 from service.metrics import ServiceMetrics
 from service.oip import error_body
 from service.routes import admin, classify, docs, health, models, v2
+from service.server import DrainGuard
 from service.settings import Settings
 from service.video import DecodePool
 
@@ -61,6 +62,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(RequestValidationError, handle_validation_error)
     app.add_exception_handler(HTTPException, handle_http_exception)
     app.add_exception_handler(Exception, handle_unexpected)
+    app.add_middleware(DrainGuard)  # inside RequestIds: its answers carry the request id
     app.add_middleware(RequestIds)
     return app
 
@@ -125,6 +127,8 @@ async def handle_error(request: Request, error: Exception) -> JSONResponse:
     response = error_response(request, status, code_for(error), str(error), **details)
     if isinstance(error, Overloaded):
         response.headers["Retry-After"] = str(error.retry_after)
+    if isinstance(error, ServiceError) and error.close_connection:
+        response.headers["Connection"] = "close"
     if status >= 500:
         logger.error("%s %s -> %d: %s", request.method, request.url.path, status, error)
     return response

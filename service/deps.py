@@ -84,14 +84,10 @@ def require_admin(
     """Bearer-token check of the admin endpoints (which exist only when a token is set)."""
     token = settings.admin_token.get_secret_value() if settings.admin_token else ""
     scheme, _, given = (authorization or "").partition(" ")
-    # compare_digest takes ASCII text only; compare bytes so any header value is just wrong
-    if (
-        not token
-        or scheme.lower() != "bearer"
-        or not secrets.compare_digest(
-            given.encode("utf-8", "surrogateescape"), token.encode("utf-8")
-        )
-    ):
+    # Compared as bytes: compare_digest refuses non-ASCII str. Header values arrive decoded
+    # as latin-1, so encoding them back gives the bytes sent; the token is sent as UTF-8.
+    sent, expected = given.encode("latin-1", "replace"), token.encode()
+    if not token or scheme.lower() != "bearer" or not secrets.compare_digest(sent, expected):
         raise Unauthorized(
             "the admin endpoints need 'Authorization: Bearer <ACTSERVE_ADMIN_TOKEN>'"
         )

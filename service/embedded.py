@@ -12,10 +12,10 @@ from __future__ import annotations
 import threading
 import time
 
-import uvicorn
 from starlette.types import ASGIApp
 
 from service.app import create_app
+from service.server import Server, server_config
 from service.settings import Settings
 
 
@@ -29,9 +29,17 @@ class EmbeddedServer:
     ) -> None:
         if (settings is None) == (app is None):
             raise ValueError("EmbeddedServer takes settings (for the service) or an app")
+        settings = settings or Settings()  # for another app: the service's HTTP guards
         app = app or create_app(settings)
-        config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level=log_level)
-        self.server = uvicorn.Server(config)
+        config = server_config(
+            app,
+            settings.http,
+            host="127.0.0.1",
+            port=0,
+            drain_timeout_s=settings.drain_timeout_s,
+            log_level=log_level,
+        )
+        self.server = Server(config, settings.http)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
         self.port = 0
 

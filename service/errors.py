@@ -10,6 +10,7 @@ ServiceError                          every error the service raises on purpose
 │   ├── ModelLoadError                a version that cannot run here (no usable artifact or device)
 │   ├── UnsupportedMediaType          neither multipart with a `video` field nor a video/* body
 │   ├── UploadTooLarge                the body exceeds max_upload_bytes (reading stops there)
+│   ├── RequestTimeout                the body stalled, or did not arrive before the deadline
 │   ├── Overloaded                    the model's queue is full: retry after `retry_after` s
 │   └── VideoError                    the upload cannot become model input
 │       ├── NotAVideo                 FFmpeg finds no video container in it (random bytes, an image)
@@ -68,6 +69,8 @@ class ServiceError(Exception):
 
     #: A stable name for clients, the `error` field of the JSON body.
     code = "service_error"
+    #: Answer with `Connection: close`: the request's body was left unread.
+    close_connection = False
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (_rebuild, (type(self), str(self), dict(self.__dict__)))
@@ -131,6 +134,14 @@ class UploadTooLarge(RequestError):
 
     def details(self) -> dict[str, Any]:
         return {"limit": "max_upload_bytes", "maximum": self.limit}
+
+
+class RequestTimeout(RequestError):
+    """The client stopped sending its body (or sent it too slowly for the request's
+    deadline): the connection is closed after the answer, the rest is never read."""
+
+    code = "request_timeout"
+    close_connection = True
 
 
 class Overloaded(RequestError):
@@ -316,6 +327,7 @@ STATUS: dict[type[Exception], int] = {
     ModelNotLoaded: 404,
     Conflict: 409,
     UploadTooLarge: 413,
+    RequestTimeout: 408,
     ModelLoadError: 422,
     UnsupportedMediaType: 415,
     Overloaded: 429,

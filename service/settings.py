@@ -7,6 +7,7 @@
     ├── decode: DecodeSettings      the decode workers and their backlog (service/video/pool.py)
     ├── admission: AdmissionSettings  bounds at the door (service/admission.py)
     ├── batching: BatchingSettings  view batching (service/batching.py)
+    ├── http: HttpSettings          slow and oversized clients, the drain (service/server.py)
     └── runtime: RuntimeOptions     which artifact runs where (service/runtimes/base.py)
 
 Each group is defined beside the code it configures and handed to it whole. A group's field
@@ -37,6 +38,7 @@ from pydantic_settings import (
 from service.admission import AdmissionSettings
 from service.batching import BatchingSettings
 from service.runtimes.base import RuntimeOptions
+from service.server import HttpSettings
 from service.video.limits import VideoLimits, split_commas
 from service.video.pool import DecodeSettings
 
@@ -56,6 +58,7 @@ class Settings(BaseSettings):
         "admission": AdmissionSettings,
         "batching": BatchingSettings,
         "runtime": RuntimeOptions,
+        "http": HttpSettings,
     }
 
     # Store and models.
@@ -89,6 +92,7 @@ class Settings(BaseSettings):
     admission: AdmissionSettings = Field(default_factory=AdmissionSettings)
     batching: BatchingSettings = Field(default_factory=BatchingSettings)
     runtime: RuntimeOptions = Field(default_factory=RuntimeOptions)
+    http: HttpSettings = Field(default_factory=HttpSettings)
 
     @classmethod
     def flat_names(cls) -> dict[str, tuple[str | None, str]]:

@@ -8,6 +8,7 @@ byte count says so, without reading the rest.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import tempfile
 import time
@@ -21,7 +22,13 @@ from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import ClientDisconnect, Request
 
-from service.errors import BadRequest, ClientDisconnected, UnsupportedMediaType, UploadTooLarge
+from service.errors import (
+    BadRequest,
+    ClientDisconnected,
+    RequestTimeout,
+    UnsupportedMediaType,
+    UploadTooLarge,
+)
 
 VIDEO_FIELD = "video"
 #: Room for multipart boundaries and part headers on top of the video's own bytes.
@@ -96,11 +103,18 @@ async def receive_upload(
     request: Request,
     *,
     max_bytes: int,
+    idle_timeout_s: float,
+    deadline: float,
     directory: Path | None = None,
     on_received: Callable[[], None] = lambda: None,
 ) -> AsyncIterator[ReceivedUpload]:
     """Stream the request's video into a temporary file that is removed on exit;
-    `on_received` is called once the whole body is in."""
+    `on_received` is called once the whole body is in.
+
+    A client that pauses longer than `idle_timeout_s`, or has not sent everything by
+    `deadline` (the event loop's clock), gets `RequestTimeout`: a stalled upload, or one
+    shorter than its declared Content-Length, does not hold a socket and a file for ever.
+    """
     started = time.perf_counter()
     media_type, options = parse_options_header(request.headers.get("content-type", ""))
     media_type = media_type.decode("latin-1").lower()
@@ -124,10 +138,13 @@ async def receive_upload(
                 boundary = options.get(b"boundary")
                 if not boundary:
                     raise BadRequest("multipart/form-data without a boundary")
-                parser = MultipartParser(boundary, part.callbacks())
+                try:  # python-multipart refuses boundaries over 256 bytes here
+                    parser = MultipartParser(boundary, part.callbacks())
+                except FormParserError as exc:
+                    raise BadRequest(f"malformed multipart boundary: {exc}") from None
             received = 0
             try:
-                async for chunk in request.stream():
+                async for chunk in _chunks(request, idle_timeout_s, deadline):
                     received += len(chunk)
                     if received > allowance:
                         raise _too_large(max_bytes)
@@ -152,14 +169,16 @@ async def receive_upload(
         path.unlink(missing_ok=True)
 
 
-async def read_body(request: Request, *, max_bytes: int) -> bytes:
+async def read_body(
+    request: Request, *, max_bytes: int, idle_timeout_s: float, deadline: float
+) -> bytes:
     """A whole (small) body in memory, refused like an upload once it passes `max_bytes`:
-    on its declared length, or as soon as the stream passes it."""
+    on its declared length, or as soon as the stream passes it; timed out like an upload."""
     _refuse_declared_length(request, max_bytes, max_bytes)
     chunks: list[bytes] = []
     received = 0
     try:
-        async for chunk in request.stream():
+        async for chunk in _chunks(request, idle_timeout_s, deadline):
             received += len(chunk)
             if received > max_bytes:
                 raise _too_large(max_bytes)
@@ -185,3 +204,27 @@ def _too_large(max_bytes: int) -> UploadTooLarge:
         "ACTSERVE_MAX_UPLOAD_BYTES); stopped reading",
         limit=max_bytes,
     )
+
+
+async def _chunks(request: Request, idle_timeout_s: float, deadline: float) -> AsyncIterator[bytes]:
+    """The body's chunks as they arrive, each within `idle_timeout_s` and `deadline`."""
+    loop = asyncio.get_running_loop()
+    chunks = request.stream().__aiter__()
+    while True:
+        left = deadline - loop.time()
+        try:
+            async with asyncio.timeout(max(0.0, min(idle_timeout_s, left))):
+                chunk = await anext(chunks)
+        except StopAsyncIteration:
+            return
+        except TimeoutError:
+            if left <= idle_timeout_s:
+                raise RequestTimeout(
+                    "the upload did not arrive before the request's deadline "
+                    "(ACTSERVE_REQUEST_TIMEOUT_S); stopped reading"
+                ) from None
+            raise RequestTimeout(
+                f"the upload stalled: nothing arrived for {idle_timeout_s:g} s "
+                "(ACTSERVE_BODY_IDLE_TIMEOUT_S); stopped reading"
+            ) from None
+        yield chunk

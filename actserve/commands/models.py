@@ -1,4 +1,4 @@
-"""`actserve models …`: list, show, promote, roll back and delete store versions."""
+"""`actserve models …`: list, show, promote, roll back, delete and reindex store versions."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import typer
 from rich.table import Table
 
 from actserve.commands.export import StoreOption
-from actserve.console import console, fail
-from model_store import ModelStore, StoreError
+from actserve.console import console, err_console, fail
+from model_store import Manifest, ModelStore, StoreError
 from model_store.store import DEFAULT_ALIAS, parse_model_ref
 
 models_app = typer.Typer(help="Manage the versions in a model store.", no_args_is_help=True)
@@ -25,22 +25,34 @@ def _store(path: Path) -> ModelStore:
 
 @models_app.command("list")
 def list_versions(store: StoreOption) -> None:
-    """Every model with its versions, aliases and the default model."""
+    """Every model with its versions, aliases and the default model. A model whose store
+    files cannot be read is listed with the reason, and the command exits 1."""
     models = _store(store)
-    default = models.default_model()
+    try:
+        default = models.default_model()
+    except StoreError as exc:
+        raise fail(str(exc)) from None
     table = Table("model", "versions", "aliases", "backbone", "trained")
+    broken = []
     for name in models.list_models():
         versions = models.list_versions(name)
-        aliases = ", ".join(f"{a}→{s.version}" for a, s in models.aliases(name).items())
-        latest = models.read_manifest(name, versions[-1]) if versions else None
+        try:
+            aliases = ", ".join(f"{a}→{s.version}" for a, s in models.aliases(name).items())
+            latest = models.read_manifest(name, versions[-1])
+        except StoreError as exc:
+            broken.append(str(exc))
+            table.add_row(name, ", ".join(map(str, versions)), "?", "BROKEN (below)", "?")
+            continue
         table.add_row(
             f"{name} (default)" if name == default else name,
-            ", ".join(map(str, versions)) or "-",
+            ", ".join(map(str, versions)),
             aliases or "-",
-            latest.backbone if latest else "-",
-            ("yes" if latest.trained else "NO (random weights)") if latest else "-",
+            latest.backbone,
+            "yes" if latest.trained else "NO (random weights)",
         )
     console.print(table)
+    if broken:
+        raise fail("\n".join(broken))
 
 
 @models_app.command("show")
@@ -49,21 +61,36 @@ def show_version(
     store: StoreOption,
     as_json: Annotated[bool, typer.Option("--json", help="Print the whole manifest.")] = False,
 ) -> None:
-    """A version's manifest; its files are checked against their recorded sha256."""
+    """A version's manifest, checked against the store's index, and its files against their
+    recorded sha256. Exits 1 when the check fails."""
     models = _store(store)
     try:
         name, version, alias = parse_model_ref(ref)
         manifest = models.resolve(name, version=version, alias=alias)
-        integrity = "ok (every file matches its sha256)"
-        try:
-            models.verify(manifest.name, manifest.version)
-        except StoreError as exc:
-            integrity = f"FAILED: {exc}"
     except StoreError as exc:
         raise fail(str(exc)) from None
+    failure = None
+    try:
+        models.verify(manifest.name, manifest.version)
+        if models.is_indexed(manifest.name, manifest.version):
+            integrity = "ok (the manifest matches the store's index, every file its sha256)"
+        else:
+            integrity = (
+                "files ok; the manifest itself is unverified (published before the store "
+                f"indexed manifests: `actserve models reindex {manifest.name}`)"
+            )
+    except StoreError as exc:
+        failure = str(exc)
+        integrity = f"FAILED: {failure}"
     if as_json:
         console.print_json(manifest.model_dump_json())
-        return
+    else:
+        _print_manifest(manifest, integrity)
+    if failure is not None:
+        raise fail(f"integrity check failed: {failure}")
+
+
+def _print_manifest(manifest: Manifest, integrity: str) -> None:
     recipe, spec = manifest.spec.recipe, manifest.spec
     table = Table(show_header=False, box=None)
     table.add_row("model", f"{manifest.name} version {manifest.version}")
@@ -92,11 +119,13 @@ def show_version(
             what += f", TV-L1 bound {flow.flow_bound:g} px, {flow.frames_per_clip} frames per clip"
         table.add_row(f"{member.modality} stream", what)
     for artifact in manifest.all_artifacts:
-        worst = max(c.max_rel_diff for c in artifact.parity.checks)
+        worst = max((c.max_rel_diff for c in artifact.parity.checks), default=float("nan"))
+        digest = manifest.files.get(artifact.file)
+        size = f"{digest.bytes:,} bytes" if digest else "no recorded size"
         table.add_row(
             artifact.file,
-            f"{artifact.format} {artifact.precision}, {manifest.files[artifact.file].bytes:,} "
-            f"bytes, parity {worst:.2g} on {artifact.parity.runtime}",
+            f"{artifact.format} {artifact.precision}, {size}, "
+            f"parity {worst:.2g} on {artifact.parity.runtime}",
         )
     table.add_row("integrity", integrity)
     console.print(table)
@@ -143,3 +172,27 @@ def set_default(name: str, store: StoreOption) -> None:
     except StoreError as exc:
         raise fail(str(exc)) from None
     console.print(f"default model: {name}")
+
+
+@models_app.command("reindex")
+def reindex_store(
+    store: StoreOption,
+    name: Annotated[str | None, typer.Argument(help="One model (default: every model).")] = None,
+) -> None:
+    """Record in the store's index the manifests of versions published before it kept one, so
+    their manifests are verified too. Each version must still match its files and labels;
+    those that do not are named, and the command exits 1."""
+    models = _store(store)
+    refused_any = False
+    try:
+        for model in [name] if name else models.list_models():
+            added, refused = models.reindex(model)
+            listed = ", ".join(map(str, added))
+            console.print(f"{model}: " + (f"recorded {listed}" if added else "nothing to record"))
+            for version, reason in refused.items():
+                err_console.print(f"{model} version {version} not recorded: {reason}")
+            refused_any = refused_any or bool(refused)
+    except StoreError as exc:
+        raise fail(str(exc)) from None
+    if refused_any:
+        raise typer.Exit(1)

@@ -30,10 +30,10 @@ def serve(
     """Serve POST /classify, GET /models, health and metrics (settings: ACTSERVE_* variables)."""
     import logging
 
-    import uvicorn
     from pydantic import ValidationError
 
     from service.app import create_app
+    from service.server import Server, server_config
     from service.settings import Settings
 
     names = Settings.flat_names()
@@ -56,10 +56,16 @@ def serve(
     except ValidationError as exc:
         raise fail(f"invalid settings: {exc}", code=2) from None
     logging.basicConfig(level=log_level.upper(), format="%(levelname)s:     %(name)s: %(message)s")
-    uvicorn.run(
-        create_app(settings),
+    app = create_app(settings)
+    config = server_config(
+        app,
+        settings.http,
         host=settings.host,
         port=settings.port,
+        drain_timeout_s=settings.drain_timeout_s,
         log_level=log_level,
-        timeout_graceful_shutdown=int(settings.drain_timeout_s),
     )
+    server = Server(config, settings.http)
+    server.run()
+    if not server.started:
+        raise typer.Exit(3)  # uvicorn's start-up failure code; the log says why

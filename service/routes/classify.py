@@ -69,6 +69,8 @@ async def classify_video(
         async with receive_upload(
             request,
             max_bytes=settings.video.max_upload_bytes,
+            idle_timeout_s=settings.http.body_idle_timeout_s,
+            deadline=deadline,
             directory=settings.upload_dir,
             on_received=ticket.received,
         ) as upload:

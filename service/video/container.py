@@ -60,7 +60,11 @@ def open_video(
     with open(path, "rb") as file:
         try:
             with _ffmpeg_errors() as logs:
-                container = av.open(_Unnamed(file), mode="r", options=options)
+                # Metadata (titles, tags) is text FFmpeg passes on as it found it: replace
+                # what is not UTF-8 rather than fail on it.
+                container = av.open(
+                    _Unnamed(file), mode="r", options=options, metadata_errors="replace"
+                )
         except av.FFmpegError as error:
             raise _open_error(error, logs, limits) from None
         try:
@@ -134,7 +138,10 @@ def _video_stream(container: InputContainer, limits: VideoLimits) -> VideoStream
             raise AudioOnly("the file has audio but no video stream")
         raise NotAVideo(f"the {container.format.name} file has no video stream")
     stream = streams.video[0]
-    codec = stream.codec_context.codec.canonical_name
+    context = stream.codec_context
+    if context is None or context.codec is None:  # PyAV's view of a codec FFmpeg does not know
+        raise UnsupportedCodec("unknown", limits.codecs)
+    codec = context.codec.canonical_name
     if codec not in limits.codecs:
         raise UnsupportedCodec(codec, limits.codecs)
     return stream

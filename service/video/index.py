@@ -147,6 +147,11 @@ class IndexedVideo:
             )
         return ()
 
+    def with_size_of(self, probed: VideoInfo) -> IndexedVideo:
+        """The same video with the frame size a probe decoded, for a header that had none."""
+        size = {"width": probed.width, "height": probed.height}
+        return replace(self, info=replace(self.info, **size), header=replace(self.header, **size))
+
 
 def probe_video(path: str | os.PathLike[str], limits: VideoLimits) -> VideoInfo:
     """The header, checked against `limits`, with the first frame's rotation and pixel format.
@@ -166,7 +171,7 @@ def probe_video(path: str | os.PathLike[str], limits: VideoLimits) -> VideoInfo:
                     break
         finally:
             packets.close()
-        return with_first_frame(info, first.result())
+        return with_first_frame(info, first.result(), limits)
 
 
 def index_video(path: str | os.PathLike[str], limits: VideoLimits) -> IndexedVideo:
@@ -176,7 +181,7 @@ def index_video(path: str | os.PathLike[str], limits: VideoLimits) -> IndexedVid
         prepare_decoder(stream, limits, threads=1)
         first = _FirstFrame(stream, limits)
         index = _scan(container, stream, limits, first)
-        header = with_first_frame(header, first.result())
+        header = with_first_frame(header, first.result(), limits)
     return IndexedVideo(info=_refine(header, index, limits), header=header, index=index)
 
 
@@ -205,16 +210,20 @@ def index_container(
 def read_header(
     container: InputContainer, stream: VideoStream, size: int, limits: VideoLimits
 ) -> VideoInfo:
-    """Fill a `VideoInfo` from the container header and enforce the header limits."""
+    """Fill a `VideoInfo` from the container header and enforce the header limits.
+
+    A header may hold no frame size (0x0): FFmpeg leaves MPEG-4 Part 2 in MP4 so until a
+    decoder reads the stream's own header, which the probe never runs. The first decoded
+    frame then gives the size and meets the same limits (`with_first_frame`; the decode job
+    probes for it before planning, `IndexedVideo.with_size_of`); its decoder is capped at
+    `max_pixels` meanwhile (`prepare_decoder`).
+    """
     codec = stream.codec_context
     width, height = codec.width, codec.height
-    if width <= 0 or height <= 0:
-        raise CorruptVideo(f"the video stream declares no frame size ({width}x{height})")
-    if width * height > limits.max_pixels:
-        raise LimitExceeded("pixels", width * height, limits.max_pixels, "px")
-    aspect = max(width, height) / min(width, height)
-    if aspect > limits.max_aspect_ratio:
-        raise LimitExceeded("aspect_ratio", round(aspect, 2), limits.max_aspect_ratio)
+    if width > 0 and height > 0:
+        _check_size(width, height, limits)
+    else:
+        width = height = 0
 
     time_base = stream.time_base or Fraction(1, 1)
     average = _rate(stream.average_rate)
@@ -284,9 +293,21 @@ class _FirstFrame:
         return self.frame
 
 
-def with_first_frame(info: VideoInfo, frame: av.VideoFrame) -> VideoInfo:
-    """Fill in what only a decoded frame tells: display rotation and pixel format."""
+def with_first_frame(info: VideoInfo, frame: av.VideoFrame, limits: VideoLimits) -> VideoInfo:
+    """Fill in what only a decoded frame tells: display rotation and pixel format, and the
+    frame size when the header had none."""
+    if not info.width:
+        _check_size(frame.width, frame.height, limits)
+        info = replace(info, width=frame.width, height=frame.height)
     return replace(info, rotation=normalise_rotation(frame.rotation), pix_fmt=frame.format.name)
+
+
+def _check_size(width: int, height: int, limits: VideoLimits) -> None:
+    if width * height > limits.max_pixels:
+        raise LimitExceeded("pixels", width * height, limits.max_pixels, "px")
+    aspect = max(width, height) / max(1, min(width, height))
+    if aspect > limits.max_aspect_ratio:
+        raise LimitExceeded("aspect_ratio", round(aspect, 2), limits.max_aspect_ratio)
 
 
 def _container_index(

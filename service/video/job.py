@@ -31,7 +31,7 @@ from model_store.spec import Modality, Profile, Recipe
 from service.errors import TooFewFrames
 from service.video import flow
 from service.video.container import open_video
-from service.video.index import VideoInfo, index_container, with_first_frame
+from service.video.index import VideoInfo, index_container, probe_video, with_first_frame
 from service.video.limits import VideoLimits
 from service.video.pixels import FrameConverter, InterpolationName
 from service.video.reader import DecodeBudget, FrameReader, IndexMismatch
@@ -161,6 +161,8 @@ def _sample(
 ) -> tuple[SampledFrames, ...]:
     with open_video(path, limits) as opened:
         indexed = index_container(*opened, os.stat(path).st_size, limits, trust_index=trust_index)
+        if not indexed.info.width:  # no frame size in the header: decode one frame for it
+            indexed = indexed.with_size_of(probe_video(path, limits))
         index = indexed.index
         keyframes_s = index.keyframe_times_s()
 
@@ -190,7 +192,7 @@ def _sample(
             needs.append((np.unique(positions), pairs))
         wanted = np.unique(np.concatenate([positions for positions, _ in needs]))
         budget = DecodeBudget.of(indexed, wanted.tolist(), limits)
-        convert = _Converters(indexed.info, plans_for, recipes, options)
+        convert = _Converters(indexed.info, plans_for, recipes, options, limits)
         reader = FrameReader(path, limits, index, options.decoder_threads, budget, opened=opened)
         arrays = reader.read(wanted.tolist(), convert)
     decoded_s = time.perf_counter() - started
@@ -244,11 +246,13 @@ class _Converters:
         plans_for: Callable[[VideoInfo], list[ViewPlan]],
         recipes: tuple[Recipe, ...],
         options: DecodeOptions,
+        limits: VideoLimits,
     ) -> None:
         self.info = info
         self._plans_for = plans_for
         self._recipes = recipes
         self._options = options
+        self._limits = limits
         self.plans: list[ViewPlan] = []
         self.converters: list[FrameConverter] = []
         self.which: list[int] = []  # each recipe's converter
@@ -259,7 +263,7 @@ class _Converters:
         return tuple(convert(frame) for convert in self.converters)
 
     def _make(self, frame: av.VideoFrame) -> None:
-        self.info = with_first_frame(self.info, frame)
+        self.info = with_first_frame(self.info, frame, self._limits)
         self.plans = self._plans_for(self.info)
         keys: list[tuple] = []
         for recipe, plan in zip(self._recipes, self.plans, strict=True):

@@ -288,7 +288,10 @@ class FrameReader:
         for earlier in range(keyframe, max(keyframe - 3, -1), -1):
             pts, dts = self.keyframe_stamps[earlier]
             for stamp in dict.fromkeys((dts,) if self.seek_by_dts else (pts, dts)):
-                container.seek(int(stamp), stream=stream, backward=True)
+                try:
+                    container.seek(int(stamp), stream=stream, backward=True)
+                except av.FFmpegError:  # a damaged index (EOF, EINVAL): another stamp, or read
+                    continue
                 stream.codec_context.flush_buffers()
                 self.seeks += 1
                 frames = self._positions(container, stream, by_pts=True)
@@ -299,7 +302,7 @@ class FrameReader:
                     yield from frames
                     return
                 frames.close()
-        raise _Restart(f"seeking to frame {target} lands past it", keep_pts=True)
+        raise _Restart(f"seeking to frame {target} fails or lands past it", keep_pts=True)
 
     def _positions(
         self, container: InputContainer, stream: VideoStream, by_pts: bool

@@ -13,6 +13,7 @@ from actserve.cli import app
 from backbones import create_model
 from model_store import ModelStore
 from tests.backbones.foreign_layouts import to_hara
+from tests.model_store.conftest import make_draft
 
 runner = CliRunner()
 
@@ -139,6 +140,37 @@ def test_models_commands_manage_versions(exported, tmp_path) -> None:
     assert missing.exit_code == 1 and "has no version 99" in missing.output
     nothing = runner.invoke(app, ["models", "rollback", name, "--alias", "canary", "--store", root])
     assert nothing.exit_code == 1 and "no alias 'canary'" in nothing.output
+
+
+def test_models_show_fails_on_integrity_and_reindex_records_old_versions(tmp_path) -> None:
+    artifact = tmp_path / "model.onnx"
+    artifact.write_bytes(b"onnx" * 100)
+    store = ModelStore(tmp_path / "store")
+    for _ in range(2):
+        store.publish("clf", make_draft(labels=("a", "b", "c")), {"model.onnx": artifact})
+    root = str(store.root)
+    (store.root / "clf" / "index.json").unlink()  # a store published before the index
+    old = runner.invoke(app, ["models", "show", "clf@1", "--store", root])
+    assert old.exit_code == 0 and "the manifest itself is unverified" in old.output
+    assert "actserve models reindex clf" in old.output
+    manifest = store.version_dir("clf", 2) / "manifest.json"
+    manifest.chmod(0o644)
+    manifest.write_text(manifest.read_text().replace('"a",', '"b",', 1).replace('"b"\n', '"a"\n'))
+    reindexed = runner.invoke(app, ["models", "reindex", "--store", root])
+    assert reindexed.exit_code == 1, reindexed.output
+    assert "clf: recorded 1" in reindexed.output
+    assert "clf version 2 not recorded: " in reindexed.output
+    assert "class 0 is 'a' here and 'b' in the manifest" in reindexed.output
+    ok = runner.invoke(app, ["models", "show", "clf@1", "--store", root])
+    assert ok.exit_code == 0 and "ok (the manifest matches the store's index" in ok.output
+    for args in (["clf@2"], ["clf@2", "--json"]):
+        failed = runner.invoke(app, ["models", "show", *args, "--store", root])
+        assert failed.exit_code == 1, failed.output
+        assert "integrity check failed: " in failed.output and "not in index.json" in failed.output
+    (store.root / "clf" / "aliases.json").write_text("{")
+    listed = runner.invoke(app, ["models", "list", "--store", root])
+    assert listed.exit_code == 1 and "BROKEN" in listed.output
+    assert "aliases.json: not a valid alias file: Invalid JSON" in listed.output
 
 
 def test_export_triton_from_the_cli(exported, tmp_path) -> None:

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import functools
+
 import av
 import numpy as np
 import pytest
 from typer.testing import CliRunner
 
 from actserve.cli import app
+from actserve.demo import train
 from actserve.demo.synthetic import ACTIONS, make_scene, render_frames, render_video
+from model_store import ModelStore
 
 runner = CliRunner()
 
@@ -75,3 +79,40 @@ def test_demo_video_command_writes_a_playable_file(tmp_path, suffix, codec) -> N
         assert sum(1 for _ in container.decode(stream)) == 48
     bad = runner.invoke(app, ["demo-video", "juggling", str(out)])
     assert bad.exit_code == 2 and "choose one of" in bad.output
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["--steps", "5"], "steps must be at least 10"),
+        (["--seed", "-1"], "seed must be 0 or more, not -1"),
+        (["--min-accuracy", "1.5"], "Invalid value for '--min-accuracy'"),
+        (["--store-is-a-file"], "is a file, not a model store directory"),
+    ],
+)
+def test_train_demo_refuses_bad_arguments_before_training(tmp_path, args, says) -> None:
+    store = tmp_path / "store"
+    if args == ["--store-is-a-file"]:
+        store.write_text("")
+        args = []
+    result = runner.invoke(app, ["train-demo", "--store", str(store), *args])
+    assert result.exit_code == 2 and says in result.output, result.output
+    assert not store.is_dir()
+
+
+@pytest.mark.slow
+def test_train_demo_publishes_a_poor_model_only_when_forced(tmp_path, monkeypatch) -> None:
+    # A few real steps of one clip each: far below the 90% needed to publish.
+    small = functools.partial(train.TrainingConfig, batch_size=1, eval_clips=10)
+    monkeypatch.setattr(train, "TrainingConfig", small)
+    store = tmp_path / "store"
+    refused = runner.invoke(app, ["train-demo", "--store", str(store), "--steps", "20"])
+    assert refused.exit_code == 1, refused.output  # 20 steps used to crash OneCycleLR
+    assert "is below the 90.0% required to publish, so nothing was published" in refused.output
+    assert not store.exists()
+    forced = runner.invoke(app, ["train-demo", "--store", str(store), "--steps", "10", "--force"])
+    assert forced.exit_code == 0, forced.output
+    assert "(forced)" in forced.output and "published demo-actions version 1" in forced.output
+    manifest = ModelStore(store).resolve("demo-actions")
+    assert ModelStore(store).verify("demo-actions", 1) == manifest
+    assert "10 steps of 1 clips" in manifest.description

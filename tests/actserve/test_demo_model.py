@@ -26,6 +26,7 @@ def test_the_bundled_store_holds_a_verified_trained_demo_model() -> None:
     assert store.default_model() == DEMO_NAME
     manifest = store.resolve(DEMO_NAME)
     assert store.verify(DEMO_NAME, manifest.version) == manifest
+    assert store.is_indexed(DEMO_NAME, manifest.version)  # the manifest itself is checked too
     assert manifest.trained and "synthetic" in manifest.description
     assert manifest.spec.labels == ACTIONS and manifest.backbone == "r2plus1d_18"
     assert manifest.artifact("onnx").parity.passed

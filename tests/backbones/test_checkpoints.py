@@ -3,6 +3,9 @@ file that does not fit is refused with what does not fit."""
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -202,6 +205,38 @@ def test_file_that_needs_pickle_code_is_refused_and_resave_fixes_it(r3d10_file, 
     model, _ = load_checkpoint(safe)
     assert model.spec.backbone == "r3d_10"
     assert set(torch.load(safe, weights_only=True)) == {"state_dict", "arch"}
+
+
+class Payload:
+    """A checkpoint that runs a command when unpickled without weights_only."""
+
+    def __init__(self, call, marker: Path) -> None:
+        self.call, self.marker = call, marker
+
+    def __reduce__(self):
+        if self.call == "os.system":
+            return (os.system, (f"touch {self.marker}",))
+        return (eval, (f"open({str(self.marker)!r}, 'w')",))
+
+
+@pytest.mark.parametrize(
+    ("call", "named"),
+    [
+        # torch 2.13: "Trying to load unsupported GLOBAL posix.system whose module posix is
+        # blocked"
+        ("os.system", r"it pickles posix\.system, a module torch refuses outright\)"),
+        # torch 2.13: "Unsupported global: GLOBAL eval was not an allowed global by default"
+        ("eval", r"it pickles eval\)"),
+    ],
+)
+def test_a_reduce_payload_is_refused_unexecuted(r3d10_file, tmp_path, call, named) -> None:
+    container = torch.load(r3d10_file(), weights_only=True)
+    marker = tmp_path / "payload-ran"
+    path = tmp_path / "payload.pth"
+    torch.save({**container, "args": Payload(call, marker)}, path)
+    with pytest.raises(UnsafeCheckpointError, match=named + r".*checkpoint resave --trust"):
+        load_checkpoint(path)
+    assert not marker.exists()
 
 
 def test_not_a_checkpoint(tmp_path) -> None:

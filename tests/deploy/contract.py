@@ -30,6 +30,13 @@ SUFFIXES = {
     "histogram": ("_bucket", "_sum", "_count"),
     "summary": ("", "_sum", "_count"),
 }
+#: The HTTP guards (service/server.py) every image sets explicitly, so operators see them.
+HTTP_GUARDS = (
+    "ACTSERVE_LIMIT_CONCURRENCY",
+    "ACTSERVE_KEEP_ALIVE_S",
+    "ACTSERVE_HEADER_TIMEOUT_S",
+    "ACTSERVE_BODY_IDLE_TIMEOUT_S",
+)
 #: Seconds between the end of the HTTP drain and the process's exit, beyond the decode
 #: pool's stop grace: batchers and runtimes closing, the interpreter exiting.
 EXIT_MARGIN_S = 5.0
@@ -91,11 +98,14 @@ def metric_families() -> dict[str, str]:
     }
 
 
-def drain_budget_s(drain_timeout_s: float, pre_stop_s: float = 0.0) -> float:
+def drain_budget_s(
+    drain_timeout_s: float, pre_stop_s: float = 0.0, drain_grace_s: float = 0.0
+) -> float:
     """The least grace period (SIGTERM → SIGKILL) that lets a drain run to its end: the
-    pre-stop pause, uvicorn's graceful timeout, then the decode pool's stop grace."""
+    pre-stop pause, the drain's grace (readiness 503, listener open), uvicorn's graceful
+    timeout, then the decode pool's stop grace."""
     pool_grace = inspect.signature(DecodePool.close).parameters["grace_s"].default
-    return pre_stop_s + drain_timeout_s + pool_grace + EXIT_MARGIN_S
+    return pre_stop_s + drain_grace_s + drain_timeout_s + pool_grace + EXIT_MARGIN_S
 
 
 def default_drain_timeout_s() -> float:

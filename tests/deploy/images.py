@@ -42,6 +42,11 @@ def parse(variant: str) -> DockerfileParser:
     return DockerfileParser(fileobj=io.BytesIO(DOCKERFILES[variant].read_bytes()))
 
 
+def image_env(variant: str) -> dict[str, str]:
+    """The service settings an image sets (its ACTSERVE_* variables)."""
+    return {k: v for k, v in parse(variant).envs.items() if k.startswith("ACTSERVE_")}
+
+
 def stages(variant: str) -> list[list[Instruction]]:
     """Instructions per stage, from each FROM on."""
     found: list[list[Instruction]] = []

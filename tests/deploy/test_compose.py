@@ -24,7 +24,7 @@ from tests.deploy.contract import (
     parse_duration_s,
     routes,
 )
-from tests.deploy.images import DOCKERFILES, exec_form, final
+from tests.deploy.images import DOCKERFILES, exec_form, final, image_env
 
 COMPOSE = ROOT / "docker-compose.yml"
 STORE_OVERRIDE = ROOT / "deploy" / "compose.store.yml"
@@ -111,9 +111,18 @@ def test_serving_service_is_configured_by_settings(name: str, variant: str) -> N
 @pytest.mark.parametrize("name", SERVING)
 def test_stop_grace_period_outlasts_the_drain(name: str) -> None:
     definition = service(name)
-    settings = check_settings(environment(definition))
+    settings = check_settings({**image_env(SERVING[name]), **environment(definition)})
     grace = parse_duration_s(definition["stop_grace_period"])
-    assert grace >= drain_budget_s(settings.drain_timeout_s), (grace, settings.drain_timeout_s)
+    budget = drain_budget_s(settings.drain_timeout_s, drain_grace_s=settings.http.drain_grace_s)
+    assert grace >= budget, (grace, settings.drain_timeout_s)
+
+
+@pytest.mark.parametrize(("name", "variant"), SERVING.items())
+def test_serving_service_bounds_its_connections(name: str, variant: str) -> None:
+    image = check_settings(image_env(variant)).http
+    served = check_settings({**image_env(variant), **environment(service(name))}).http
+    assert served.limit_concurrency is not None
+    assert served.limit_concurrency <= image.limit_concurrency
 
 
 def test_cpu_service_runs_by_default_and_gpu_service_in_its_profile() -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from docker.utils.build import exclude_paths
 
-from tests.deploy.contract import ROOT, check_settings, load_healthcheck, routes
+from tests.deploy.contract import HTTP_GUARDS, ROOT, check_settings, load_healthcheck, routes
 from tests.deploy.images import (
     DISTRO_PYTHON,
     DOCKERFILES,
@@ -24,6 +24,7 @@ from tests.deploy.images import (
     REQUIREMENTS,
     exec_form,
     final,
+    image_env,
     lock,
     parse,
     project_dependencies,
@@ -92,13 +93,27 @@ def test_image_runs_as_a_non_root_user(variant: str) -> None:
 
 @pytest.mark.parametrize("variant", DOCKERFILES)
 def test_image_is_configured_by_service_settings(variant: str) -> None:
-    env = {k: v for k, v in parse(variant).envs.items() if k.startswith("ACTSERVE_")}
+    env = image_env(variant)
     settings = check_settings(env)
     assert settings.host == "0.0.0.0", "the container must listen on every interface"
     (expose,) = final(variant, "EXPOSE")
     assert int(expose.value) == settings.port
     (volume,) = final(variant, "VOLUME")
     assert "/models" in exec_form(volume)
+
+
+@pytest.mark.parametrize("variant", DOCKERFILES)
+def test_image_sets_the_http_guards(variant: str) -> None:
+    env = image_env(variant)
+    missing = [name for name in HTTP_GUARDS if name not in env]
+    assert not missing, f"set in the image, so operators see them: {missing}"
+    limits = check_settings(env).http
+    assert limits.limit_concurrency is not None
+    # A stalled client is let go well before a drain would wait for it.
+    assert (
+        max(limits.header_timeout_s, limits.body_idle_timeout_s)
+        < check_settings(env).drain_timeout_s
+    )
 
 
 @pytest.mark.parametrize("variant", DOCKERFILES)

@@ -270,9 +270,24 @@ def test_probes_hit_the_service_routes_on_its_port(variant: str) -> None:
 def test_grace_period_outlasts_the_drain(variant: str) -> None:
     command = container(variant)["lifecycle"]["preStop"]["exec"]["command"]
     assert command[0] == "sleep"
-    drain = check_settings(env(variant)).drain_timeout_s
-    budget = drain_budget_s(drain, pre_stop_s=float(command[1]))
+    settings = check_settings(env(variant))
+    budget = drain_budget_s(
+        settings.drain_timeout_s,
+        pre_stop_s=float(command[1]),
+        drain_grace_s=settings.http.drain_grace_s,
+    )
     assert pod_spec(variant)["terminationGracePeriodSeconds"] >= budget
+
+
+#: ingress-nginx's default upstream keep-alive timeout (upstream-keepalive-timeout).
+PROXY_KEEP_ALIVE_S = 60
+
+
+@pytest.mark.parametrize("variant", VARIANTS, ids=IDS)
+def test_pods_keep_connections_longer_than_the_proxy(variant: str) -> None:
+    """A proxy reusing a connection the pod has just closed gets a reset (a 502 to its
+    client): the side that closes idle connections must be the proxy."""
+    assert check_settings(env(variant)).http.keep_alive_s > PROXY_KEEP_ALIVE_S
 
 
 @pytest.mark.parametrize("variant", VARIANTS, ids=IDS)

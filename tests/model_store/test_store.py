@@ -16,6 +16,7 @@ import pytest
 
 from model_store import (
     AliasNotFoundError,
+    CorruptFileError,
     IntegrityError,
     InvalidNameError,
     ModelNotFoundError,
@@ -144,6 +145,166 @@ def test_a_rewritten_manifest_is_noticed(tmp_path, artifact_file) -> None:
     path.write_text(path.read_text().replace('"version": 1', '"version": 7'))
     with pytest.raises(IntegrityError, match="says clf version 7, stored as 1"):
         store.read_manifest("clf", 1)
+
+
+def _edit(path: Path, old: str, new: str) -> None:
+    """Rewrite a published (read-only) file the way a careless or hostile hand would."""
+    path.chmod(0o644)
+    text = path.read_text()
+    assert old in text
+    path.write_text(text.replace(old, new, 1))
+
+
+def test_an_edited_manifest_is_refused_by_the_index(tmp_path, artifact_file) -> None:
+    store = ModelStore(tmp_path / "store")
+    publish(store, artifact_file, labels=("run", "jump", "sit"))
+    assert store.is_indexed("clf", 1) and store.verify("clf", 1).spec.labels[0] == "run"
+    manifest = store.version_dir("clf", 1) / "manifest.json"
+    # Swap two labels in the manifest only: labels.txt keeps its digest.
+    _edit(manifest, '"run",\n      "jump"', '"jump",\n      "run"')
+    with pytest.raises(IntegrityError, match=r"1/manifest.json: sha256 .* index.json recorded at"):
+        store.verify("clf", 1)
+    assert store.read_manifest("clf", 1).spec.labels[0] == "jump"  # reading does not verify
+    # Whitespace alone is an edit too: the index hashes the bytes that were published.
+    _edit(manifest, '"jump",\n      "run"', '"run",\n      "jump"')
+    assert store.verify("clf", 1)
+    manifest.write_text(manifest.read_text() + "\n")
+    with pytest.raises(IntegrityError, match="edited after publishing"):
+        store.verify("clf", 1)
+
+
+def test_swapped_labels_are_refused_wherever_they_are_swapped(tmp_path, artifact_file) -> None:
+    store = ModelStore(tmp_path / "store")
+    for _ in range(2):
+        publish(store, artifact_file, labels=("run", "jump", "sit"))
+    _edit(store.version_dir("clf", 1) / "labels.txt", "run\njump", "jump\nrun")
+    with pytest.raises(IntegrityError, match=r"1/labels.txt: sha256 .*\(modified after publishing"):
+        store.verify("clf", 1)
+    # Without the index (a store from before it), labels swapped in the manifest still
+    # disagree with labels.txt.
+    (store.root / "clf" / "index.json").unlink()
+    _edit(
+        store.version_dir("clf", 2) / "manifest.json",
+        '"jump",\n      "sit"',
+        '"sit",\n      "jump"',
+    )
+    with pytest.raises(IntegrityError, match=r"class 1 is 'jump' here and 'sit' in the manifest"):
+        store.verify("clf", 2)
+
+
+def test_a_version_copied_in_by_hand_is_refused(tmp_path, artifact_file) -> None:
+    store = ModelStore(tmp_path / "store")
+    publish(store, artifact_file)
+    copy = store.root / "clf" / "2"
+    copy.mkdir()
+    for path in store.version_dir("clf", 1).iterdir():
+        (copy / path.name).write_bytes(path.read_bytes())
+    _edit(copy / "manifest.json", '"version": 1', '"version": 2')
+    assert store.list_versions("clf") == [1, 2]
+    with pytest.raises(IntegrityError, match=r"2/manifest.json: not in index.json, .* reindex clf"):
+        store.verify("clf", 2)
+
+
+def test_an_artifact_without_a_digest_is_refused(tmp_path, artifact_file) -> None:
+    store = ModelStore(tmp_path / "store")
+    publish(store, artifact_file)
+    (store.root / "clf" / "index.json").unlink()  # only the manifest vouches for itself
+    manifest = store.version_dir("clf", 1) / "manifest.json"
+    _edit(manifest, '"model.onnx": {', '"other.bin": {')
+    with pytest.raises(IntegrityError, match="model.onnx: an artifact the manifest has no sha256"):
+        store.verify("clf", 1)
+
+
+def test_a_store_without_an_index_loads_unverified_until_reindexed(
+    tmp_path, artifact_file, caplog
+) -> None:
+    store = ModelStore(tmp_path / "store")
+    for _ in range(3):
+        publish(store, artifact_file)
+    (store.root / "clf" / "index.json").unlink()  # as published before the store kept one
+    store.delete("clf", 3)
+    with caplog.at_level("WARNING", logger="model_store"):
+        assert store.verify("clf", 1).version == 1
+    assert "manifest itself is unverified; `actserve models reindex clf`" in caplog.text
+    assert store.manifest_index("clf") is None and not store.is_indexed("clf", 1)
+    # A new publish indexes itself and leaves the older versions loadable, still unverified.
+    assert publish(store, artifact_file).version == 4
+    assert store.is_indexed("clf", 4) and not store.is_indexed("clf", 2)
+    assert store.verify("clf", 2).version == 2
+    # Version 2 broke meanwhile: reindex records only what still matches its digests.
+    data = store.version_dir("clf", 2) / "model.onnx"
+    data.chmod(0o644)
+    data.write_bytes(b"x")
+    added, refused = store.reindex("clf")
+    assert added == [1] and list(refused) == [2] and "truncated" in refused[2]
+    assert store.is_indexed("clf", 1) and store.verify("clf", 1)
+    with pytest.raises(IntegrityError, match="2/manifest.json: not in index.json"):
+        store.verify("clf", 2)
+    # A recorded manifest is never re-recorded: an edit stays a failure.
+    _edit(store.version_dir("clf", 1) / "manifest.json", '"trained": true', '"trained": false')
+    assert store.reindex("clf") == ([], {2: refused[2]})
+    with pytest.raises(IntegrityError, match="edited after publishing"):
+        store.verify("clf", 1)
+
+
+def test_delete_drops_the_version_from_the_index(tmp_path, artifact_file) -> None:
+    store = ModelStore(tmp_path / "store")
+    publish(store, artifact_file)
+    publish(store, artifact_file)
+    store.delete("clf", 1)
+    assert set(store.manifest_index("clf").manifests) == {2}
+
+
+def test_labels_with_line_breaks_cannot_be_published(tmp_path, artifact_file) -> None:
+    store = ModelStore(tmp_path / "store")
+    with pytest.raises(PublishError, match=r"label 1 \('a\\nb'\) has a line break"):
+        publish(store, artifact_file, labels=("run", "a\nb", "sit"))
+
+
+BROKEN_FILES = {
+    "manifest: not JSON": ("clf/1/manifest.json", '{"name": "clf",', "Invalid JSON"),
+    "manifest: a list": ("clf/1/manifest.json", "[]", "Input should be an object"),
+    "manifest: wrong field": ("clf/1/manifest.json", '{"backbone": 3}', "backbone: "),
+    "manifest: label set": ("clf/1/manifest.json", None, "spec.label_set: Input should be"),
+    "manifest: binary": ("clf/1/manifest.json", "\udcff\udcfe", "Invalid JSON"),
+    "index": ("clf/index.json", '{"manifests": {"one": 1}}', "manifests.one.[key]"),
+    "aliases: not JSON": ("clf/aliases.json", '{"stable": {"version": 1', "Invalid JSON"),
+    "aliases: a list": ("clf/aliases.json", "[1, 2]", "Input should be an object"),
+    "aliases: wrong type": ("clf/aliases.json", '{"stable": {"version": "x"}}', "stable.version"),
+    "store.json": ("store.json", '{"default_model": ', "Invalid JSON"),
+    ".last_version": ("clf/.last_version", "three", "'three', not a version number"),
+}
+
+
+@pytest.mark.parametrize("case", BROKEN_FILES)
+def test_an_unparseable_store_file_is_a_typed_error_naming_it(
+    tmp_path, artifact_file, case: str
+) -> None:
+    store = ModelStore(tmp_path / "store")
+    publish(store, artifact_file)
+    store.promote("clf", 1)
+    store.set_default_model("clf")
+    relative, text, expected = BROKEN_FILES[case]
+    path = store.root / relative
+    path.chmod(0o644)
+    if text is None:  # a label set that is not a name
+        raw = json.loads(path.read_text())
+        raw["spec"] |= {"labels": None, "label_set": ["kinetics400"]}
+        text = json.dumps(raw)
+    path.write_bytes(text.encode("utf-8", "surrogateescape"))
+    operations = {
+        "manifest": lambda: store.verify("clf", 1),
+        "index": lambda: store.verify("clf", 1),
+        "aliases": lambda: store.resolve("clf"),
+        "store.json": store.default_model,
+        ".last_version": lambda: publish(store, artifact_file),
+    }
+    with pytest.raises(CorruptFileError) as caught:
+        operations[case.split(":")[0]]()
+    message = str(caught.value)
+    assert message.startswith(str(path)) and expected in message, message
+    assert "pydantic" not in message and "Traceback" not in message
+    assert isinstance(caught.value, IntegrityError)  # what the service already maps
 
 
 @pytest.mark.parametrize(

@@ -129,3 +129,17 @@ def test_two_stream_version_publishes_and_verifies_every_member_file(
     flow_file.write_bytes(b"tampered")
     with pytest.raises(IntegrityError, match=r"flow\.model\.onnx"):
         store.verify("p3d-two-stream", 1)
+
+
+def test_a_member_artifact_without_a_digest_is_refused(tmp_path, artifact_file) -> None:
+    store = ModelStore(tmp_path / "store")
+    files = {"rgb.model.onnx": artifact_file, "flow.model.onnx": artifact_file}
+    store.publish("p3d-two-stream", two_stream_draft(), files)
+    (store.root / "p3d-two-stream" / "index.json").unlink()  # only the manifest vouches
+    path = store.version_dir("p3d-two-stream", 1) / "manifest.json"
+    path.chmod(0o644)
+    raw = json.loads(path.read_text())
+    del raw["files"]["flow.model.onnx"]
+    path.write_text(json.dumps(raw))
+    with pytest.raises(IntegrityError, match=r"flow\.model\.onnx: an artifact the manifest has no"):
+        store.verify("p3d-two-stream", 1)

@@ -21,6 +21,7 @@ EXAMPLES: dict[type[ServiceError], tuple] = {
     errors.ModelLoadError: ("no ONNX or TorchScript artifact",),
     errors.UnsupportedMediaType: ("text/plain",),
     errors.UploadTooLarge: ("too big",),
+    errors.RequestTimeout: ("the upload stalled",),
     errors.Overloaded: ("queue full",),
     errors.NotReady: ("draining",),
     errors.DeadlineExceeded: ("too late",),

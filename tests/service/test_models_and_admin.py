@@ -114,6 +114,11 @@ def test_admin_needs_its_token(store_root) -> None:
         assert client.post(url, headers=AUTH).status_code == 200
     with TestClient(create_app(settings_for(store_root))) as client:
         assert client.post(url, headers=AUTH).status_code == 404  # disabled without a token
+    # A token need not be ASCII (sent as UTF-8); raw non-ASCII bytes in a wrong one get 401
+    # too (tests/service/test_fuzz.py sends those over a real socket).
+    with TestClient(create_app(settings_for(store_root, admin_token="clé-ünïcode"))) as client:
+        for sent, status in (("Bearer clé-ünïcode", 200), ("Bearer clé", 401)):
+            assert client.post(url, headers={"Authorization": sent.encode()}).status_code == status
 
 
 def test_admin_load_unload_promote_rollback(writable_store, videos) -> None:

@@ -35,6 +35,11 @@ BUILDERS: dict[str, Builder] = {
         p, codec="mpeg4", options={"bf": "2", "g": "12", "sc_threshold": "1000000000"}
     ),
     "mjpeg.avi": lambda p, _: media.write_video(p, codec="mjpeg", pix_fmt="yuvj420p"),
+    # MPEG-4 Part 2 in MP4: the header probe leaves its frame size at 0x0
+    "mpeg4.mp4": lambda p, _: media.write_video(p, codec="mpeg4"),
+    "wide_mpeg4.mp4": lambda p, _: media.write_video(
+        p, codec="mpeg4", size=(256, 16), num_frames=4
+    ),
     # H.264 with B-frames in AVI: packets carry decode order as timestamps
     "h264_bframes.avi": lambda p, _: media.write_video(p),
     # timing and geometry
@@ -90,6 +95,12 @@ BUILDERS: dict[str, Builder] = {
     "no_moov.mp4": lambda p, lib: media.drop_moov(lib["h264.mp4"], p),
     "damaged.avi": lambda p, lib: media.blank_packets(lib["mjpeg.avi"], p, [3, 46, 47]),
     "blank.avi": lambda p, lib: media.blank_packets(lib["mjpeg.avi"], p),
+    # a codec tag FFmpeg does not know, and a title that is not UTF-8
+    "unknown_tag.mp4": lambda p, lib: media.replace_bytes(lib["h264.mp4"], p, b"avc1", b"zzzz"),
+    "latin1_title.mp4": lambda p, lib: media.replace_bytes(
+        lib["titled.mp4"], p, "Ström".encode(), "Ström".encode("latin-1") + b"\xff"
+    ),
+    "titled.mp4": lambda p, _: media.write_video(p, metadata={"title": "Ström"}),
     # not videos, or not allowed
     "random.bin": lambda p, _: _write_bytes(p, np.random.default_rng(0).bytes(20_000)),
     "empty.mp4": lambda p, _: _write_bytes(p, b""),

@@ -109,12 +109,14 @@ def write_video(
     painter: Painter = paint_index,
     container_options: dict[str, str] | None = None,
     audio: bool = False,
+    metadata: dict[str, str] | None = None,
 ) -> Path:
     """Encode `num_frames` painted frames; `pts_ms` gives variable-rate timestamps."""
     width, height = size
     if pts_ms is not None:
         num_frames = len(pts_ms)
     with av.open(os.fspath(path), "w", options=container_options or {}) as container:
+        container.metadata.update(metadata or {})
         stream = container.add_stream(codec, rate=fps)
         stream.width, stream.height, stream.pix_fmt = width, height, pix_fmt
         if codec in ("mpeg4", "mjpeg"):
@@ -159,6 +161,14 @@ def cut_file(source: Path, target: Path, fraction: float, after: bytes = b"") ->
     data = source.read_bytes()
     start = data.index(after) if after else 0
     target.write_bytes(data[: start + int((len(data) - start) * fraction)])
+    return target
+
+
+def replace_bytes(source: Path, target: Path, old: bytes, new: bytes) -> Path:
+    """The file with every `old` (which must occur) replaced by `new`."""
+    data = source.read_bytes()
+    assert old in data, f"{old!r} not in {source.name}"
+    target.write_bytes(data.replace(old, new))
     return target
 
 

@@ -55,6 +55,8 @@ ENTRY_POINTS: list[Callable] = [probe, decode]
         ("vp9.webm", "matroska,webm", "vp9", (64, 48), "yuv420p", 96, True),
         ("mpeg4.avi", "avi", "mpeg4", (64, 48), "yuv420p", 96, False),
         ("mjpeg.avi", "avi", "mjpeg", (64, 48), "yuvj420p", 96, False),
+        # a header without a frame size: the first frame gives it
+        ("mpeg4.mp4", "mov,mp4,m4a,3gp,3g2,mj2", "mpeg4", (64, 48), "yuv420p", 96, False),
         ("odd_h264.mp4", "mov,mp4,m4a,3gp,3g2,mj2", "h264", (321, 241), "yuv444p", 96, False),
     ],
 )
@@ -96,6 +98,7 @@ def test_probe_reads_rotation_audio_and_variable_rate(videos) -> None:
         ("stream.ts", ContainerNotAllowed, "'mpegts' is not allowed"),
         ("anim.gif", ContainerNotAllowed, "'gif' is not allowed"),
         ("mpeg2.mkv", UnsupportedCodec, "'mpeg2video' is not supported"),
+        ("unknown_tag.mp4", UnsupportedCodec, "'unknown' is not supported"),
         # damaged beyond use
         ("moov_cut.mp4", CorruptVideo, "moov atom not found"),
         ("no_moov.mp4", CorruptVideo, "moov atom not found"),
@@ -122,6 +125,8 @@ def test_no_decodable_frame_is_its_own_error(videos, entry) -> None:
         # the header
         ("h264.mp4", {"max_duration_s": 1.0}, "duration", 3.2, 1.0),
         ("h264.mp4", {"max_pixels": 1000}, "pixels", 64 * 48, 1000),
+        # no size in the header (MPEG-4 Part 2 in MP4): the first frame's meets the limits
+        ("wide_mpeg4.mp4", {}, "aspect_ratio", 16, 8.0),
         ("h264.mp4", {"max_frames": 50}, "frames", 96, 50),
         ("h264.mkv", {"max_frames": 50}, "frames", 96, 50),
         ("with_audio.mp4", {"max_streams": 1}, "streams", 2, 1),
@@ -140,6 +145,18 @@ def test_limits_name_the_limit_its_value_and_maximum(
     assert caught.value.limit == limit
     assert caught.value.value == pytest.approx(expected, abs=0.05)
     assert caught.value.maximum == maximum
+
+
+@pytest.mark.parametrize("entry", ENTRY_POINTS)
+def test_without_a_header_size_the_decoder_refuses_oversized_frames(videos, entry) -> None:
+    # The size is unknown until a frame decodes, and the decoder is capped at max_pixels.
+    with pytest.raises(CorruptVideo, match="failed to decode before any frame"):
+        entry(videos["mpeg4.mp4"], VideoLimits(max_pixels=1000))
+
+
+def test_metadata_that_is_not_utf8_is_no_reason_to_refuse(videos) -> None:
+    info = probe_video(videos["latin1_title.mp4"], LIMITS)
+    assert (info.codec, info.num_frames) == ("h264", 96)
 
 
 def test_allow_lists_are_configurable(videos) -> None:
