@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from model_store import Artifact, Fusion, Profile, Recipe
+from model_store import (
+    Artifact,
+    Fusion,
+    ProbeProvenance,
+    Profile,
+    Recipe,
+    SimilarityCalibration,
+)
 from service.loaded_models import VersionState
 
 
@@ -137,6 +144,131 @@ class ClassifyResponse(BaseModel):
     timings: Timings
 
 
+class WindowEmbedding(BaseModel):
+    window: int = Field(description="Window number, in time order.")
+    start_s: float = Field(description="Window start in the video, seconds.")
+    end_s: float = Field(description="Window end in the video, seconds.")
+    values: list[float] = Field(description="The window's embedding (its crops averaged).")
+
+
+class EmbedResponse(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "request_id": "4f6c0e8d2b7a4c1e",
+                    "model": "demo-actions",
+                    "version": 1,
+                    "profile": "accurate",
+                    "dim": 4,
+                    "embedding": [0.0, 1.25, 0.5, 0.031],
+                    "windows": None,
+                    "video": {
+                        "container": "mov,mp4,m4a,3gp,3g2,mj2",
+                        "codec": "h264",
+                        "width": 320,
+                        "height": 240,
+                        "fps": 24.0,
+                        "duration_s": 2.0,
+                        "frames_decoded": 16,
+                        "clips": 2,
+                        "views": 2,
+                    },
+                    "timings": {
+                        "upload_ms": 1.2,
+                        "decode_ms": 38.0,
+                        "queue_ms": 4.1,
+                        "inference_ms": 5.5,
+                        "total_ms": 50.0,
+                    },
+                }
+            ]
+        }
+    )
+
+    request_id: str
+    model: str
+    version: int
+    profile: Profile
+    dim: int = Field(description="Embedding width D.")
+    embedding: list[float] = Field(
+        description="The model's pooled float32 embedding averaged over the views (over all "
+        "windows with `per_window=true`); not normalised."
+    )
+    windows: list[WindowEmbedding] | None = Field(None, description="With `per_window=true`.")
+    video: VideoMetadata
+    timings: Timings
+
+
+class SimilarityResponse(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "request_id": "4f6c0e8d2b7a4c1e",
+                    "model": "demo-actions",
+                    "version": 1,
+                    "profile": "accurate",
+                    "similarity": 0.97,
+                    "threshold": 0.8,
+                    "threshold_source": "default",
+                    "same_action": True,
+                    "a": {
+                        "container": "mov,mp4,m4a,3gp,3g2,mj2",
+                        "codec": "h264",
+                        "width": 320,
+                        "height": 240,
+                        "fps": 24.0,
+                        "duration_s": 2.0,
+                        "frames_decoded": 16,
+                        "clips": 2,
+                        "views": 2,
+                    },
+                    "b": {
+                        "container": "matroska,webm",
+                        "codec": "vp9",
+                        "width": 320,
+                        "height": 240,
+                        "fps": 24.0,
+                        "duration_s": 2.0,
+                        "frames_decoded": 16,
+                        "clips": 2,
+                        "views": 2,
+                    },
+                    "timings": {
+                        "upload_ms": 2.5,
+                        "decode_ms": 41.0,
+                        "queue_ms": 4.1,
+                        "inference_ms": 5.5,
+                        "total_ms": 55.0,
+                    },
+                }
+            ]
+        }
+    )
+
+    request_id: str
+    model: str
+    version: int
+    profile: Profile
+    similarity: float = Field(
+        description="Cosine similarity of the two videos' mean embeddings, -1 to 1.",
+        examples=[0.97],
+    )
+    threshold: float = Field(description="`same_action` is similarity ≥ threshold.")
+    threshold_source: Literal["request", "calibrated", "default"] = Field(
+        description="request: the `threshold` parameter; calibrated: the model version's, fitted "
+        "by `actserve probe` on labelled videos; default: the service's uncalibrated 0.8."
+    )
+    same_action: bool
+    a: VideoMetadata = Field(description="The video of field `a`.")
+    b: VideoMetadata = Field(description="The video of field `b`.")
+    timings: Timings = Field(
+        description="Upload of the whole body; decode, queue and inference of the slower of the "
+        "two videos (they run side by side); total end to end."
+    )
+
+
 class ErrorResponse(BaseModel):
     model_config = ConfigDict(extra="allow")
 
@@ -172,6 +304,12 @@ class ModelVersionPublic(BaseModel):
     )
     fusion: Fusion | None = Field(
         None, description="Two-stream versions: the weights of the rgb and flow softmaxes."
+    )
+    similarity: SimilarityCalibration | None = Field(
+        None, description="The calibrated threshold of POST /similarity (None: the default)."
+    )
+    probe: ProbeProvenance | None = Field(
+        None, description="For a model made by `actserve probe`: base version, data, accuracy."
     )
 
 
