@@ -129,7 +129,8 @@ class ProbeProvenance(_Frozen):
     profile: Profile = Field(description="The base recipe's views the embeddings averaged.")
     cv_folds: int
     cv_accuracy: float = Field(ge=0.0, le=1.0)
-    #: Permutation test: the share of label shufflings that scored as well (small = real signal).
+    #: One-sided binomial test of the held-out accuracy against always answering the largest
+    #: class (small = the labels carry signal).
     cv_p_value: float = Field(ge=0.0, le=1.0)
 
 

@@ -31,6 +31,13 @@ ACTIONS = (
     "standing still",
 )
 
+#: Motions the demo model never saw, to teach it with `actserve probe` (a linear head on its
+#: embeddings). Drawn like the ten above; adding them changed none of those.
+NEW_ACTIONS = (
+    "moving up-right",
+    "moving down-left",
+)
+
 #: Each shape is a union of convex polygons in a unit box centred on 0; none has a symmetry
 #: that hides the rotation speeds used here (at most 5° a frame, 20° between the frames the
 #: demo recipe samples, 4 apart).
@@ -86,8 +93,9 @@ class Scene:
 
 
 def make_scene(action: str, rng: np.random.Generator, num_frames: int = NUM_FRAMES) -> Scene:
-    if action not in ACTIONS:
-        raise ValueError(f"unknown action {action!r}; actions: {', '.join(ACTIONS)}")
+    if action not in ACTIONS + NEW_ACTIONS:
+        known = ", ".join(ACTIONS + NEW_ACTIONS)
+        raise ValueError(f"unknown action {action!r}; actions: {known}")
     shape = str(rng.choice(list(SHAPES)))
     size = float(rng.uniform(0.12, 0.18))
     velocity, spin, growth, blink = (0.0, 0.0), 0.0, 1.0, 0
@@ -101,6 +109,10 @@ def make_scene(action: str, rng: np.random.Generator, num_frames: int = NUM_FRAM
         velocity = (0.0, -speed)
     elif action == "moving down":
         velocity = (0.0, speed)
+    elif action == "moving up-right":
+        velocity = (speed / math.sqrt(2), -speed / math.sqrt(2))
+    elif action == "moving down-left":
+        velocity = (-speed / math.sqrt(2), speed / math.sqrt(2))
     elif action.startswith("rotating"):
         spin = float(rng.uniform(2.5, 5.0)) * (1 if action == "rotating clockwise" else -1)
     elif action in ("growing", "shrinking"):
