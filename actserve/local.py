@@ -26,6 +26,14 @@ from service.pipeline import Classified, ClassifyOptions, classify
 from service.settings import Settings
 from service.video import DecodePool
 
+#: Files a folder of videos is read for (by suffix, case-insensitive).
+VIDEO_SUFFIXES = frozenset({".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi"})
+
+
+def is_video_file(path: Path) -> bool:
+    hidden = path.name.startswith(".")
+    return path.is_file() and path.suffix.lower() in VIDEO_SUFFIXES and not hidden
+
 
 def default_workers() -> int:
     """Decode workers that keep every core busy (the runtime takes its share in between)."""

@@ -25,10 +25,9 @@ from pathlib import Path
 
 import numpy as np
 
+from actserve.local import VIDEO_SUFFIXES, is_video_file
 from model_store import SimilarityCalibration
 
-#: Files a folder of videos is read for (by suffix, case-insensitive).
-VIDEO_SUFFIXES = frozenset({".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi"})
 #: Largest p-value accepted for "the held-out accuracy beats always answering the largest
 #: class" (a one-sided binomial test over the videos, each predicted once by cross-validation).
 SIGNIFICANCE = 0.05
@@ -65,11 +64,6 @@ class LabelledVideos:
             self.labels[list(keep)],
             tuple(self.digests[i] for i in keep),
         )
-
-
-def is_video_file(path: Path) -> bool:
-    hidden = path.name.startswith(".")
-    return path.is_file() and path.suffix.lower() in VIDEO_SUFFIXES and not hidden
 
 
 def read_labelled_folder(root: Path) -> LabelledVideos:
