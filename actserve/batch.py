@@ -181,7 +181,11 @@ class Results:
 
     def __enter__(self) -> Results:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = self.journal.open("a", encoding="utf-8")
+        self._file = self.journal.open("a+", encoding="utf-8")
+        if self._file.tell():  # a line cut short by a crash stays a line of its own
+            self._file.seek(self._file.tell() - 1)
+            if self._file.read(1) != "\n":
+                self._file.write("\n")
         return self
 
     def write(self, row: dict) -> None:
