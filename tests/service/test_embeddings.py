@@ -146,18 +146,22 @@ def test_bad_parameters(client, videos, route, params, status, message) -> None:
     assert message in response.json()["message"]
 
 
-def test_each_video_of_a_pair_is_held_to_the_upload_limit(store_root, videos) -> None:
+def test_each_video_of_a_pair_is_held_to_the_upload_limit(store_root, videos, tmp_path) -> None:
     small, big = videos["h264.mp4"], videos["gradient.mp4"]
     # The body fits twice the limit; the field `b` alone does not fit it.
     limit = int(big.stat().st_size * 0.6)
     assert small.stat().st_size < limit < big.stat().st_size
-    settings = settings_for(store_root, max_upload_bytes=limit, decode_workers=1)
+    settings = settings_for(
+        store_root, max_upload_bytes=limit, decode_workers=1, upload_dir=tmp_path
+    )
     with TestClient(create_app(settings)) as client:
         assert post_pair(client, small, small).status_code == 200
         refused = post_pair(client, small, big)
         assert refused.status_code == 413, refused.text
         assert "field 'b' exceeds max_upload_bytes" in refused.json()["message"]
         assert post_embed(client, big).status_code == 413
+        assert post_pair(client, small, videos["random.bin"]).status_code == 415
+    assert list(tmp_path.iterdir()) == []  # every spooled upload was removed
 
 
 def test_requests_are_counted_per_endpoint(client, videos) -> None:
