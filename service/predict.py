@@ -17,6 +17,7 @@ from service.schemas import (
     Embedding,
     EmbedResponse,
     LabelScore,
+    Segment,
     SimilarityResponse,
     StreamTimings,
     Timings,
@@ -75,6 +76,44 @@ def per_clip_predictions(
                 )
             )
     return clips
+
+
+def merge_segments(clips: Sequence[ClipPrediction], min_score: float) -> list[Segment]:
+    """Runs of consecutive windows whose top-1 label is the same and scores at least
+    `min_score`, each as one labelled segment from its first window's start to its last
+    window's end. A window below `min_score` belongs to no segment (the action is unclear
+    there), so it also ends the run before it."""
+    segments: list[Segment] = []
+    run: list[LabelScore] = []
+    start = end = 0.0
+
+    def close() -> None:
+        if run:
+            segments.append(
+                Segment(
+                    label=run[0].label,
+                    index=run[0].index,
+                    start_s=start,
+                    end_s=end,
+                    score=float(np.mean([entry.score for entry in run])),
+                    windows=len(run),
+                )
+            )
+            run.clear()
+
+    for clip in clips:
+        best = clip.top_k[0]
+        if best.score < min_score:
+            close()
+            continue
+        if run and best.index != run[0].index:
+            close()
+        if not run:
+            start = clip.start_s
+        run.append(best)
+        end = clip.end_s
+    close()
+    return segments
 
 
 def mean_embedding(embedding: np.ndarray) -> np.ndarray:

@@ -31,6 +31,19 @@ class ClipPrediction(BaseModel):
     top_k: list[LabelScore]
 
 
+class Segment(BaseModel):
+    """Consecutive windows that agree on their top-1 action, as one stretch of the video."""
+
+    label: str = Field(examples=["moving right"])
+    index: int = Field(description="Class index in the model's label set.", examples=[1])
+    start_s: float = Field(description="Start of its first window, seconds.", examples=[12.0])
+    end_s: float = Field(description="End of its last window, seconds.", examples=[18.67])
+    score: float = Field(
+        description="The label's probability averaged over the segment's windows.", examples=[0.9]
+    )
+    windows: int = Field(description="Windows merged into it.", examples=[4])
+
+
 class Embedding(BaseModel):
     dim: int = Field(description="Embedding width D.", examples=[432])
     values: list[float] = Field(description="The pooled embedding averaged over views.")
@@ -144,6 +157,27 @@ class ClassifyResponse(BaseModel):
     timings: Timings
 
 
+#: The examples of /embed and /similarity: a demo video and where its time went.
+VIDEO_EXAMPLE = {
+    "container": "mov,mp4,m4a,3gp,3g2,mj2",
+    "codec": "h264",
+    "width": 320,
+    "height": 240,
+    "fps": 24.0,
+    "duration_s": 2.0,
+    "frames_decoded": 16,
+    "clips": 2,
+    "views": 2,
+}
+TIMINGS_EXAMPLE = {
+    "upload_ms": 1.2,
+    "decode_ms": 38.0,
+    "queue_ms": 4.1,
+    "inference_ms": 5.5,
+    "total_ms": 50.0,
+}
+
+
 class WindowEmbedding(BaseModel):
     window: int = Field(description="Window number, in time order.")
     start_s: float = Field(description="Window start in the video, seconds.")
@@ -163,24 +197,8 @@ class EmbedResponse(BaseModel):
                     "dim": 4,
                     "embedding": [0.0, 1.25, 0.5, 0.031],
                     "windows": None,
-                    "video": {
-                        "container": "mov,mp4,m4a,3gp,3g2,mj2",
-                        "codec": "h264",
-                        "width": 320,
-                        "height": 240,
-                        "fps": 24.0,
-                        "duration_s": 2.0,
-                        "frames_decoded": 16,
-                        "clips": 2,
-                        "views": 2,
-                    },
-                    "timings": {
-                        "upload_ms": 1.2,
-                        "decode_ms": 38.0,
-                        "queue_ms": 4.1,
-                        "inference_ms": 5.5,
-                        "total_ms": 50.0,
-                    },
+                    "video": VIDEO_EXAMPLE,
+                    "timings": TIMINGS_EXAMPLE,
                 }
             ]
         }
@@ -213,35 +231,9 @@ class SimilarityResponse(BaseModel):
                     "threshold": 0.8,
                     "threshold_source": "default",
                     "same_action": True,
-                    "a": {
-                        "container": "mov,mp4,m4a,3gp,3g2,mj2",
-                        "codec": "h264",
-                        "width": 320,
-                        "height": 240,
-                        "fps": 24.0,
-                        "duration_s": 2.0,
-                        "frames_decoded": 16,
-                        "clips": 2,
-                        "views": 2,
-                    },
-                    "b": {
-                        "container": "matroska,webm",
-                        "codec": "vp9",
-                        "width": 320,
-                        "height": 240,
-                        "fps": 24.0,
-                        "duration_s": 2.0,
-                        "frames_decoded": 16,
-                        "clips": 2,
-                        "views": 2,
-                    },
-                    "timings": {
-                        "upload_ms": 2.5,
-                        "decode_ms": 41.0,
-                        "queue_ms": 4.1,
-                        "inference_ms": 5.5,
-                        "total_ms": 55.0,
-                    },
+                    "a": VIDEO_EXAMPLE,
+                    "b": VIDEO_EXAMPLE | {"container": "matroska,webm", "codec": "vp9"},
+                    "timings": TIMINGS_EXAMPLE | {"upload_ms": 2.5, "total_ms": 55.0},
                 }
             ]
         }

@@ -13,7 +13,9 @@ Pure numpy: the demo video command and the tests need no torch.
 
 from __future__ import annotations
 
+import itertools
 import math
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -213,8 +215,24 @@ def render_video(
     return render_frames(scene, np.arange(num_frames), height, width)
 
 
-def write_video(frames: np.ndarray, path: str, fps: int = FPS) -> None:
-    """Encode RGB frames by the file's extension: .mp4 H.264, .webm VP9, .avi MJPEG."""
+def render_sequence(
+    actions: Sequence[str], *, seconds_each: float, seed: int, height: int = 120, width: int = 160
+) -> Iterator[np.ndarray]:
+    """A long video of `actions` one after the other, each a fresh scene lasting
+    `seconds_each`, as RGB frames at FPS made one at a time (a 10-minute video never sits in
+    memory whole)."""
+    frames_each = round(seconds_each * FPS)
+    rng = np.random.default_rng(seed)
+    for action in actions:
+        scene = make_scene(action, rng, frames_each)
+        for start in range(0, frames_each, NUM_FRAMES):  # a block at a time: one background
+            times = np.arange(start, min(start + NUM_FRAMES, frames_each))
+            yield from render_frames(scene, times, height, width)
+
+
+def write_video(frames: np.ndarray | Iterable[np.ndarray], path: str, fps: int = FPS) -> None:
+    """Encode RGB frames (an array or any iterable of them) by the file's extension: .mp4
+    H.264, .webm VP9, .avi MJPEG."""
     import av
 
     codecs = {
@@ -227,15 +245,17 @@ def write_video(frames: np.ndarray, path: str, fps: int = FPS) -> None:
     if suffix not in codecs:
         raise ValueError(f"write {path!r} as one of {', '.join(codecs)}")
     codec, pix_fmt = codecs[suffix]
+    frames = iter(frames)
+    first = next(frames)
     with av.open(path, "w") as container:
         stream = container.add_stream(codec, rate=fps)
-        stream.height, stream.width = frames.shape[1:3]
+        stream.height, stream.width = first.shape[:2]
         stream.pix_fmt = pix_fmt
         if codec == "libx264":
             stream.options = {"crf": "20"}
         elif codec == "libvpx-vp9":
             stream.options = {"crf": "30", "b": "0", "deadline": "realtime", "cpu-used": "8"}
-        for frame in frames:
+        for frame in itertools.chain([first], frames):
             container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
         container.mux(stream.encode(None))
 
