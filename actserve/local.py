@@ -43,9 +43,9 @@ def default_workers() -> int:
 class LocalPipeline:
     """One model version of a store, served to this process; an async context manager.
 
-    `model` is NAME, NAME@VERSION or NAME@ALIAS. `settings` are the service's (`ACTSERVE_*`
-    variables apply); `workers` decode processes replace its decode workers, and the batcher's
-    queue is made deep enough for every video in flight.
+    `model` is NAME, NAME@VERSION or NAME@ALIAS. Without `settings`, the service's are read
+    (`ACTSERVE_*` variables apply) with `store`, `workers` decode workers (default: one per
+    core) and any `overrides` (flat setting names, e.g. `max_queue_views`).
     """
 
     def __init__(
@@ -57,9 +57,9 @@ class LocalPipeline:
         settings: Settings | None = None,
         **overrides: Any,
     ) -> None:
-        self.workers = workers or default_workers()
-        values = {"store": store, "decode_workers": self.workers, **overrides}
+        values = {"store": store, "decode_workers": workers or default_workers(), **overrides}
         self.settings = settings or Settings(**values)
+        self.workers = self.settings.decode.workers
         self.store = ModelStore(self.settings.store)
         name, version, alias = parse_model_ref(model)
         self.manifest: Manifest = self.store.resolve(name, version=version, alias=alias)

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from actserve.commands.export import StoreOption
 from actserve.console import VideoProgress, console, fail, rich_step
 from model_store.spec import Profile
+
+if TYPE_CHECKING:
+    from actserve.batch import BatchOptions, Results
+    from actserve.local import LocalPipeline
 
 
 def batch(
@@ -94,7 +99,7 @@ def batch(
     )
 
 
-def _recording(results, progress: VideoProgress):
+def _recording(results: Results, progress: VideoProgress) -> Callable[[dict], None]:
     """Write a record to the results and count it on the progress bar."""
 
     def write(row: dict) -> None:
@@ -104,7 +109,13 @@ def _recording(results, progress: VideoProgress):
     return write
 
 
-async def _run_locally(local, todo: list[str], options, results, progress_bar) -> None:
+async def _run_locally(
+    local: LocalPipeline,
+    todo: list[str],
+    options: BatchOptions,
+    results: Results,
+    progress_bar: Callable[[], VideoProgress],
+) -> None:
     from actserve.batch import run_batch
 
     with rich_step(f"Loading {local.manifest.name}@{local.manifest.version} and the decoders"):
