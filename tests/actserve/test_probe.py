@@ -113,6 +113,8 @@ def test_probe_on_new_motions_recognises_fresh_videos_through_http(
         assert same["threshold_source"] == "calibrated"
         assert same["threshold"] == pytest.approx(manifest.similarity.threshold)
         assert same["same_action"] and not other["same_action"]
+        (listed,) = client.get("/models/new-motions").json()["versions"]
+        assert listed["probe"]["base_model"] == "demo-actions" and listed["similarity"]
 
 
 def test_a_mislabelled_folder_is_refused_and_nothing_is_published(train, tmp_path: Path) -> None:
