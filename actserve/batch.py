@@ -101,7 +101,7 @@ def ok_record(path: str, classified: Any, options: BatchOptions, seconds: float)
         top_k=[entry.model_dump() for entry in best],
         embedding=mean_embedding(outputs.embedding).tolist() if options.embedding else None,
         duration_s=decoded.info.duration_s or None,
-        views=len(decoded.views),
+        views=decoded.num_views,
         warnings=list(decoded.warnings),
         seconds=seconds,
     )

@@ -177,13 +177,18 @@ def classify_response(
     top_k: int,
     embedding: bool,
     per_clip: bool,
+    segment_score: float | None = None,
 ) -> ClassifyResponse:
+    """The answer; `segment_score` (None: no segments) merges the windows into segments."""
     manifest, outputs, decoded = classified.loaded.manifest, classified.outputs, classified.decoded
     spec = manifest.spec
-    clips = None
-    if per_clip:
+    clips = segments = None
+    if per_clip or segment_score is not None:
         times = [(c.start_s, c.end_s) for c in decoded.plan.clips]
         clips = per_clip_predictions(outputs.logits, decoded.view_clip, times, spec, top_k)
+        if segment_score is not None:
+            segments = merge_segments(clips, segment_score)
+        clips = clips if per_clip else None
     mean = outputs.embedding.mean(0).astype(float).tolist() if embedding else None
     return ClassifyResponse(
         request_id=request_id,
@@ -193,6 +198,7 @@ def classify_response(
         top_k=top_labels(average_probabilities(outputs.logits), spec, top_k),
         embedding=Embedding(dim=spec.embedding_dim, values=mean) if mean is not None else None,
         clips=clips,
+        segments=segments,
         video=video_metadata(decoded),
         timings=timings(stages, classified),
     )
@@ -272,7 +278,7 @@ def video_metadata(decoded: DecodedVideo) -> VideoMetadata:
         duration_s=info.duration_s or None,
         frames_decoded=decoded.frames_decoded,
         clips=len(decoded.plan.clips),
-        views=len(decoded.views),
+        views=decoded.num_views,
         keyframe_snap_s=decoded.plan.snap_s,
         warnings=list(decoded.warnings),
     )

@@ -153,6 +153,7 @@ class ClassifyResponse(BaseModel):
     top_k: list[LabelScore] = Field(description="Best classes first.")
     embedding: Embedding | None = Field(None, description="With `embedding=true`.")
     clips: list[ClipPrediction] | None = Field(None, description="With `per_clip=true`.")
+    segments: list[Segment] | None = Field(None, description="With `segments=true`.")
     video: VideoMetadata
     timings: Timings
 

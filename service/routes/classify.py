@@ -52,9 +52,25 @@ async def classify_video(
         bool,
         Query(
             description="Scores for back-to-back clips over the whole video, with "
-            "their start and end seconds."
+            "their start and end seconds (any length up to ACTSERVE_MAX_DURATION_S)."
         ),
     ] = False,
+    segments: Annotated[
+        bool,
+        Query(
+            description="Merge consecutive windows whose top-1 action agrees into labelled "
+            "segments [{label, start_s, end_s, score}] (runs the per_clip windows)."
+        ),
+    ] = False,
+    segment_score: Annotated[
+        float,
+        Query(
+            ge=0.0,
+            le=1.0,
+            description="With `segments`: the top-1 probability a window needs to belong to a "
+            "segment (below it, the window ends the segment and starts none).",
+        ),
+    ] = 0.5,
 ) -> ClassifyResponse:
     """Classify the actions in a video."""
     started = time.perf_counter()
@@ -64,7 +80,7 @@ async def classify_video(
     loaded = outcome.served_by(state.models.resolve(model, version, alias))
     deadline = asyncio.get_running_loop().time() + settings.request_timeout_s
     client = client_key(request, state.admission)
-    options = ClassifyOptions(profile=profile, per_clip=per_clip, client=client)
+    options = ClassifyOptions(profile=profile, per_clip=per_clip or segments, client=client)
     with loaded.lease(), state.admission.admit(client) as ticket:
         async with receive_upload(
             request,
@@ -87,4 +103,5 @@ async def classify_video(
         top_k=top_k,
         embedding=embedding,
         per_clip=per_clip,
+        segment_score=segment_score if segments else None,
     )
