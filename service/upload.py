@@ -105,26 +105,6 @@ class _FileParts:
 
 
 @asynccontextmanager
-async def receive_upload(
-    request: Request,
-    *,
-    max_bytes: int,
-    directory: Path | None = None,
-    on_received: Callable[[], None] = lambda: None,
-) -> AsyncIterator[ReceivedUpload]:
-    """Stream the request's video (multipart field `video` or the raw body) into a temporary
-    file that is removed on exit; `on_received` is called once the whole body is in."""
-    async with receive_uploads(
-        request,
-        (VIDEO_FIELD,),
-        max_bytes=max_bytes,
-        directory=directory,
-        on_received=on_received,
-    ) as uploads:
-        yield uploads[VIDEO_FIELD]
-
-
-@asynccontextmanager
 async def receive_uploads(
     request: Request,
     fields: tuple[str, ...],
