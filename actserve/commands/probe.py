@@ -62,6 +62,11 @@ def probe(
     except ImportError:
         raise fail("actserve probe needs scikit-learn: pip install 'actserve[probe]'") from None
     base_manifest, base_root = _find_base(base, store, base_store)
+    if base_manifest.streams:
+        raise fail(
+            f"{base_manifest.name}@{base_manifest.version} is a two-stream version; probe a "
+            "one-stream model (its head is edited into one ONNX graph)"
+        )
     try:
         folder = read_labelled_folder(data)
     except ProbeError as exc:
@@ -115,6 +120,7 @@ def probe(
         f"{', '.join(folder.classes)}; cross-validated accuracy {fit.cv_accuracy:.1%} "
         f"over {fit.folds} folds of {len(x)} videos"
     )
+    from exporters.errors import ExportError
     from exporters.head import export_head_to_store
 
     try:
@@ -132,7 +138,7 @@ def probe(
             probe=provenance,
             step=rich_step,
         )
-    except (StoreError, ValueError) as exc:
+    except (StoreError, ValueError, ExportError) as exc:
         raise fail(str(exc)) from None
     console.print(
         f"published [bold]{manifest.name}[/] version {manifest.version} to {store}"
