@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from actserve.commands import classify, demo, export, models, serve, zoo
+from actserve.commands import batch, classify, demo, export, models, probe, serve, zoo
 
 app = typer.Typer(
     name="actserve",
@@ -26,6 +26,8 @@ app.command("serve")(serve.serve)
 app.command("classify")(classify.classify)
 app.command("demo-video")(demo.demo_video)
 app.command("train-demo")(demo.train_demo)
+app.command("probe")(probe.probe)
+app.command("batch")(batch.batch)
 
 
 def main() -> None:

@@ -14,8 +14,8 @@ answer raises an `APIError` subclass carrying the JSON body.
 Both clients share one core: each call is a generator (`_Calls`) that builds the request,
 yields it, receives the response, yields a pause when it decides to retry, and returns the
 parsed result. `Client` drives it with blocking I/O and `time.sleep`, `AsyncClient` with
-`await`; neither knows an endpoint. A new endpoint (the embedding or similarity endpoints, once
-the service has them) is one `_Calls` method plus one line in each client.
+`await`; neither knows an endpoint. A new endpoint is one `_Calls` method plus one line in
+each client (as `embed` and `similarity` are).
 
 Errors:
 
@@ -44,7 +44,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Generator, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -54,7 +54,15 @@ from urllib.parse import quote
 import httpx
 from pydantic import BaseModel
 
-from service.schemas import ClassifyResponse, ModelPublic, ModelsPublic, Profile, ReadyPublic
+from service.schemas import (
+    ClassifyResponse,
+    EmbedResponse,
+    ModelPublic,
+    ModelsPublic,
+    Profile,
+    ReadyPublic,
+    SimilarityResponse,
+)
 
 __all__ = [
     "APIError",
@@ -293,14 +301,56 @@ class _Calls:
         params |= {"top_k": top_k, "profile": Profile(profile) if profile else None}
         params |= {"embedding": "true" if embedding else None}
         params |= {"per_clip": "true" if per_clip else None}
-        params = {k: str(v) for k, v in params.items() if v is not None}
+
+        build = self._multipart("/classify", params, timeout)
+        return self._call(build, _parse(ClassifyResponse), videos={"video": video})
+
+    def embed(
+        self,
+        video: Video,
+        *,
+        model: str | None,
+        version: int | None,
+        alias: str | None,
+        profile: Profile | str | None,
+        per_window: bool,
+        timeout: float | httpx.Timeout | None,
+    ) -> Call[EmbedResponse]:
+        params: dict[str, Any] = {"model": model, "version": version, "alias": alias}
+        params |= {"profile": Profile(profile) if profile else None}
+        params |= {"per_window": "true" if per_window else None}
+        build = self._multipart("/embed", params, timeout)
+        return self._call(build, _parse(EmbedResponse), videos={"video": video})
+
+    def similarity(
+        self,
+        a: Video,
+        b: Video,
+        *,
+        model: str | None,
+        version: int | None,
+        alias: str | None,
+        profile: Profile | str | None,
+        threshold: float | None,
+        timeout: float | httpx.Timeout | None,
+    ) -> Call[SimilarityResponse]:
+        params: dict[str, Any] = {"model": model, "version": version, "alias": alias}
+        params |= {"profile": Profile(profile) if profile else None, "threshold": threshold}
+        build = self._multipart("/similarity", params, timeout)
+        return self._call(build, _parse(SimilarityResponse), videos={"a": a, "b": b})
+
+    def _multipart(
+        self, path: str, params: dict[str, Any], timeout: float | httpx.Timeout | None
+    ) -> Callable[[dict[str, tuple[str, IO[bytes] | bytes]]], httpx.Request]:
+        """A builder of POST `path` with the call's videos as multipart file fields."""
+        query = {k: str(v) for k, v in params.items() if v is not None}
         extra = {} if timeout is None else {"timeout": timeout}
 
-        def build(part: tuple[str, IO[bytes] | bytes]) -> httpx.Request:
-            files = {"video": (*part, "application/octet-stream")}
-            return self.http.build_request("POST", "/classify", params=params, files=files, **extra)
+        def build(parts: dict[str, tuple[str, IO[bytes] | bytes]]) -> httpx.Request:
+            files = {field: (*part, "application/octet-stream") for field, part in parts.items()}
+            return self.http.build_request("POST", path, params=query, files=files, **extra)
 
-        return self._call(build, _parse(ClassifyResponse), video=video)
+        return build
 
     def list_models(self) -> Call[ModelsPublic]:
         return self._call(lambda _: self.http.build_request("GET", "/models"), _parse(ModelsPublic))
@@ -330,22 +380,24 @@ class _Calls:
         build: Callable[[Any], httpx.Request],
         parse: Callable[[httpx.Response], T],
         *,
-        video: Video | None = None,
+        videos: dict[str, Video] | None = None,
         retry: Retry | None = None,
     ) -> Call[T]:
-        """Build and send, retry while the policy says so, then parse the last answer."""
+        """Build and send, retry while the policy says so, then parse the last answer.
+        `videos` are the call's uploads by multipart field."""
         retry = retry or self.retry
-        upload = _Upload(video) if video is not None else None
+        uploads = {field: _Upload(video) for field, video in (videos or {}).items()}
         waited = 0.0
         for attempt in range(1, retry.attempts + 1):
-            if upload is None:
+            if not uploads:
                 response = yield build(None)
             else:
-                with upload.open(attempt) as part:
-                    response = yield build(part)
+                with ExitStack() as opened:
+                    parts = {f: opened.enter_context(u.open(attempt)) for f, u in uploads.items()}
+                    response = yield build(parts)
             assert response is not None
             delay = retry.delay(response, attempt, waited)
-            if delay is None or (upload is not None and not upload.repeatable):
+            if delay is None or not all(u.repeatable for u in uploads.values()):
                 break
             logger.info(
                 "%s %s answered %d; retrying in %.1f s (attempt %d of %d)",
@@ -483,6 +535,56 @@ class Client(_ClientBase):
             )
         )
 
+    def embed(
+        self,
+        video: Video,
+        *,
+        model: str | None = None,
+        version: int | None = None,
+        alias: str | None = None,
+        profile: Profile | str | None = None,
+        per_window: bool = False,
+        timeout: float | httpx.Timeout | None = None,
+    ) -> EmbedResponse:
+        """The video's float32 embedding (and each window's with `per_window`): POST /embed."""
+        return self._run(
+            self._calls.embed(
+                video,
+                model=model,
+                version=version,
+                alias=alias,
+                profile=profile,
+                per_window=per_window,
+                timeout=timeout,
+            )
+        )
+
+    def similarity(
+        self,
+        a: Video,
+        b: Video,
+        *,
+        model: str | None = None,
+        version: int | None = None,
+        alias: str | None = None,
+        profile: Profile | str | None = None,
+        threshold: float | None = None,
+        timeout: float | httpx.Timeout | None = None,
+    ) -> SimilarityResponse:
+        """The cosine similarity of two videos and `same_action`: POST /similarity."""
+        return self._run(
+            self._calls.similarity(
+                a,
+                b,
+                model=model,
+                version=version,
+                alias=alias,
+                profile=profile,
+                threshold=threshold,
+                timeout=timeout,
+            )
+        )
+
     def list_models(self) -> ModelsPublic:
         """Every model, version and alias in the server's store, with their load state."""
         return self._run(self._calls.list_models())
@@ -559,6 +661,56 @@ class AsyncClient(_ClientBase):
                 embedding=embedding,
                 profile=profile,
                 per_clip=per_clip,
+                timeout=timeout,
+            )
+        )
+
+    async def embed(
+        self,
+        video: Video,
+        *,
+        model: str | None = None,
+        version: int | None = None,
+        alias: str | None = None,
+        profile: Profile | str | None = None,
+        per_window: bool = False,
+        timeout: float | httpx.Timeout | None = None,
+    ) -> EmbedResponse:
+        """See `Client.embed`."""
+        return await self._run(
+            self._calls.embed(
+                video,
+                model=model,
+                version=version,
+                alias=alias,
+                profile=profile,
+                per_window=per_window,
+                timeout=timeout,
+            )
+        )
+
+    async def similarity(
+        self,
+        a: Video,
+        b: Video,
+        *,
+        model: str | None = None,
+        version: int | None = None,
+        alias: str | None = None,
+        profile: Profile | str | None = None,
+        threshold: float | None = None,
+        timeout: float | httpx.Timeout | None = None,
+    ) -> SimilarityResponse:
+        """See `Client.similarity`."""
+        return await self._run(
+            self._calls.similarity(
+                a,
+                b,
+                model=model,
+                version=version,
+                alias=alias,
+                profile=profile,
+                threshold=threshold,
                 timeout=timeout,
             )
         )

@@ -8,6 +8,14 @@ from contextlib import contextmanager
 
 import typer
 from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 console = Console(soft_wrap=True)
 err_console = Console(stderr=True, soft_wrap=True)
@@ -29,3 +37,38 @@ def rich_step(title: str) -> Iterator[None]:
     with console.status(f"{title} …"):
         yield
     console.print(f"[green]✓[/] {title} [dim]({time.perf_counter() - started:.1f} s)[/]")
+
+
+class VideoProgress:
+    """A progress bar over videos, with done/total, videos/s, failures, elapsed time and ETA,
+    for commands that run many videos (`actserve probe`, `actserve batch`)."""
+
+    def __init__(self, description: str, total: int, *, completed: int = 0) -> None:
+        self.progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[rate]}"),
+            TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            console=console,
+        )
+        self.task = self.progress.add_task(description, total=total, completed=completed, rate="")
+        self.started = time.perf_counter()
+        self.done = 0
+        self.failed = 0
+
+    def __enter__(self) -> VideoProgress:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.progress.stop()
+
+    def advance(self, *, failed: bool = False) -> None:
+        self.done += 1
+        self.failed += failed
+        rate = self.done / max(time.perf_counter() - self.started, 1e-9)
+        failures = f", {self.failed} failed" if self.failed else ""
+        self.progress.update(self.task, advance=1, rate=f"{rate:.2f} videos/s{failures}")

@@ -42,7 +42,6 @@ def check_parity(
     precision: str = "fp32",
     batch_sizes: Sequence[int] = PARITY_BATCH_SIZES,
 ) -> ParityReport:
-    tolerance = TOLERANCE[precision]
     checks: list[ParityCheck] = []
     model = model.eval()
     for batch_size in batch_sizes:
@@ -57,20 +56,29 @@ def check_parity(
                     f"{output}: the artifact on {runtime} gave shape {theirs.shape}, the eager "
                     f"model {ours.shape}"
                 )
-            diff = float(np.abs(theirs - ours).max())
-            scale = float(np.abs(ours).max()) or 1.0
-            top1 = None
-            if output == "logits":
-                top1 = float((theirs.argmax(1) == ours.argmax(1)).mean())
-            checks.append(
-                ParityCheck(
-                    batch_size=batch_size,
-                    output=output,
-                    max_abs_diff=diff,
-                    max_rel_diff=diff / scale,
-                    top1_agreement=top1,
-                )
-            )
+            checks.append(compare(batch_size, output, theirs, ours))
+    return parity_report(checks, runtime=runtime, precision=precision)
+
+
+def compare(batch_size: int, output: str, ours: np.ndarray, reference: np.ndarray) -> ParityCheck:
+    """One output of an artifact against its reference (top-1 agreement for logits)."""
+    diff = float(np.abs(ours - reference).max())
+    scale = float(np.abs(reference).max()) or 1.0
+    top1 = None
+    if output == "logits":
+        top1 = float((ours.argmax(1) == reference.argmax(1)).mean())
+    return ParityCheck(
+        batch_size=batch_size,
+        output=output,
+        max_abs_diff=diff,
+        max_rel_diff=diff / scale,
+        top1_agreement=top1,
+    )
+
+
+def parity_report(checks: Sequence[ParityCheck], *, runtime: str, precision: str) -> ParityReport:
+    """Pass when every check is within the precision's tolerance (and, for fp32, top-1 agrees)."""
+    tolerance = TOLERANCE[precision]
     passed = all(c.max_rel_diff <= tolerance for c in checks)
     if precision == "fp32":  # fp16 may flip near-ties; its numbers are reported, not gated
         passed = passed and all(c.top1_agreement in (None, 1.0) for c in checks)

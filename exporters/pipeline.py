@@ -102,7 +102,7 @@ def export_to_store(
             artifacts=artifacts,
             exporter=tool_versions(),
         )
-        return _publish(store, name, draft, files, alias, step)
+        return publish_version(store, name, draft, files, alias, step)
 
 
 @dataclass(frozen=True)
@@ -187,7 +187,7 @@ def export_two_stream_to_store(
             )
         except ValidationError as exc:
             raise ExportError(f"not a valid two-stream version: {exc}") from None
-        return _publish(store, name, draft, files, alias, step)
+        return publish_version(store, name, draft, files, alias, step)
 
 
 def export_artifacts(
@@ -254,14 +254,15 @@ def _check_request(name: str, alias: str | None, formats: Sequence[str], fp16: b
     return name
 
 
-def _publish(
+def publish_version(
     store: ModelStore,
     name: str,
     draft: ManifestDraft,
     files: dict[str, Path],
     alias: str | None,
-    step: StepReporter,
+    step: StepReporter = log_step,
 ) -> Manifest:
+    """Publish checked artifacts as the next version of `name` and point `alias` at it."""
     with step(f"Publishing {name} to {store.root}"):
         manifest = store.publish(name, draft, files)
     if alias is not None:

@@ -105,6 +105,35 @@ class Fusion(_Frozen):
         return self
 
 
+class SimilarityCalibration(_Frozen):
+    """The cosine similarity of two videos' mean embeddings above which `POST /similarity`
+    calls them the same action, and how well that threshold separated labelled pairs."""
+
+    threshold: float = Field(ge=-1.0, le=1.0)
+    #: Mean of the same-pair and different-pair accuracies at the threshold, on `pairs` pairs.
+    balanced_accuracy: float = Field(ge=0.0, le=1.0)
+    pairs: int = Field(ge=1)
+    source: str = Field(description="Which labelled videos it was calibrated on.")
+
+
+class ProbeProvenance(_Frozen):
+    """Where a linear-probe model comes from: a base version's network with a new linear head
+    fitted on the base's embeddings of labelled videos (`actserve probe`)."""
+
+    base_model: str
+    base_version: int
+    #: sha256 over the sorted (class, video sha256) pairs: the same folder gives the same hash.
+    data_sha256: str
+    videos_per_class: dict[str, int]
+    classifier: str = Field(examples=["LogisticRegression(C=1.0) on standardised embeddings"])
+    profile: Profile = Field(description="The base recipe's views the embeddings averaged.")
+    cv_folds: int
+    cv_accuracy: float = Field(ge=0.0, le=1.0)
+    #: One-sided binomial test of the held-out accuracy against always answering the largest
+    #: class (small = the labels carry signal).
+    cv_p_value: float = Field(ge=0.0, le=1.0)
+
+
 class ManifestDraft(_Frozen):
     """What an exporter knows; the store adds name, version, time and file digests.
 
@@ -125,6 +154,10 @@ class ManifestDraft(_Frozen):
     spec: ModelSpec
     artifacts: tuple[Artifact, ...]
     exporter: dict[str, str] = Field(default_factory=dict, description="Tool versions.")
+    #: `POST /similarity`'s threshold for this version (None: the service's documented default).
+    similarity: SimilarityCalibration | None = None
+    #: Set on versions made by `actserve probe`.
+    probe: ProbeProvenance | None = None
     # Two-stream versions (issue 16); manifests without these fields are one-stream.
     streams: tuple[StreamMember, ...] = ()
     fusion: Fusion | None = None

@@ -21,7 +21,7 @@ from service.errors import Overloaded, ServiceError, code_for, status_for
 from service.loaded_models import LoadedModels
 from service.metrics import ServiceMetrics
 from service.oip import error_body
-from service.routes import admin, classify, docs, health, models, v2
+from service.routes import admin, classify, docs, embeddings, health, models, v2
 from service.server import DrainGuard
 from service.settings import Settings
 from service.video import DecodePool
@@ -32,7 +32,8 @@ DESCRIPTION = """\
 Recognise human actions in videos. `POST /classify` takes a video (multipart field `video`
 or a raw video/* body) and returns the top-k actions of a model from the store, averaged over
 the model's test views, with optional embedding, per-clip scores and a latency breakdown.
-Errors are JSON `{error, message, ...}`.
+`POST /embed` returns the video's embedding (optionally per window), `POST /similarity`
+compares two videos (multipart fields `a` and `b`). Errors are JSON `{error, message, ...}`.
 """
 
 
@@ -51,6 +52,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.include_router(classify.router)
+    app.include_router(embeddings.router)
     app.include_router(models.router)
     app.include_router(health.router)
     app.include_router(docs.router)

@@ -57,18 +57,19 @@ class RequestOutcome:
         return loaded
 
 
-def count_request(state: StateDep) -> Iterator[RequestOutcome]:
-    """Count the request under its model version and final status, whatever the outcome:
-    validation errors and the route's own errors pass through here on their way out."""
+def count_request(state: StateDep, request: Request) -> Iterator[RequestOutcome]:
+    """Count the request under its endpoint, model version and final status, whatever the
+    outcome: validation errors and the route's own errors pass through here on their way out."""
     outcome = RequestOutcome()
+    endpoint = request.scope["route"].path
     state.metrics.requests_in_flight.inc()
     try:
         yield outcome
     except BaseException as error:
-        state.metrics.count_request(outcome.labels, status_for(error))
+        state.metrics.count_request(endpoint, outcome.labels, status_for(error))
         raise
     else:
-        state.metrics.count_request(outcome.labels, 200)
+        state.metrics.count_request(endpoint, outcome.labels, 200)
     finally:
         state.metrics.requests_in_flight.dec()
 

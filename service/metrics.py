@@ -31,9 +31,11 @@ VIEW_BUCKETS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 256)
 MODEL = ("model", "version")
 #: Labels of a request that failed before a model was chosen (bad parameters, unknown model).
 NO_MODEL = ("-", "-")
-#: Every status a classify request can end with, created at 0 for each served version so that
+#: Every status a video request can end with, created at 0 for each served version so that
 #: `rate()` sees the first burst.
 STATUSES = tuple(sorted({200, 400, 499, 500, *STATUS.values()}))
+#: The endpoints that take videos, the `endpoint` label of `actserve_requests_total`.
+ENDPOINTS = ("/classify", "/embed", "/similarity")
 
 
 @dataclass(frozen=True)
@@ -57,8 +59,9 @@ class ServiceMetrics:
         r = self.registry
         self.requests = Counter(
             "actserve_requests",
-            "Inference requests (/classify, /v2 infer) by model, version and HTTP status.",
-            [*MODEL, "status"],
+            "Inference requests (/classify, /embed, /similarity, /v2 infer) by endpoint (the "
+            "route's path), model, version and HTTP status.",
+            ["endpoint", *MODEL, "status"],
             registry=r,
         )
         self.rejections = Counter(
@@ -181,12 +184,13 @@ class ServiceMetrics:
         self.uploads_in_progress.set_function(lambda: admission.uploads)
 
     def track_version(self, model: str, version: int | str) -> None:
-        """Create a served version's request counters at 0, one per possible status."""
-        for status in STATUSES:
-            self.requests.labels(model, str(version), str(status))
+        """Create a served version's request counters at 0, one per endpoint and status."""
+        for endpoint in ENDPOINTS:
+            for status in STATUSES:
+                self.requests.labels(endpoint, model, str(version), str(status))
 
-    def count_request(self, labels: tuple[str, str], status: int) -> None:
-        self.requests.labels(*labels, str(status)).inc()
+    def count_request(self, endpoint: str, labels: tuple[str, str], status: int) -> None:
+        self.requests.labels(endpoint, *labels, str(status)).inc()
 
     def observe_request(self, labels: tuple[str, str], stages: RequestStages) -> None:
         """Everything a served request tells the metrics, in one call."""

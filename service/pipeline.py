@@ -31,6 +31,7 @@ from service.loaded_models import LoadedModel
 from service.metrics import RequestStages
 from service.predict import softmax
 from service.video import DecodedVideo, DecodeOptions, DecodePool
+from service.windows import classify_windows
 
 
 @dataclass(frozen=True)
@@ -83,7 +84,7 @@ class Classified:
             inference_s=self.outputs.inference_seconds,
             total_s=total_s,
             upload_bytes=upload_bytes,
-            views=len(self.decoded.views),
+            views=self.decoded.num_views,
             frames_decoded=self.decoded.frames_decoded,
         )
 
@@ -101,6 +102,17 @@ async def classify(
 
     The caller holds `loaded.lease()` so the version cannot be freed meanwhile.
     """
+    profile = options.profiled(loaded)
+    if options.per_clip and streamable(loaded):  # any length: windows stream through in chunks
+        decoded, outputs, decode_s = await classify_windows(
+            loaded,
+            pool,
+            path,
+            options.decode_options(loaded),
+            client=options.client,
+            deadline=deadline,
+        )
+        return Classified(loaded, profile, decoded, outputs, decode_s)
     started = time.perf_counter()
     recipes = tuple(network.spec.recipe for network in loaded.manifest.networks())
     try:
@@ -113,7 +125,6 @@ async def classify(
             "the request's deadline (ACTSERVE_REQUEST_TIMEOUT_S) passed while decoding"
         ) from None
     decode_s = time.perf_counter() - started - decoded[0].wait_s
-    profile = options.profiled(loaded)
     if loaded.flow is None:
         outputs = await loaded.batcher.submit(decoded[0].views, deadline=deadline)
         return Classified(loaded, profile, decoded[0], outputs, decode_s)
@@ -127,6 +138,13 @@ async def classify(
     }
     fused = fuse(rgb, flow, loaded.manifest.fusion)
     return Classified(loaded, profile, decoded[0], fused, decode_s, streams)
+
+
+def streamable(loaded: LoadedModel) -> bool:
+    """Whether `per_clip` windows stream in chunks (`service.windows`): one RGB network. A
+    two-stream or flow version decodes its windows in one job (bounded by
+    ACTSERVE_MAX_VIEW_BYTES)."""
+    return loaded.flow is None and loaded.manifest.spec.recipe.modality == Modality.RGB
 
 
 async def _both(first, second) -> tuple[ViewOutputs, ViewOutputs]:

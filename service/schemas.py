@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from model_store import Artifact, Fusion, Profile, Recipe
+from model_store import (
+    Artifact,
+    Fusion,
+    ProbeProvenance,
+    Profile,
+    Recipe,
+    SimilarityCalibration,
+)
 from service.loaded_models import VersionState
 
 
@@ -22,6 +29,19 @@ class ClipPrediction(BaseModel):
     start_s: float = Field(description="Clip start in the video, seconds.")
     end_s: float = Field(description="Clip end in the video, seconds.")
     top_k: list[LabelScore]
+
+
+class Segment(BaseModel):
+    """Consecutive windows that agree on their top-1 action, as one stretch of the video."""
+
+    label: str = Field(examples=["moving right"])
+    index: int = Field(description="Class index in the model's label set.", examples=[1])
+    start_s: float = Field(description="Start of its first window, seconds.", examples=[12.0])
+    end_s: float = Field(description="End of its last window, seconds.", examples=[18.67])
+    score: float = Field(
+        description="The label's probability averaged over the segment's windows.", examples=[0.9]
+    )
+    windows: int = Field(description="Windows merged into it.", examples=[4])
 
 
 class Embedding(BaseModel):
@@ -133,8 +153,113 @@ class ClassifyResponse(BaseModel):
     top_k: list[LabelScore] = Field(description="Best classes first.")
     embedding: Embedding | None = Field(None, description="With `embedding=true`.")
     clips: list[ClipPrediction] | None = Field(None, description="With `per_clip=true`.")
+    segments: list[Segment] | None = Field(None, description="With `segments=true`.")
     video: VideoMetadata
     timings: Timings
+
+
+#: The examples of /embed and /similarity: a demo video and where its time went.
+VIDEO_EXAMPLE = {
+    "container": "mov,mp4,m4a,3gp,3g2,mj2",
+    "codec": "h264",
+    "width": 320,
+    "height": 240,
+    "fps": 24.0,
+    "duration_s": 2.0,
+    "frames_decoded": 16,
+    "clips": 2,
+    "views": 2,
+}
+TIMINGS_EXAMPLE = {
+    "upload_ms": 1.2,
+    "decode_ms": 38.0,
+    "queue_ms": 4.1,
+    "inference_ms": 5.5,
+    "total_ms": 50.0,
+}
+
+
+class WindowEmbedding(BaseModel):
+    window: int = Field(description="Window number, in time order.")
+    start_s: float = Field(description="Window start in the video, seconds.")
+    end_s: float = Field(description="Window end in the video, seconds.")
+    values: list[float] = Field(description="The window's embedding (its crops averaged).")
+
+
+class EmbedResponse(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "request_id": "4f6c0e8d2b7a4c1e",
+                    "model": "demo-actions",
+                    "version": 1,
+                    "profile": "accurate",
+                    "dim": 4,
+                    "embedding": [0.0, 1.25, 0.5, 0.031],
+                    "windows": None,
+                    "video": VIDEO_EXAMPLE,
+                    "timings": TIMINGS_EXAMPLE,
+                }
+            ]
+        }
+    )
+
+    request_id: str
+    model: str
+    version: int
+    profile: Profile
+    dim: int = Field(description="Embedding width D.")
+    embedding: list[float] = Field(
+        description="The model's pooled float32 embedding averaged over the views (over all "
+        "windows with `per_window=true`); not normalised."
+    )
+    windows: list[WindowEmbedding] | None = Field(None, description="With `per_window=true`.")
+    video: VideoMetadata
+    timings: Timings
+
+
+class SimilarityResponse(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "request_id": "4f6c0e8d2b7a4c1e",
+                    "model": "demo-actions",
+                    "version": 1,
+                    "profile": "accurate",
+                    "similarity": 0.97,
+                    "threshold": 0.8,
+                    "threshold_source": "default",
+                    "same_action": True,
+                    "a": VIDEO_EXAMPLE,
+                    "b": VIDEO_EXAMPLE | {"container": "matroska,webm", "codec": "vp9"},
+                    "timings": TIMINGS_EXAMPLE | {"upload_ms": 2.5, "total_ms": 55.0},
+                }
+            ]
+        }
+    )
+
+    request_id: str
+    model: str
+    version: int
+    profile: Profile
+    similarity: float = Field(
+        description="Cosine similarity of the two videos' mean embeddings, -1 to 1.",
+        examples=[0.97],
+    )
+    threshold: float = Field(description="`same_action` is similarity ≥ threshold.")
+    threshold_source: Literal["request", "calibrated", "default"] = Field(
+        description="request: the `threshold` parameter; calibrated: the model version's, fitted "
+        "by `actserve probe` on labelled videos; default: the service's uncalibrated 0.8."
+    )
+    same_action: bool
+    a: VideoMetadata = Field(description="The video of field `a`.")
+    b: VideoMetadata = Field(description="The video of field `b`.")
+    timings: Timings = Field(
+        description="Upload of the whole body; decode, queue and inference of the slower of the "
+        "two videos (they run side by side); total end to end."
+    )
 
 
 class ErrorResponse(BaseModel):
@@ -172,6 +297,12 @@ class ModelVersionPublic(BaseModel):
     )
     fusion: Fusion | None = Field(
         None, description="Two-stream versions: the weights of the rgb and flow softmaxes."
+    )
+    similarity: SimilarityCalibration | None = Field(
+        None, description="The calibrated threshold of POST /similarity (None: the default)."
+    )
+    probe: ProbeProvenance | None = Field(
+        None, description="For a model made by `actserve probe`: base version, data, accuracy."
     )
 
 

@@ -1,9 +1,10 @@
-"""Receiving an upload: streamed to a temporary file, counted, cut off at the limit.
+"""Receiving an upload: streamed to temporary files, counted, cut off at the limit.
 
-Two forms are accepted: multipart/form-data with a file field named `video`, or a raw body
-whose content type is video/* (or application/octet-stream). Nothing holds the whole video in
-memory, and a body over `max_upload_bytes` is refused as soon as its declared length or its
-byte count says so, without reading the rest.
+Two forms are accepted: multipart/form-data with a file field named `video` (or, for routes
+that take several videos, one file field per name they ask for), or a raw body whose content
+type is video/* (or application/octet-stream) when a route takes one video. Nothing holds a
+whole video in memory, and a body over the limit is refused as soon as its declared length or
+its byte count says so, without reading the rest.
 """
 
 from __future__ import annotations
@@ -43,17 +44,22 @@ class ReceivedUpload:
     filename: str | None
 
 
-class _VideoPart:
-    """python-multipart callbacks that write the `video` part's bytes to a file."""
+class _FileParts:
+    """python-multipart callbacks that write each wanted field's bytes to its own file."""
 
-    def __init__(self, sink: BinaryIO) -> None:
-        self.sink = sink
-        self.found = False
-        self.filename: str | None = None
-        self._in_video = False
+    def __init__(self, sinks: dict[str, BinaryIO], max_bytes: int) -> None:
+        self.sinks = sinks
+        self.max_bytes = max_bytes
+        self.written = dict.fromkeys(sinks, 0)
+        self.filenames: dict[str, str | None] = {}
+        self._current: str | None = None
         self._header_field = b""
         self._header_value = b""
         self._disposition = b""
+
+    @property
+    def missing(self) -> list[str]:
+        return [name for name in self.sinks if name not in self.filenames]
 
     def callbacks(self) -> dict:
         return {
@@ -84,32 +90,42 @@ class _VideoPart:
     def _headers_finished(self) -> None:
         _, options = parse_options_header(self._disposition)
         name = options.get(b"name", b"").decode("latin-1")
-        self._in_video = name == VIDEO_FIELD and not self.found
-        if self._in_video:
-            self.found = True
+        # The first part of each wanted name is kept; repeats and other fields are skipped.
+        self._current = name if name in self.sinks and name not in self.filenames else None
+        if self._current is not None:
             filename = options.get(b"filename")
-            self.filename = filename.decode("utf-8", "replace") if filename else None
+            self.filenames[name] = filename.decode("utf-8", "replace") if filename else None
 
     def _data(self, data: bytes, start: int, end: int) -> None:
-        if self._in_video:
-            self.sink.write(data[start:end])
+        if self._current is not None:
+            self.written[self._current] += end - start
+            if self.written[self._current] > self.max_bytes:
+                raise UploadTooLarge(
+                    f"field '{self._current}' exceeds max_upload_bytes ({self.max_bytes:,} "
+                    "bytes, ACTSERVE_MAX_UPLOAD_BYTES); stopped reading",
+                    limit=self.max_bytes,
+                )
+            self.sinks[self._current].write(data[start:end])
 
     def _end(self) -> None:
-        self._in_video = False
+        self._current = None
 
 
 @asynccontextmanager
-async def receive_upload(
+async def receive_uploads(
     request: Request,
+    fields: tuple[str, ...],
     *,
     max_bytes: int,
     idle_timeout_s: float,
     deadline: float,
     directory: Path | None = None,
     on_received: Callable[[], None] = lambda: None,
-) -> AsyncIterator[ReceivedUpload]:
-    """Stream the request's video into a temporary file that is removed on exit;
-    `on_received` is called once the whole body is in.
+) -> AsyncIterator[dict[str, ReceivedUpload]]:
+    """Stream the multipart file `fields` of the request into temporary files (removed on
+    exit), each at most `max_bytes`; a route taking one field also takes it as a raw body.
+    `on_received` is called once the whole body is in; `seconds` of each upload is the time
+    to receive the whole body.
 
     A client that pauses longer than `idle_timeout_s`, or has not sent everything by
     `deadline` (the event loop's clock), gets `RequestTimeout`: a stalled upload, or one
@@ -119,54 +135,98 @@ async def receive_upload(
     media_type, options = parse_options_header(request.headers.get("content-type", ""))
     media_type = media_type.decode("latin-1").lower()
     multipart = media_type == "multipart/form-data"
-    if not (
-        multipart or media_type.startswith("video/") or media_type == "application/octet-stream"
-    ):
+    raw_allowed = len(fields) == 1
+    named = " and ".join(f"'{f}'" for f in fields)
+    raw = media_type.startswith("video/") or media_type == "application/octet-stream"
+    if not (multipart or (raw_allowed and raw)):
+        also_raw = " or as a raw body with a video/* content type" if raw_allowed else ""
         raise UnsupportedMediaType(
-            f"send the video as multipart/form-data field '{VIDEO_FIELD}' or as a raw body "
-            f"with a video/* content type; got {media_type or 'no content type'!r}"
+            f"send the {'video' if raw_allowed else 'videos'} as multipart/form-data "
+            f"{'field' if raw_allowed else 'fields'} {named}{also_raw}; "
+            f"got {media_type or 'no content type'!r}"
         )
-    allowance = max_bytes + (MULTIPART_OVERHEAD if multipart else 0)
+    allowance = max_bytes * len(fields) + (MULTIPART_OVERHEAD * len(fields) if multipart else 0)
     _refuse_declared_length(request, allowance, max_bytes)
-    handle, name = tempfile.mkstemp(prefix="actserve-upload-", dir=directory)
-    path = Path(name)
+    paths: dict[str, Path] = {}
     try:
-        with os.fdopen(handle, "wb") as sink:
-            part = _VideoPart(sink)
-            parser = None
-            if multipart:
-                boundary = options.get(b"boundary")
-                if not boundary:
-                    raise BadRequest("multipart/form-data without a boundary")
-                try:  # python-multipart refuses boundaries over 256 bytes here
-                    parser = MultipartParser(boundary, part.callbacks())
-                except FormParserError as exc:
-                    raise BadRequest(f"malformed multipart boundary: {exc}") from None
-            received = 0
-            try:
-                async for chunk in _chunks(request, idle_timeout_s, deadline):
-                    received += len(chunk)
-                    if received > allowance:
-                        raise _too_large(max_bytes)
-                    if parser is not None:
-                        parser.write(chunk)
-                    else:
-                        sink.write(chunk)
-                if parser is not None:
-                    parser.finalize()
-            except FormParserError as exc:
-                raise BadRequest(f"malformed multipart body: {exc}") from None
-            except ClientDisconnect:
-                raise ClientDisconnected("the client left during the upload") from None
-            if parser is not None and not part.found:
-                raise BadRequest(f"the multipart body has no '{VIDEO_FIELD}' file field")
-            size = sink.tell()
+        sinks: dict[str, BinaryIO] = {}
+        for field in fields:
+            handle, name = tempfile.mkstemp(prefix=f"actserve-upload-{field}-", dir=directory)
+            paths[field] = Path(name)
+            sinks[field] = os.fdopen(handle, "wb")
+        try:
+            parts = _FileParts(sinks, max_bytes)
+            await _receive(
+                request,
+                parts,
+                options if multipart else None,
+                allowance=allowance,
+                max_bytes=max_bytes,
+                idle_timeout_s=idle_timeout_s,
+                deadline=deadline,
+            )
+        finally:
+            for sink in sinks.values():
+                sink.close()
         on_received()
-        if size == 0:
-            raise BadRequest("the upload is empty")
-        yield ReceivedUpload(path, size, time.perf_counter() - started, part.filename)
+        if multipart and parts.missing:
+            raise BadRequest(
+                f"the multipart body has no {' or '.join(repr(f) for f in parts.missing)} "
+                "file field"
+            )
+        received = {}
+        for field, path in paths.items():
+            size = path.stat().st_size
+            if size == 0:
+                raise BadRequest(
+                    "the upload is empty" if raw_allowed else f"field '{field}' is empty"
+                )
+            received[field] = ReceivedUpload(
+                path, size, time.perf_counter() - started, parts.filenames.get(field)
+            )
+        yield received
     finally:
-        path.unlink(missing_ok=True)
+        for path in paths.values():
+            path.unlink(missing_ok=True)
+
+
+async def _receive(
+    request: Request,
+    parts: _FileParts,
+    multipart_options: dict[bytes, bytes] | None,
+    *,
+    allowance: int,
+    max_bytes: int,
+    idle_timeout_s: float,
+    deadline: float,
+) -> None:
+    """Read the body: through the multipart parser into `parts`, or raw into its one sink."""
+    parser = None
+    if multipart_options is not None:
+        boundary = multipart_options.get(b"boundary")
+        if not boundary:
+            raise BadRequest("multipart/form-data without a boundary")
+        try:  # python-multipart refuses boundaries over 256 bytes here
+            parser = MultipartParser(boundary, parts.callbacks())
+        except FormParserError as exc:
+            raise BadRequest(f"malformed multipart boundary: {exc}") from None
+    raw_sink = next(iter(parts.sinks.values()))  # a raw body has one field
+    received = 0
+    try:
+        async for chunk in _chunks(request, idle_timeout_s, deadline):
+            received += len(chunk)
+            if received > allowance:
+                raise _too_large(max_bytes)
+            if parser is not None:
+                parser.write(chunk)
+            else:
+                raw_sink.write(chunk)
+        if parser is not None:
+            parser.finalize()
+    except FormParserError as exc:
+        raise BadRequest(f"malformed multipart body: {exc}") from None
+    except ClientDisconnect:
+        raise ClientDisconnected("the client left during the upload") from None
 
 
 async def read_body(

@@ -11,17 +11,28 @@ from actserve.console import console, fail
 
 
 def demo_video(
-    action: Annotated[str, typer.Argument(help="One of the demo model's actions (quote it).")],
+    action: Annotated[
+        str,
+        typer.Argument(
+            help="One of the demo model's actions, or a new one for `actserve probe` (quote it)."
+        ),
+    ],
     out: Annotated[Path, typer.Argument(help="Output: .mp4 (H.264), .webm (VP9) or .avi.")],
     seed: Annotated[int, typer.Option(help="Random scene seed.")] = 0,
     width: Annotated[int, typer.Option(help="Frame width.")] = 320,
     height: Annotated[int, typer.Option(help="Frame height.")] = 240,
 ) -> None:
-    """Write a synthetic clip of one of the demo model's actions, to try the service with."""
-    from actserve.demo.synthetic import ACTIONS, render_video, write_video
+    """Write a synthetic clip of one of the demo model's actions, to try the service with (or
+    of a motion it never saw, to teach it with `actserve probe`)."""
+    from actserve.demo.synthetic import ACTIONS, NEW_ACTIONS, render_video, write_video
 
-    if action not in ACTIONS:
-        raise fail(f"unknown action {action!r}; choose one of: {', '.join(ACTIONS)}", code=2)
+    if action not in ACTIONS + NEW_ACTIONS:
+        known, new = ", ".join(ACTIONS), ", ".join(NEW_ACTIONS)
+        raise fail(
+            f"unknown action {action!r}; choose one of: {known} (the demo model's) or {new} "
+            "(new motions, for `actserve probe`)",
+            code=2,
+        )
     try:
         write_video(render_video(action, seed=seed, height=height, width=width), str(out))
     except ValueError as exc:

@@ -13,7 +13,9 @@ Pure numpy: the demo video command and the tests need no torch.
 
 from __future__ import annotations
 
+import itertools
 import math
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,6 +31,13 @@ ACTIONS = (
     "shrinking",
     "blinking",
     "standing still",
+)
+
+#: Motions the demo model never saw, to teach it with `actserve probe` (a linear head on its
+#: embeddings). Drawn like the ten above; adding them changed none of those.
+NEW_ACTIONS = (
+    "moving up-right",
+    "moving down-left",
 )
 
 #: Each shape is a union of convex polygons in a unit box centred on 0; none has a symmetry
@@ -86,8 +95,9 @@ class Scene:
 
 
 def make_scene(action: str, rng: np.random.Generator, num_frames: int = NUM_FRAMES) -> Scene:
-    if action not in ACTIONS:
-        raise ValueError(f"unknown action {action!r}; actions: {', '.join(ACTIONS)}")
+    if action not in ACTIONS + NEW_ACTIONS:
+        known = ", ".join(ACTIONS + NEW_ACTIONS)
+        raise ValueError(f"unknown action {action!r}; actions: {known}")
     shape = str(rng.choice(list(SHAPES)))
     size = float(rng.uniform(0.12, 0.18))
     velocity, spin, growth, blink = (0.0, 0.0), 0.0, 1.0, 0
@@ -101,6 +111,10 @@ def make_scene(action: str, rng: np.random.Generator, num_frames: int = NUM_FRAM
         velocity = (0.0, -speed)
     elif action == "moving down":
         velocity = (0.0, speed)
+    elif action == "moving up-right":
+        velocity = (speed / math.sqrt(2), -speed / math.sqrt(2))
+    elif action == "moving down-left":
+        velocity = (-speed / math.sqrt(2), speed / math.sqrt(2))
     elif action.startswith("rotating"):
         spin = float(rng.uniform(2.5, 5.0)) * (1 if action == "rotating clockwise" else -1)
     elif action in ("growing", "shrinking"):
@@ -201,8 +215,24 @@ def render_video(
     return render_frames(scene, np.arange(num_frames), height, width)
 
 
-def write_video(frames: np.ndarray, path: str, fps: int = FPS) -> None:
-    """Encode RGB frames by the file's extension: .mp4 H.264, .webm VP9, .avi MJPEG."""
+def render_sequence(
+    actions: Sequence[str], *, seconds_each: float, seed: int, height: int = 120, width: int = 160
+) -> Iterator[np.ndarray]:
+    """A long video of `actions` one after the other, each a fresh scene lasting
+    `seconds_each`, as RGB frames at FPS made one at a time (a 10-minute video never sits in
+    memory whole)."""
+    frames_each = round(seconds_each * FPS)
+    rng = np.random.default_rng(seed)
+    for action in actions:
+        scene = make_scene(action, rng, frames_each)
+        for start in range(0, frames_each, NUM_FRAMES):  # a block at a time: one background
+            times = np.arange(start, min(start + NUM_FRAMES, frames_each))
+            yield from render_frames(scene, times, height, width)
+
+
+def write_video(frames: np.ndarray | Iterable[np.ndarray], path: str, fps: int = FPS) -> None:
+    """Encode RGB frames (an array or any iterable of them) by the file's extension: .mp4
+    H.264, .webm VP9, .avi MJPEG."""
     import av
 
     codecs = {
@@ -215,15 +245,17 @@ def write_video(frames: np.ndarray, path: str, fps: int = FPS) -> None:
     if suffix not in codecs:
         raise ValueError(f"write {path!r} as one of {', '.join(codecs)}")
     codec, pix_fmt = codecs[suffix]
+    frames = iter(frames)
+    first = next(frames)
     with av.open(path, "w") as container:
         stream = container.add_stream(codec, rate=fps)
-        stream.height, stream.width = frames.shape[1:3]
+        stream.height, stream.width = first.shape[:2]
         stream.pix_fmt = pix_fmt
         if codec == "libx264":
             stream.options = {"crf": "20"}
         elif codec == "libvpx-vp9":
             stream.options = {"crf": "30", "b": "0", "deadline": "realtime", "cpu-used": "8"}
-        for frame in frames:
+        for frame in itertools.chain([first], frames):
             container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
         container.mux(stream.encode(None))
 

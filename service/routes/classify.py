@@ -2,12 +2,11 @@
 
 admission (429/503 before the body is read) -> upload (streamed to a temp file) ->
 `pipeline.classify` (decode in a worker, views through the model version's batcher) ->
-softmax averaged over views
+softmax averaged over views (`routes.common.classify_uploads` up to the metrics)
 """
 
 from __future__ import annotations
 
-import asyncio
 import time
 from typing import Annotated
 
@@ -15,11 +14,10 @@ from fastapi import APIRouter, Query, Request
 
 from service.deps import OutcomeDep, StateDep
 from service.errors import BadRequest
-from service.pipeline import ClassifyOptions, classify
 from service.predict import classify_response
-from service.routes.common import VIDEO_ERRORS, client_key, unless_disconnected, video_body
+from service.routes.common import VIDEO_ERRORS, classify_uploads, video_body
 from service.schemas import ClassifyResponse, Profile
-from service.upload import receive_upload
+from service.upload import VIDEO_FIELD
 
 router = APIRouter(tags=["classify"])
 
@@ -28,7 +26,7 @@ router = APIRouter(tags=["classify"])
     "/classify",
     response_model=ClassifyResponse,
     responses=VIDEO_ERRORS,
-    openapi_extra=video_body("video"),
+    openapi_extra=video_body(VIDEO_FIELD),
 )
 async def classify_video(
     request: Request,
@@ -52,9 +50,25 @@ async def classify_video(
         bool,
         Query(
             description="Scores for back-to-back clips over the whole video, with "
-            "their start and end seconds."
+            "their start and end seconds (any length up to ACTSERVE_MAX_DURATION_S)."
         ),
     ] = False,
+    segments: Annotated[
+        bool,
+        Query(
+            description="Merge consecutive windows whose top-1 action agrees into labelled "
+            "segments [{label, start_s, end_s, score}] (runs the per_clip windows)."
+        ),
+    ] = False,
+    segment_score: Annotated[
+        float,
+        Query(
+            ge=0.0,
+            le=1.0,
+            description="With `segments`: the top-1 probability a window needs to belong to a "
+            "segment (below it, the window ends the segment and starts none).",
+        ),
+    ] = 0.5,
 ) -> ClassifyResponse:
     """Classify the actions in a video."""
     started = time.perf_counter()
@@ -62,26 +76,15 @@ async def classify_video(
     if top_k > settings.max_top_k:
         raise BadRequest(f"top_k is {top_k}; ACTSERVE_MAX_TOP_K is {settings.max_top_k}")
     loaded = outcome.served_by(state.models.resolve(model, version, alias))
-    deadline = asyncio.get_running_loop().time() + settings.request_timeout_s
-    client = client_key(request, state.admission)
-    options = ClassifyOptions(profile=profile, per_clip=per_clip, client=client)
-    with loaded.lease(), state.admission.admit(client) as ticket:
-        async with receive_upload(
-            request,
-            max_bytes=settings.video.max_upload_bytes,
-            idle_timeout_s=settings.http.body_idle_timeout_s,
-            deadline=deadline,
-            directory=settings.upload_dir,
-            on_received=ticket.received,
-        ) as upload:
-            work = classify(loaded, state.decode_pool, upload.path, options, deadline=deadline)
-            classified = await unless_disconnected(request, work)
-    stages = classified.stages(
-        upload_s=upload.seconds,
-        upload_bytes=upload.bytes,
-        total_s=time.perf_counter() - started,
+    (classified,), stages = await classify_uploads(
+        request,
+        state,
+        loaded,
+        (VIDEO_FIELD,),
+        profile=profile,
+        per_clip=per_clip or segments,
+        started=started,
     )
-    state.metrics.observe_request(loaded.labels, stages)
     return classify_response(
         classified,
         stages,
@@ -89,4 +92,5 @@ async def classify_video(
         top_k=top_k,
         embedding=embedding,
         per_clip=per_clip,
+        segment_score=segment_score if segments else None,
     )

@@ -89,4 +89,6 @@ def _version_public(
         embedding_dim=spec.embedding_dim,
         artifacts=list(manifest.all_artifacts),
         fusion=manifest.fusion,
+        similarity=manifest.similarity,
+        probe=manifest.probe,
     )

@@ -23,6 +23,7 @@ from service.video.job import (
     SampledFrames,
     assemble_views,
     decode_video,
+    plan_windows,
     sample_frames,
     sample_streams,
 )
@@ -46,6 +47,7 @@ __all__ = [
     "decode_video",
     "index_video",
     "plan_views",
+    "plan_windows",
     "probe_video",
     "sample_frames",
     "sample_streams",

@@ -21,7 +21,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import av
 import numpy as np
@@ -43,6 +43,7 @@ __all__ = [
     "SampledFrames",
     "assemble_views",
     "decode_video",
+    "plan_windows",
     "sample_frames",
     "sample_streams",
 ]
@@ -113,6 +114,11 @@ class DecodedVideo:
     def degraded(self) -> bool:
         return bool(self.warnings)
 
+    @property
+    def num_views(self) -> int:
+        """Views classified (`views` is empty once a streamed per_clip request is done)."""
+        return len(self.view_clip)
+
 
 def decode_video(
     path: str | os.PathLike[str], recipe: Recipe, options: DecodeOptions, limits: VideoLimits
@@ -133,6 +139,7 @@ def sample_streams(
     recipes: tuple[Recipe, ...],
     options: DecodeOptions,
     limits: VideoLimits,
+    window_range: tuple[int, int] | None = None,
 ) -> tuple[SampledFrames, ...]:
     """`sample_frames` for several recipes at once, each frame of the file decoded once.
 
@@ -142,12 +149,16 @@ def sample_streams(
     sizes and crops from the first frame read (its rotation: `_Converters`). When the
     container's own index turns out wrong for the file (`IndexMismatch`), the job starts
     again from a scan of its packets.
+
+    `window_range` (start, stop) reads only those windows of a `per_clip` plan, numbered from
+    0 (the chunks of `service.windows`); the whole plan's bytes are then not held to
+    `max_view_bytes`, the chunk's are.
     """
     started = time.perf_counter()
     try:
-        return _sample(path, recipes, options, limits, started, trust_index=True)
+        return _sample(path, recipes, options, limits, started, True, window_range)
     except IndexMismatch:
-        return _sample(path, recipes, options, limits, started, trust_index=False)
+        return _sample(path, recipes, options, limits, started, False, window_range)
 
 
 def _sample(
@@ -156,8 +167,8 @@ def _sample(
     options: DecodeOptions,
     limits: VideoLimits,
     started: float,
-    *,
     trust_index: bool,
+    window_range: tuple[int, int] | None,
 ) -> tuple[SampledFrames, ...]:
     with open_video(path, limits) as opened:
         indexed = index_container(*opened, os.stat(path).st_size, limits, trust_index=trust_index)
@@ -165,19 +176,21 @@ def _sample(
             indexed = indexed.with_size_of(probe_video(path, limits))
         index = indexed.index
         keyframes_s = index.keyframe_times_s()
+        plan_limits = limits if window_range is None else _streamed(limits)
 
         def plans_for(info: VideoInfo) -> list[ViewPlan]:
-            return [
+            plans = [
                 plan_views(
                     info,
                     recipe,
                     profile=options.profile,
                     windows=options.windows,
-                    limits=limits,
+                    limits=plan_limits,
                     keyframes_s=keyframes_s,
                 )
                 for recipe in recipes
             ]
+            return plans if window_range is None else [_part(p, *window_range) for p in plans]
 
         # The moments do not depend on the rotation: plan them now (every limit checked).
         needs: list[tuple[np.ndarray, np.ndarray | None]] = []
@@ -228,6 +241,36 @@ def _sample(
             )
         )
     return tuple(results)
+
+
+def plan_windows(
+    path: str | os.PathLike[str], recipe: Recipe, options: DecodeOptions, limits: VideoLimits
+) -> ViewPlan:
+    """Every window of a `per_clip` plan, from the file's index, reading no pixels (the first
+    job of `service.windows`; its times and count, not its sizes, which the rotation of the
+    first decoded frame settles)."""
+    with open_video(path, limits) as opened:
+        indexed = index_container(*opened, os.stat(path).st_size, limits, trust_index=True)
+        return plan_views(
+            indexed.info,
+            recipe,
+            profile=options.profile,
+            windows=options.windows,
+            limits=_streamed(limits),
+            keyframes_s=indexed.index.keyframe_times_s(),
+        )
+
+
+def _streamed(limits: VideoLimits) -> VideoLimits:
+    """A streamed plan's limits: its chunks' bytes are bounded (`service.windows`), not the
+    whole plan's."""
+    return limits.model_copy(update={"max_view_bytes": 2**62})
+
+
+def _part(plan: ViewPlan, start: int, stop: int) -> ViewPlan:
+    """The plan of clips `start` to `stop` only, numbered from 0."""
+    clips = plan.clips[start:stop]
+    return replace(plan, clips=tuple(replace(c, index=i) for i, c in enumerate(clips)))
 
 
 class _Converters:

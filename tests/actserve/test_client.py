@@ -31,7 +31,7 @@ from actserve.client import (
     UnusableVideoError,
     retry_after_seconds,
 )
-from service.schemas import ClassifyResponse
+from service.schemas import ClassifyResponse, EmbedResponse, SimilarityResponse
 from tests.service.conftest import LABELS, LiveServer, metric, settings_for
 
 
@@ -73,6 +73,31 @@ def test_every_classify_parameter_reaches_the_server(server, videos) -> None:
     assert full.profile == "accurate" and full.video.views == 3 * len(full.clips or [])
     assert full.embedding is not None and full.embedding.dim == len(full.embedding.values)
     assert full.clips and all(len(c.top_k) == 2 and c.end_s > c.start_s for c in full.clips)
+
+
+def test_embed_and_similarity_are_typed_and_match_classify(server, videos) -> None:
+    path, other = videos["h264.mp4"], videos["vp9.webm"]
+    with Client(server.url) as client:
+        embedded = client.embed(path, profile="fast")
+        windowed = client.embed(path, profile="fast", per_window=True)
+        classified = client.classify(path, profile="fast", embedding=True)
+        with other.open("rb") as f:
+            compared = client.similarity(path, f, threshold=0.5)
+        itself = client.similarity(path.read_bytes(), path)
+        with pytest.raises(UnsupportedMediaTypeError, match="video 'b'"):
+            client.similarity(path, b"not a video at all")
+    assert isinstance(embedded, EmbedResponse) and embedded.dim == len(embedded.embedding)
+    assert embedded.embedding == pytest.approx(classified.embedding.values, rel=1e-5)
+    assert embedded.windows is None and windowed.windows and windowed.windows[0].window == 0
+    assert isinstance(compared, SimilarityResponse) and compared.threshold_source == "request"
+    assert itself.similarity == pytest.approx(1.0, abs=1e-6) and itself.same_action
+
+    async def run() -> SimilarityResponse:
+        async with AsyncClient(server.url) as client:
+            await client.embed(path)
+            return await client.similarity(path, other, threshold=0.5)
+
+    assert asyncio.run(run()).similarity == pytest.approx(compared.similarity, abs=1e-6)
 
 
 def test_models_health_and_readiness_are_typed(server) -> None:
@@ -155,7 +180,8 @@ def test_a_real_429_is_retried_after_its_retry_after(store_root, videos) -> None
             text = client.http.get("/metrics").text
     assert [a.video.views for a in answers] == [6, 6]
     assert metric(text, "actserve_rejections_total", reason="overloaded") >= 1
-    assert metric(text, "actserve_requests_total", model="tiny", version="1", status="200") == 2
+    served = dict(endpoint="/classify", model="tiny", version="1", status="200")
+    assert metric(text, "actserve_requests_total", **served) == 2
 
 
 # ------------------------------------------------------------- a scripted server: mechanics

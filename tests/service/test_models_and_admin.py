@@ -72,7 +72,17 @@ def test_openapi_documents_the_api(client) -> None:
     assert {"413", "415", "422", "429", "503", "504"} <= set(classify["responses"])
     assert "multipart/form-data" in classify["requestBody"]["content"]
     params = {p["name"] for p in classify["parameters"]}
-    assert params == {"model", "version", "alias", "top_k", "embedding", "profile", "per_clip"}
+    assert params == {
+        "model",
+        "version",
+        "alias",
+        "top_k",
+        "embedding",
+        "profile",
+        "per_clip",
+        "segments",
+        "segment_score",
+    }
     response = schema["components"]["schemas"]["ClassifyResponse"]
     assert response["examples"] and "timings" in response["properties"]
     assert not any(path.startswith("/admin") for path in schema["paths"])  # no token: no admin

@@ -60,7 +60,8 @@ def test_beyond_the_queue_bound_only_429s_with_retry_after(store_root, videos) -
             assert refused.json()["retry_after_s"] == int(refused.headers["Retry-After"])
         text = client.get("/metrics").text
         assert metric(text, "actserve_rejections_total", reason="overloaded") == 6
-        assert metric(text, "actserve_requests_total", model="tiny", version="1", status="429") == 6
+        refusals = dict(endpoint="/classify", model="tiny", version="1", status="429")
+        assert metric(text, "actserve_requests_total", **refusals) == 6
 
 
 def test_a_request_past_its_deadline_gets_504_and_leaves_the_queue(store_root, videos) -> None:
@@ -106,7 +107,8 @@ def test_64_concurrent_requests_all_succeed_in_shared_batches(store_root, videos
     assert items == 64 * 6
     assert items / executions > 1  # batches were shared across requests
     assert metric(text, "actserve_batch_size_views_count", **labels) == executions
-    assert metric(text, "actserve_requests_total", status="200", **labels) == 64
+    served = dict(endpoint="/classify", status="200", **labels)
+    assert metric(text, "actserve_requests_total", **served) == 64
     assert metric(text, "actserve_decoded_frames_total") > 0
 
 

@@ -181,7 +181,8 @@ def test_infers_count_in_the_metrics_and_a_full_queue_is_429(store_root) -> None
         text = http.get("/metrics").text
     assert statuses[:2] == ["200", "200"] and set(statuses[2:]) <= {"200", "429"}
     assert "429" in statuses
-    assert metric(text, "actserve_requests_total", model="tiny", version="1", status="200") >= 2
+    served = dict(endpoint="/v2/models/{name}/infer", model="tiny", version="1", status="200")
+    assert metric(text, "actserve_requests_total", **served) >= 2
     assert metric(text, "actserve_rejections_total", reason="overloaded") >= 1
     assert metric(text, "actserve_inference_items_total", model="tiny", version="1") >= 12
     assert refused.status_code == 200  # the queue has drained by now: N = 7 is accepted

@@ -1,0 +1,128 @@
+"""`actserve batch`: classify an archive of videos into a results file (see actserve/batch.py)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from actserve.commands.export import StoreOption
+from actserve.console import VideoProgress, console, fail, rich_step
+from model_store.spec import Profile
+
+if TYPE_CHECKING:
+    from actserve.batch import BatchOptions, Results
+    from actserve.local import LocalPipeline
+
+
+def batch(
+    input: Annotated[
+        str,
+        typer.Argument(
+            help="A folder (every video below it), a glob pattern (quote it; ** recurses) or "
+            "a list file (one path per line)."
+        ),
+    ],
+    model: Annotated[str, typer.Option(help="NAME, NAME@VERSION or NAME@ALIAS.")],
+    out: Annotated[Path, typer.Option(help="Results: .jsonl or .parquet (resumed if present).")],
+    store: StoreOption,
+    profile: Annotated[
+        Profile | None, typer.Option(help="fast or accurate (default: the model's).")
+    ] = None,
+    top_k: Annotated[int, typer.Option("--top-k", min=1, help="Classes per video.")] = 5,
+    embedding: Annotated[
+        bool, typer.Option("--embedding", help="Also record each video's mean embedding.")
+    ] = False,
+    workers: Annotated[
+        int | None, typer.Option(min=1, help="Decode workers (default: one per core).")
+    ] = None,
+    ray: Annotated[bool, typer.Option("--ray", help="Run on a Ray cluster.")] = False,
+    ray_address: Annotated[
+        str | None,
+        typer.Option(help="The Ray cluster (implies --ray; default: RAY_ADDRESS or a local one)."),
+    ] = None,
+    cpus_per_actor: Annotated[
+        int, typer.Option(min=1, help="With Ray: CPUs (decode workers) per model actor.")
+    ] = 2,
+) -> None:
+    """Classify every video of an archive with the service's pipeline into a results file:
+    all cores busy, resumable, a record per video (errors included)."""
+    from actserve.batch import BatchInputError, BatchOptions, Results, key, list_inputs
+    from actserve.local import LocalPipeline
+
+    try:
+        paths = [key(p) for p in list_inputs(input)]
+        results = Results(out)
+    except BatchInputError as exc:
+        raise fail(str(exc)) from None
+    todo = [p for p in paths if p not in results.done]
+    skipped = len(paths) - len(todo)
+    if skipped:
+        console.print(f"{skipped} of {len(paths)} videos are already in {out}; skipping them")
+    options = BatchOptions(profile=profile, top_k=top_k, embedding=embedding)
+    # Fail early, before workers start, on a model the store does not have.
+    try:
+        local = LocalPipeline(store, model, workers=workers, max_queue_views=100_000)
+    except Exception as exc:
+        raise fail(str(exc)) from None
+    ref = f"{local.manifest.name}@{local.manifest.version}"
+
+    with results:
+
+        def progress_bar() -> VideoProgress:
+            return VideoProgress(ref, len(paths), completed=skipped)
+
+        if not todo:
+            pass
+        elif ray or ray_address:
+            from actserve.batch_ray import run_on_ray
+
+            with progress_bar() as progress:
+                run_on_ray(
+                    todo,
+                    store=store,
+                    model=ref,
+                    options=options,
+                    write=_recording(results, progress),
+                    address=ray_address,
+                    cpus_per_actor=cpus_per_actor,
+                )
+        else:
+            asyncio.run(_run_locally(local, todo, options, results, progress_bar))
+    ok, failed = results.counts.get("ok", 0), results.counts.get("error", 0)
+    console.print(
+        f"{out}: {ok} videos classified, {failed} failed"
+        + (" (status error: see their error and message)" if failed else "")
+    )
+
+
+def _recording(results: Results, progress: VideoProgress) -> Callable[[dict], None]:
+    """Write a record to the results and count it on the progress bar."""
+
+    def write(row: dict) -> None:
+        results.write(row)
+        progress.advance(failed=row["status"] != "ok")
+
+    return write
+
+
+async def _run_locally(
+    local: LocalPipeline,
+    todo: list[str],
+    options: BatchOptions,
+    results: Results,
+    progress_bar: Callable[[], VideoProgress],
+) -> None:
+    from actserve.batch import run_batch
+
+    with rich_step(f"Loading {local.manifest.name}@{local.manifest.version} and the decoders"):
+        await local.__aenter__()
+    try:
+        with progress_bar() as progress:
+            write = _recording(results, progress)
+            await run_batch(local.classify, todo, options, write, concurrency=2 * local.workers)
+    finally:
+        await local.__aexit__()

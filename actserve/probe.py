@@ -1,0 +1,248 @@
+"""A linear probe: new classes from a few labelled videos, on a stored model's embeddings.
+
+    folder = read_labelled_folder(Path("my-classes"))   # one sub-folder of videos per class
+    embeddings = await embed_videos(local, folder.paths, profile)
+    fit = fit_probe(embeddings, folder.labels)           # cross-validated, tested vs chance
+    calibration = calibrate_similarity(embeddings, folder.labels)
+
+The protocol is the seed paper's (P3D: a linear classifier on pooled features): the base
+model's mean embedding of each video (its test recipe's views averaged, as POST /embed
+returns it), standardised, then scikit-learn's LogisticRegression. Cross-validation
+(stratified folds, each video predicted once by a head that never saw it) says how well the
+head generalises; a binomial test of those predictions against always answering the largest
+class says whether the labels mean anything at all, so a mislabelled folder is refused instead
+of published. The standardisation is folded into the
+head, which becomes `logits = embedding @ W.T + b` on the raw embedding.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from actserve.local import VIDEO_SUFFIXES, is_video_file
+from model_store import SimilarityCalibration
+
+#: Largest p-value accepted for "the held-out accuracy beats always answering the largest
+#: class" (a one-sided binomial test over the videos, each predicted once by cross-validation).
+SIGNIFICANCE = 0.05
+DEFAULT_FOLDS = 5
+
+
+class ProbeError(Exception):
+    """The labelled videos cannot make a probe (what is wrong is in the message)."""
+
+
+@dataclass(frozen=True)
+class LabelledVideos:
+    """Videos and their class indices, classes sorted by name."""
+
+    classes: tuple[str, ...]
+    paths: tuple[Path, ...]
+    labels: np.ndarray
+    digests: tuple[str, ...]
+
+    @property
+    def data_sha256(self) -> str:
+        """sha256 over the sorted (class, video sha256) pairs: renaming or moving files keeps
+        it, changing a video or its class changes it."""
+        pairs = sorted(zip((self.classes[i] for i in self.labels), self.digests, strict=True))
+        return hashlib.sha256("\n".join(f"{c}\t{d}" for c, d in pairs).encode()).hexdigest()
+
+    def counts(self) -> dict[str, int]:
+        return {c: int((self.labels == i).sum()) for i, c in enumerate(self.classes)}
+
+    def subset(self, keep: Sequence[int]) -> LabelledVideos:
+        return LabelledVideos(
+            self.classes,
+            tuple(self.paths[i] for i in keep),
+            self.labels[list(keep)],
+            tuple(self.digests[i] for i in keep),
+        )
+
+
+def read_labelled_folder(root: Path) -> LabelledVideos:
+    """One class per sub-folder of `root`, its videos anywhere below it. Refuses a folder
+    that cannot train a classifier: fewer than two classes, a class with fewer than two
+    videos, or one video (same bytes) filed under two classes."""
+    if not root.is_dir():
+        raise ProbeError(f"{root} is not a folder; give one sub-folder of videos per class")
+    classes, paths, labels = [], [], []
+    for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        videos = sorted(p for p in folder.rglob("*") if is_video_file(p))
+        if videos:
+            labels += [len(classes)] * len(videos)
+            classes.append(folder.name)
+            paths += videos
+    if len(classes) < 2:
+        found = f"only one: {classes[0]!r}" if classes else "none"
+        raise ProbeError(
+            f"{root} needs at least two class sub-folders with videos "
+            f"({', '.join(sorted(VIDEO_SUFFIXES))}); found {found}"
+        )
+    folder = LabelledVideos(
+        tuple(classes), tuple(paths), np.array(labels), tuple(_sha256(p) for p in paths)
+    )
+    check_classes(folder)
+    first_seen: dict[str, int] = {}
+    for i, digest in enumerate(folder.digests):
+        j = first_seen.setdefault(digest, i)
+        if folder.labels[j] != folder.labels[i]:
+            raise ProbeError(
+                f"the same video is filed under two classes: {folder.paths[j]} "
+                f"({folder.classes[folder.labels[j]]!r}) and {folder.paths[i]} "
+                f"({folder.classes[folder.labels[i]]!r}); fix the labels"
+            )
+    return folder
+
+
+def check_classes(folder: LabelledVideos) -> None:
+    """Every class needs two videos: one to fit on and one to validate with."""
+    small = {c: n for c, n in folder.counts().items() if n < 2}
+    if small:
+        listed = ", ".join(f"{c!r} ({n})" for c, n in small.items())
+        raise ProbeError(f"every class needs at least two usable videos; too few in {listed}")
+
+
+async def embed_videos(
+    classify: Callable[[Path], object],
+    paths: Sequence[Path],
+    *,
+    concurrency: int,
+    on_done: Callable[[Path, BaseException | None], None] = lambda path, error: None,
+) -> tuple[dict[int, np.ndarray], dict[int, BaseException]]:
+    """Mean embedding of each video through `classify` (a `LocalPipeline.classify` bound to
+    the options), `concurrency` at a time; returns embeddings and errors by position."""
+    from service.predict import mean_embedding
+
+    embeddings: dict[int, np.ndarray] = {}
+    errors: dict[int, BaseException] = {}
+    slots = asyncio.Semaphore(concurrency)
+
+    async def one(i: int, path: Path) -> None:
+        async with slots:
+            try:
+                classified = await classify(path)
+            except Exception as error:  # a broken video is reported, not fatal here
+                errors[i] = error
+                on_done(path, error)
+                return
+        embeddings[i] = mean_embedding(classified.outputs.embedding)
+        on_done(path, None)
+
+    await asyncio.gather(*(one(i, p) for i, p in enumerate(paths)))
+    return embeddings, errors
+
+
+@dataclass(frozen=True)
+class ProbeFit:
+    """A fitted linear head on raw embeddings and how well it generalised."""
+
+    weight: np.ndarray  # (K, D) float32
+    bias: np.ndarray  # (K,) float32
+    classifier: str
+    folds: int
+    cv_accuracy: float
+    cv_accuracy_std: float
+    p_value: float
+    chance: float
+
+    def logits(self, embeddings: np.ndarray) -> np.ndarray:
+        return embeddings.astype(np.float64) @ self.weight.T.astype(np.float64) + self.bias
+
+
+def fit_probe(
+    embeddings: np.ndarray, labels: np.ndarray, *, folds: int = DEFAULT_FOLDS, seed: int = 0
+) -> ProbeFit:
+    """Cross-validate a standardised logistic regression, test its accuracy against chance,
+    then fit it on every video and fold the standardisation into the head."""
+    from scipy.stats import binomtest
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    x = np.asarray(embeddings, dtype=np.float64)
+    y = np.asarray(labels)
+    counts = np.bincount(y)
+    folds = int(min(folds, counts.min()))
+    classifier = make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=5000))
+    splits = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    right = np.zeros(len(y), dtype=bool)
+    per_fold = []
+    for train, test in splits.split(x, y):
+        right[test] = classifier.fit(x[train], y[train]).predict(x[test]) == y[test]
+        per_fold.append(right[test].mean())
+    chance = float(counts.max() / counts.sum())
+    p_value = binomtest(int(right.sum()), len(y), chance, alternative="greater").pvalue
+    classifier.fit(x, y)
+    scaler, regression = classifier[0], classifier[1]
+    coef, intercept = regression.coef_, regression.intercept_
+    if coef.shape[0] == 1:  # binary: sigmoid(z) = softmax([-z/2, z/2])[1]
+        coef = np.concatenate([-coef / 2, coef / 2])
+        intercept = np.concatenate([-intercept / 2, intercept / 2])
+    # ((x - mean) / scale) @ coef.T + intercept  ==  x @ (coef / scale).T + the rest
+    weight = coef / scaler.scale_
+    bias = intercept - weight @ scaler.mean_
+    return ProbeFit(
+        weight=weight.astype(np.float32),
+        bias=bias.astype(np.float32),
+        classifier="LogisticRegression(C=1.0) on standardised embeddings (scikit-learn)",
+        folds=folds,
+        cv_accuracy=float(right.mean()),
+        cv_accuracy_std=float(np.std(per_fold)),
+        p_value=float(p_value),
+        chance=chance,
+    )
+
+
+def check_fit(fit: ProbeFit, classes: Sequence[str], min_accuracy: float | None) -> None:
+    """Refuse a head whose labels carry no signal, or below the accuracy asked for."""
+    accuracy = f"cross-validated accuracy {fit.cv_accuracy:.1%} over {fit.folds} folds"
+    if fit.p_value > SIGNIFICANCE:
+        raise ProbeError(
+            f"the labels are not learnable: {accuracy} is no better than {fit.chance:.1%} by "
+            f"always answering the largest class (binomial test p = {fit.p_value:.2f} > "
+            f"{SIGNIFICANCE}). Are the videos of {', '.join(classes)} mislabelled, or not told "
+            "apart by this model? Nothing was published."
+        )
+    if min_accuracy is not None and fit.cv_accuracy < min_accuracy:
+        raise ProbeError(
+            f"{accuracy} is below --min-accuracy {min_accuracy:.1%}; nothing was published"
+        )
+
+
+def calibrate_similarity(
+    embeddings: np.ndarray, labels: np.ndarray, *, source: str
+) -> SimilarityCalibration:
+    """The cosine threshold that best tells same-class pairs from different-class pairs
+    (highest balanced accuracy; the middle one of the best)."""
+    x = np.asarray(embeddings, dtype=np.float64)
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    x = x / np.where(norms > 0, norms, 1.0)
+    upper = np.triu_indices(len(x), k=1)
+    similarity = (x @ x.T)[upper]
+    same = (labels[:, None] == labels[None, :])[upper]
+    values = np.unique(similarity)
+    candidates = np.concatenate([[-1.0], (values[:-1] + values[1:]) / 2, [1.0]])
+    scores = np.array(
+        [((similarity[same] >= t).mean() + (similarity[~same] < t).mean()) / 2 for t in candidates]
+    )
+    best = np.flatnonzero(scores == scores.max())
+    threshold = float(candidates[best[len(best) // 2]])
+    return SimilarityCalibration(
+        threshold=threshold,
+        balanced_accuracy=float(scores.max()),
+        pairs=len(similarity),
+        source=source,
+    )
+
+
+def _sha256(path: Path) -> str:
+    with path.open("rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
