@@ -22,7 +22,19 @@ from model_store.manifest import (
     StreamMember,
     TensorInfo,
 )
-from model_store.spec import ChannelOrder, Modality, ModelSpec, Profile, Recipe, Sampling
+from model_store.spec import (
+    ChannelOrder,
+    CropRule,
+    Modality,
+    ModelSpec,
+    PreScale,
+    Profile,
+    Recipe,
+    ResizeFilter,
+    Sampling,
+    SizeRounding,
+    WindowTail,
+)
 from model_store.store import AliasState, ModelStore
 
 __all__ = [
@@ -30,6 +42,7 @@ __all__ = [
     "AliasState",
     "Artifact",
     "ChannelOrder",
+    "CropRule",
     "FileDigest",
     "Fusion",
     "IntegrityError",
@@ -42,14 +55,18 @@ __all__ = [
     "ModelStore",
     "ParityCheck",
     "ParityReport",
+    "PreScale",
     "Profile",
     "PublishError",
     "Recipe",
+    "ResizeFilter",
     "Sampling",
+    "SizeRounding",
     "SourceCheckpoint",
     "StoreError",
     "StreamMember",
     "TensorInfo",
     "VersionInUseError",
     "VersionNotFoundError",
+    "WindowTail",
 ]
