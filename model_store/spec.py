@@ -329,7 +329,8 @@ class Recipe(BaseModel):
             else f"short side {self.short_side} ({self.size_rounding.value} rounding)"
         )
         if self.prescale:
-            resize = f"{self.prescale.side} side {self.prescale.size} (bicubic), then " + resize
+            side = "short side" if self.prescale.side == "short" else "height"
+            resize = f"{side} {self.prescale.size} (bicubic), then " + resize
         return (
             f"{self.sampling.value} {self.clip_len} frames × interval {self.frame_interval}{fps}, "
             f"{clips} × {self.num_crops} crops; {resize}, {self.resize_filter.value} filter, "

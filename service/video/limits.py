@@ -68,7 +68,12 @@ class VideoLimits(BaseModel):
     max_aspect_ratio: float = Field(
         8.0, ge=1.0, description="Long side / short side; a 16×4000 video would resize to 64k px."
     )
-    max_windows: int = Field(64, ge=1, description="Clips of a whole-video `per_clip` request.")
+    max_windows: int = Field(
+        64,
+        ge=1,
+        description="Windows of a whole-video request: `per_clip`, or a sliding-window protocol "
+        "(3D-ResNets' `accurate`: 64 windows of 16 frames are 34 s at 30 fps).",
+    )
     max_view_bytes: int = Field(
         512 * 2**20, ge=1, description="float32 bytes of one request's views (V×C×T×H×W×4)."
     )
