@@ -176,13 +176,15 @@ def torch_bilinear(
     height, width = size
     top, top_weights = _bilinear_axis(image.shape[0], height, rows)
     left, left_weights = _bilinear_axis(image.shape[1], width, columns)
-    pixels = image.astype(np.float32)
-    lines = [pixels[index] for index in top]  # the two source rows of every output row
-    across = [
-        line[:, left[0]] * left_weights[0][:, None] + line[:, left[1]] * left_weights[1][:, None]
-        for line in lines
-    ]
-    return across[0] * top_weights[0][:, None, None] + across[1] * top_weights[1][:, None, None]
+    # Across first, on each source row the output needs once, then down.
+    needed, where = np.unique(np.concatenate(top), return_inverse=True)
+    source = image[needed]
+    across = source[:, left[0]].astype(np.float32) * left_weights[0][:, None]
+    across += source[:, left[1]].astype(np.float32) * left_weights[1][:, None]
+    near, far = where[: len(rows)], where[len(rows) :]
+    down = across[near] * top_weights[0][:, None, None]
+    down += across[far] * top_weights[1][:, None, None]
+    return down
 
 
 def _bilinear_axis(
