@@ -4,7 +4,7 @@ with FFmpeg's area filter (the fast path), side by side in one run.
     python benchmarks/protocols.py               # 720p and 1080p H.264, 10 s, 3 rounds
     python benchmarks/protocols.py --rounds 5 --cache /tmp/actserve-bench
 
-The videos are benchmarks/decode.py's (written once into the cache directory). For every
+The videos are benchmarks/decode.py's kind (written once into the cache directory). For every
 family the "exact" recipe is the registered one; its "area" twin keeps the sampler, the views
 and the sizes and resizes with swscale's area filter instead (no pre-scale). Each round times
 `sample_frames` + `assemble_views` in this process for every file and family in a shuffled
@@ -25,7 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.decode import write_video  # noqa: E402
+from benchmarks.decode import Case, ensure_video  # noqa: E402
 from model_store.spec import Recipe, ResizeFilter, SizeRounding  # noqa: E402
 from service.video import (  # noqa: E402
     DecodeOptions,
@@ -35,7 +35,10 @@ from service.video import (  # noqa: E402
 )
 
 LIMITS = VideoLimits(max_view_bytes=2**31)
-FILES = [("720p_10s", 10, (1280, 720), 250), ("1080p_10s", 10, (1920, 1080), 250)]
+FILES = (
+    Case("10 s 720p H.264", "libx264", 10, (1280, 720), 250, "mp4"),
+    Case("10 s 1080p H.264", "libx264", 10, (1920, 1080), 250, "mp4"),
+)
 FAMILIES = {
     # family: registered model whose default recipe is measured
     "X3D-M (area, PySlowFast 10x3)": "x3d_m",
@@ -54,12 +57,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     args.cache.mkdir(parents=True, exist_ok=True)
-    paths = {}
-    for name, seconds, size, gop in FILES:
-        paths[name] = args.cache / f"h264_{name}.mp4"
-        if not paths[name].exists():
-            print(f"writing {paths[name]} ...", flush=True)
-            write_video(paths[name], seconds, size, gop)
+    paths = {case.name: ensure_video(case, args.cache) for case in FILES}
 
     from backbones import default_spec  # torch: only to read the registered recipes
 

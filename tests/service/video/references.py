@@ -35,6 +35,20 @@ def decode_all(path: Path, convert: Callable[[av.VideoFrame], np.ndarray] | None
         return [convert(f) if convert else f.to_ndarray(format="rgb24") for f in frames]
 
 
+def swscale_rgb(
+    frame: av.VideoFrame, width: int, height: int, interpolation: Interpolation
+) -> np.ndarray:
+    """One swscale pass from the decoded frame to packed RGB24 at width × height."""
+    scaled = frame.reformat(
+        width=width,
+        height=height,
+        format="rgb24",
+        interpolation=interpolation,
+        src_color_range=frame.color_range or None,
+    )
+    return scaled.to_ndarray()
+
+
 def average_fps(path: Path) -> float:
     """`float(container.streams.video[0].average_rate)`, PySlowFast's pyav fps."""
     with av.open(str(path)) as container:
@@ -158,14 +172,7 @@ def torchvision_reader_frame(frame: av.VideoFrame, min_dimension: int) -> np.nda
         dest_h, dest_w = min_dimension, math.floor(src_w * min_dimension / src_h + 0.5)
     else:
         dest_w, dest_h = min_dimension, math.floor(src_h * min_dimension / src_w + 0.5)
-    scaled = frame.reformat(
-        width=dest_w,
-        height=dest_h,
-        format="rgb24",
-        interpolation=Interpolation.AREA,
-        src_color_range=frame.color_range or None,
-    )
-    return scaled.to_ndarray()
+    return swscale_rgb(frame, dest_w, dest_h, Interpolation.AREA)
 
 
 def slowfast_tensor_normalize(frames: torch.Tensor, mean, std) -> torch.Tensor:
@@ -257,14 +264,7 @@ def ffmpeg_scale_240(frame: av.VideoFrame, size: int, height_only: bool) -> np.n
         out_h, out_w = size, (size * w + h // 2) // h
     else:
         out_w, out_h = size, (size * h + w // 2) // w
-    scaled = frame.reformat(
-        width=out_w,
-        height=out_h,
-        format="rgb24",
-        interpolation=Interpolation.BICUBIC,
-        src_color_range=frame.color_range or None,
-    )
-    return scaled.to_ndarray()
+    return swscale_rgb(frame, out_w, out_h, Interpolation.BICUBIC)
 
 
 def torchvision_resize(image: np.ndarray, size: int) -> np.ndarray:
