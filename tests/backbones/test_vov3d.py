@@ -158,5 +158,5 @@ def test_vov3d_l_ssv2_round_trip_reproduces_logits(tmp_path, batches_tracked) ->
         torch.testing.assert_close(loaded(x), model(x), rtol=0, atol=0)
     assert spec.backbone == "vov3d_l" and spec.label_set == "something-something-v2"
     assert spec.labels[0] == "Approaching something with your camera"
-    assert spec.recipe.channel_order == "BGR" and spec.recipe.sampling == "segments"
+    assert spec.recipe.channel_order == "RGB" and spec.recipe.sampling == "slowfast_segments"
     assert load_checkpoint(path)[1].recipe.clip_len == 16
