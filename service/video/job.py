@@ -136,12 +136,11 @@ def sample_streams(
     """`sample_frames` for several recipes at once, each frame of the file decoded once.
 
     Recipes of one geometry (sizes, crops, resize filter, channel order) share the converted
-    frames too:
-    a two-stream P3D's flow is computed from the very frames its RGB views show. One open
-    serves the index and the first read. The moments are planned from the index and the
-    sizes and crops from the first frame read (its rotation: `_Converters`). When the
-    container's own index turns out wrong for the file (`IndexMismatch`), the job starts
-    again from a scan of its packets.
+    frames too: a two-stream P3D's flow is computed from the very frames its RGB views show.
+    One open serves the index and the first read. The moments are planned from the index and
+    the sizes and crops from the first frame read (its rotation: `_Converters`). When the
+    container's own index turns out wrong for the file (`IndexMismatch`), the job starts again
+    from a scan of its packets.
     """
     started = time.perf_counter()
     try:
