@@ -32,7 +32,7 @@ from backbones.checkpoints import CheckpointLayout, Identified, register_layout
 from backbones.errors import UnrecognisedCheckpointError
 from backbones.layers import ClassifierHead, VideoClassifier
 from backbones.registry import register_model
-from model_store.spec import ChannelOrder, Recipe
+from model_store.spec import ChannelOrder, Recipe, ResizeFilter, WindowTail
 
 __all__ = ["P3D", "P3D_RGB_RECIPE"]
 
@@ -42,17 +42,23 @@ P3D_RGB_RECIPE = Recipe(
     clip_len=16,
     frame_interval=1,
     num_clips=10,
+    window_tail=WindowTail.END,
     num_crops=1,
     short_side=182,
     crop_size=160,
+    stretch_to=(182, 242),
+    resize_filter=ResizeFilter.CV2_LINEAR,
     pixel_scale=255.0,
     mean=(104.0, 117.0, 123.0),
     std=(1.0, 1.0, 1.0),
     channel_order=ChannelOrder.BGR,
     source=(
-        "P3D Caffe README: 16 consecutive frames resized to 182×242, centre crop 160, 0..255 "
-        "minus the per-channel mean [104, 117, 123] in Caffe's BGR order, no std. Unverified "
-        "for the converted port weights (the port's author said RGB); check on a known clip."
+        "P3D paper (ICCV 2017) and the Caffe release's README (ZhaofanQiu/pseudo-3d-residual-"
+        "networks): 16 consecutive frames, each resized to 182×242 without keeping the aspect "
+        "(Caffe's cv::resize, bilinear), centre crop 160 (Caffe's (L - 160) / 2), 0..255 minus "
+        "the per-channel mean [104, 117, 123] in Caffe's BGR order, no std. No test script "
+        "is public: the 10 evenly spread clips (mmaction2's rule) are actserve's choice. "
+        "Unverified for the converted port weights (the port's author said RGB)."
     ),
 )
 

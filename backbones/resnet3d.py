@@ -26,42 +26,67 @@ from backbones.checkpoints import CheckpointLayout, Identified, register_layout
 from backbones.errors import UnrecognisedCheckpointError
 from backbones.layers import ClassifierHead, VideoClassifier
 from backbones.registry import register_model
-from model_store.spec import Recipe
+from model_store.spec import (
+    CropRule,
+    PreScale,
+    Recipe,
+    ResizeFilter,
+    Sampling,
+    SizeRounding,
+    WindowTail,
+)
 
 __all__ = ["HARA2018_RECIPE", "HARA2020_RECIPE", "ResNet3d", "Stem"]
 
 HARA2018_RECIPE = Recipe(
+    sampling=Sampling.SLIDING,
     clip_len=16,
     frame_interval=1,
-    num_clips=10,
+    num_clips=1,
+    window_tail=WindowTail.LOOP_UNLESS_ONE,
     num_crops=1,
     short_side=112,
     crop_size=112,
+    prescale=PreScale(size=240, side="height"),
+    resize_filter=ResizeFilter.PIL_BILINEAR,
+    size_rounding=SizeRounding.TRUNCATE,
+    crop_rule=CropRule.ROUND,
     pixel_scale=255.0,
     mean=(114.7748, 107.7354, 99.4750),
     std=(1.0, 1.0, 1.0),
     source=(
-        "Hara et al. 2018 defaults (3D-ResNets-PyTorch CVPR2018 branch): RGB 0..255 minus the "
-        "ActivityNet mean, no std division; 16 consecutive frames, short side 112, centre crop "
-        "112. The paper averages every non-overlapping 16-frame window; 10 uniform clips bound "
-        "the cost."
+        "3D-ResNets-PyTorch CVPR2018 branch: frames extracted by utils/video_jpg_kinetics.py "
+        "(ffmpeg -vf scale=-1:240); main.py test pipeline Scale(112) (PIL bilinear, long side "
+        "int(112·h/w)), CornerCrop(112, 'c') (round((L-112)/2)), ToTensor(norm_value=1) minus "
+        "the ActivityNet mean, no std; datasets/kinetics.py make_dataset with "
+        "n_samples_for_each_video=0: windows of 16 frames at range(1, n_frames, 16), "
+        "LoopPadding(16); test.py averages the softmax over the windows."
     ),
 )
 
 HARA2020_RECIPE = Recipe(
+    sampling=Sampling.SLIDING,
     clip_len=16,
     frame_interval=1,
-    num_clips=10,
+    num_clips=1,
+    window_tail=WindowTail.LOOP,
     num_crops=1,
     short_side=112,
     crop_size=112,
+    prescale=PreScale(size=240, side="short"),
+    resize_filter=ResizeFilter.PIL_BILINEAR,
+    size_rounding=SizeRounding.TRUNCATE,
+    crop_rule=CropRule.ROUND,
     pixel_scale=1.0,
     mean=(0.4345, 0.4051, 0.3775),
     std=(0.2768, 0.2713, 0.2737),
     source=(
-        "Hara et al. 2020 (3D-ResNets-PyTorch master, 'kinetics' mean/std): RGB in [0, 1]; "
-        "16 consecutive frames, short side 112, centre crop 112. The paper averages every "
-        "non-overlapping 16-frame window; 10 uniform clips bound the cost."
+        "3D-ResNets-PyTorch master: frames extracted by util_scripts/generate_video_jpgs.py "
+        "(ffmpeg -vf scale=-1:240, short side 240); main.py get_inference_utils: Resize(112) "
+        "(torchvision, PIL bilinear, long side int(112·long/short)), CenterCrop(112) "
+        "(round((L-112)/2)), ToTensor, ScaleValue(1), Normalize with mean.py's 'kinetics' "
+        "mean/std; temporal_transforms.SlidingWindow(16, 16) over every frame with "
+        "LoopPadding; inference.py averages the softmax over the windows."
     ),
 )
 

@@ -36,7 +36,7 @@ from backbones.checkpoints import CheckpointLayout, Identified, register_layout
 from backbones.errors import UnrecognisedCheckpointError
 from backbones.layers import ClassifierHead, VideoClassifier
 from backbones.registry import register_model
-from model_store.spec import Recipe, Sampling
+from model_store.spec import Recipe, ResizeFilter, Sampling, WindowTail
 
 __all__ = ["TPN", "TPN_SLOWONLY_RECIPE", "TPN_TSM_RECIPE", "TPNNeck"]
 
@@ -49,16 +49,20 @@ TPN_SLOWONLY_RECIPE = Recipe(
     clip_len=8,
     frame_interval=8,
     num_clips=10,
+    window_tail=WindowTail.END,
     num_crops=3,
     short_side=256,
     crop_size=256,
+    resize_filter=ResizeFilter.CV2_LINEAR,
     pixel_scale=255.0,
     mean=MMACTION_MEAN,
     std=MMACTION_STD,
     source=(
-        "mmaction2 tpn-slowonly_r50_8xb8-8x8x1-150e_kinetics400-rgb test pipeline: 8 frames 8 "
-        "apart, 10 uniform clips, short side 256, three 256×256 crops, RGB 0..255 minus the "
-        "ImageNet mean over its std; scores averaged as probabilities over the 30 views. "
+        "mmaction2 tpn-slowonly_r50_8xb8-8x8x1-150e_kinetics400-rgb test pipeline: "
+        "SampleFrames(8, 8, num_clips=10, test_mode) (loading.py _get_test_clips), "
+        "Resize((-1, 256)) (mmcv rescale_size int(x·s + 0.5), imresize cv2 INTER_LINEAR), "
+        "ThreeCrop(256) (offsets 0, (L-256)//2, 2·((L-256)//2)), RGB 0..255 minus the ImageNet "
+        "mean over its std (data preprocessor); average_clips='prob' over the 30 views. "
         "Trained on 224 crops: the network is fully convolutional and the TPN head pools "
         "globally, so a 256 crop simply works (mmaction's fcn_test computes the same pooled "
         "logits)."
@@ -70,18 +74,21 @@ TPN_TSM_RECIPE = Recipe(
     clip_len=8,
     frame_interval=1,
     num_clips=2,
+    window_tail=WindowTail.END,
     num_crops=3,
     short_side=256,
     crop_size=256,
+    resize_filter=ResizeFilter.CV2_LINEAR,
     pixel_scale=255.0,
     mean=MMACTION_MEAN,
     std=MMACTION_STD,
     source=(
-        "mmaction2 tpn-tsm_imagenet-pretrained-r50_8xb8-1x1x8-150e_sthv1-rgb test pipeline: 8 "
-        "segments, one frame each, twice_sample (2 clips), short side 256, three 256×256 "
-        "crops, RGB 0..255 minus the ImageNet mean over its std; each 8-segment view runs "
-        "alone (fcn_test) and probabilities are averaged over the 6 views. Trained on 224 "
-        "crops: fully convolutional with a global pool, so a 256 crop simply works."
+        "mmaction2 tpn-tsm_imagenet-pretrained-r50_8xb8-1x1x8-150e_sthv1-rgb test pipeline: "
+        "SampleFrames(1, 1, num_clips=8, twice_sample, test_mode) (8 segments, their middles "
+        "then their starts), Resize((-1, 256)) (cv2 INTER_LINEAR), ThreeCrop(256), RGB "
+        "0..255 minus the ImageNet mean over its std; each 8-segment view runs alone "
+        "(fcn_test) and probabilities are averaged over the 6 views. Trained on 224 crops: "
+        "fully convolutional with a global pool, so a 256 crop simply works."
     ),
 )
 

@@ -37,7 +37,7 @@ from backbones.x3d import (
     rename_slowfast_skeleton,
     slowfast_recipe,
 )
-from model_store.spec import ChannelOrder, Recipe, Sampling
+from model_store.spec import Recipe, Sampling
 
 __all__ = ["VoV3D", "vov3d_recipe"]
 
@@ -48,28 +48,34 @@ def vov3d_recipe(model: VideoClassifier) -> Recipe:
     test_crop = 256 if crop == 224 else crop
     if model.num_classes == 174:
         return slowfast_recipe(
-            sampling=Sampling.SEGMENTS,
+            sampling=Sampling.SLOWFAST_SEGMENTS,
             clip_len=frames,
             frame_interval=1,
-            num_clips=2,
+            num_clips=1,
             train_crop=crop,
             test_crop=test_crop,
-            channel_order=ChannelOrder.BGR,
-            source=f"VoV3D configs/SSv2/vov3d/vov3d_*_F{frames}.yaml: {frames} frames, one from "
-            f"each of {frames} equal segments (INV_UNIFORM_SAMPLE); trained at {crop}, tested at "
-            f"{test_crop}, 2 clips × 3 crops; BGR (REVERSE_INPUT_CHANNEL) [0, 1], mean 0.45, "
-            "std 0.225. The SSv1 weights have the same recipe and 174 classes (pass "
-            "label_set='something-something-v1').",
+            backend="pyav",
+            source=f"VoV3D configs/SSv2/vov3d/vov3d_*_F{frames}.yaml and datasets/ssv2.py: "
+            f"{frames} frames, the middle of each of {frames} segments of (n - 1)/{frames} "
+            "frames (test mode with one clip; the 2-clip setting draws random frames and "
+            f"cannot be reproduced), short side {test_crop} with torch bilinear "
+            f"(random_short_side_scale_jitter), 3 crops (uniform_crop); trained at {crop}. "
+            "Frames are read BGR by cv2 and REVERSE_INPUT_CHANNEL turns them back: the network "
+            "sees RGB [0, 1], mean 0.45, std 0.225. The SSv1 weights have the same recipe and "
+            "174 classes (pass label_set='something-something-v1').",
         )
     return slowfast_recipe(
         clip_len=frames,
         frame_interval=5,
         train_crop=crop,
         test_crop=test_crop,
-        source=f"VoV3D configs/Kinetics/vov3d/vov3d_{{M,L}}.yaml: {frames} frames 5 apart, "
-        f"trained at {crop}, tested at {test_crop} (short side resized to it, 10 clips × 3 "
-        "crops); RGB [0, 1], mean 0.45, std 0.225. Views larger than the training crop are "
-        "scored fully convolutionally.",
+        backend="pyav",
+        source=f"VoV3D configs/Kinetics/vov3d/vov3d_{{M,L}}.yaml (DECODING_BACKEND pyav): "
+        "datasets/decoder.py decode (span 5·16/30·fps, clip i of 10 at delta·i/10, "
+        f"linspace clamped), frames resized to short side {test_crop} on floats by "
+        "transform.random_short_side_scale_jitter (torch bilinear, long side floored), "
+        "uniform_crop (ceil offsets, 3 crops); RGB [0, 1], mean 0.45, std 0.225. Trained at "
+        f"{crop}: views larger than that are scored fully convolutionally.",
     )
 
 

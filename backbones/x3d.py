@@ -24,6 +24,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -33,7 +34,14 @@ from backbones.checkpoints import CheckpointLayout, Identified, register_layout
 from backbones.errors import UnrecognisedCheckpointError
 from backbones.layers import ClassifierHead, VideoClassifier
 from backbones.registry import register_model
-from model_store.spec import ChannelOrder, Recipe, Sampling
+from model_store.spec import (
+    CropRule,
+    Recipe,
+    ResizeFilter,
+    Sampling,
+    SizeRounding,
+    WindowTail,
+)
 
 __all__ = [
     "X3D",
@@ -48,6 +56,16 @@ __all__ = [
 ]
 
 
+#: How PySlowFast-based code resized frames, by decoding backend: the torchvision video reader
+#: scales while decoding (swscale SWS_AREA, long side C-rounded); the pyav backend decodes full
+#: frames and `random_short_side_scale_jitter` resizes them with torch's bilinear interpolation
+#: on floats (long side floored).
+SLOWFAST_BACKENDS = {
+    "torchvision": (ResizeFilter.AREA, SizeRounding.NEAREST),
+    "pyav": (ResizeFilter.TORCH_BILINEAR, SizeRounding.FLOOR),
+}
+
+
 def slowfast_recipe(
     *,
     clip_len: int,
@@ -55,25 +73,32 @@ def slowfast_recipe(
     train_crop: int,
     test_crop: int,
     source: str,
-    sampling: Sampling = Sampling.UNIFORM,
+    backend: Literal["torchvision", "pyav"],
+    sampling: Sampling = Sampling.SLOWFAST,
     num_clips: int = 10,
-    channel_order: ChannelOrder = ChannelOrder.RGB,
 ) -> Recipe:
-    """PySlowFast's test protocol: resize the short side to the test crop, take 3 square crops
-    along the long side; RGB in [0, 1], mean 0.45 and std 0.225 on every channel."""
+    """PySlowFast's test protocol: `num_clips` fps-normalised clips (`decoder.decode`,
+    TARGET_FPS 30), the short side resized to the test crop as the decoding `backend` does,
+    3 square crops along the long side (`uniform_crop`, ceil offsets); RGB in [0, 1], mean 0.45
+    and std 0.225 on every channel."""
+    resize_filter, rounding = SLOWFAST_BACKENDS[backend]
     return Recipe(
         sampling=sampling,
         clip_len=clip_len,
         frame_interval=frame_interval,
         num_clips=num_clips,
+        target_fps=30.0 if sampling == Sampling.SLOWFAST else None,
+        window_tail=WindowTail.END,
         num_crops=3,
         short_side=test_crop,
         crop_size=test_crop,
+        resize_filter=resize_filter,
+        size_rounding=rounding,
+        crop_rule=CropRule.CEIL,
         train_crop_size=train_crop,
         pixel_scale=1.0,
         mean=(0.45, 0.45, 0.45),
         std=(0.225, 0.225, 0.225),
-        channel_order=channel_order,
         source=source,
     )
 
@@ -97,6 +122,7 @@ def x3d_recipe(model: VideoClassifier) -> Recipe:
             frame_interval=5,
             train_crop=crop,
             test_crop=crop,
+            backend="torchvision",
             source=f"no public X3D recipe for training geometry {frames}×{crop}: PySlowFast's "
             "normalisation and 30-view protocol at the training crop",
         )
@@ -106,10 +132,14 @@ def x3d_recipe(model: VideoClassifier) -> Recipe:
         frame_interval=interval,
         train_crop=crop,
         test_crop=test_crop,
-        source=f"PySlowFast configs/Kinetics/X3D_{name}.yaml and MODEL_ZOO (pytorchvideo's hub "
-        f"uses the same): {frames} frames {interval} apart, trained at {crop}, tested at "
-        f"{test_crop} (short side resized to it, 10 clips × 3 crops); RGB [0, 1], mean 0.45, "
-        "std 0.225. Views larger than the training crop are scored fully convolutionally.",
+        backend="torchvision",
+        source=f"PySlowFast configs/Kinetics/X3D_{name}.yaml (DECODING_BACKEND torchvision, "
+        f"NUM_FRAMES {frames}, SAMPLING_RATE {interval}, TEST_CROP_SIZE {test_crop}) and "
+        "MODEL_ZOO: datasets/decoder.py decode/temporal_sampling (span tau·T/30·fps, clip i "
+        "of 10 at delta·i/10, linspace clamped), the torchvision reader scaling the short "
+        f"side to {test_crop} (SWS_AREA, long side rounded), transform.uniform_crop (ceil "
+        "offsets, 3 crops); RGB [0, 1], mean 0.45, std 0.225. Trained at "
+        f"{crop}: views larger than that are scored fully convolutionally.",
     )
 
 

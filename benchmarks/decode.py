@@ -204,7 +204,7 @@ def check_frames(
     converters = {}
     for plan, recipe in PLANS.items():
         sampled = sample_frames(path, recipe, OPTIONS, LIMITS)
-        converters[plan] = (sampled, FrameConverter(sampled.plan, recipe.channel_order, "area"))
+        converters[plan] = (sampled, FrameConverter(sampled.plan, recipe))
     full: dict[int, np.ndarray] = {}
     converted: dict[tuple[str, int], np.ndarray] = {}
     with av.open(os.fspath(path)) as container:

@@ -25,7 +25,19 @@ from model_store.manifest import (
     StreamMember,
     TensorInfo,
 )
-from model_store.spec import ChannelOrder, Modality, ModelSpec, Profile, Recipe, Sampling
+from model_store.spec import (
+    ChannelOrder,
+    CropRule,
+    Modality,
+    ModelSpec,
+    PreScale,
+    Profile,
+    Recipe,
+    ResizeFilter,
+    Sampling,
+    SizeRounding,
+    WindowTail,
+)
 from model_store.store import AliasState, ModelStore
 
 __all__ = [
@@ -34,6 +46,7 @@ __all__ = [
     "Artifact",
     "ChannelOrder",
     "CorruptFileError",
+    "CropRule",
     "FileDigest",
     "Fusion",
     "IntegrityError",
@@ -46,16 +59,20 @@ __all__ = [
     "ModelStore",
     "ParityCheck",
     "ParityReport",
+    "PreScale",
     "ProbeProvenance",
     "Profile",
     "PublishError",
     "Recipe",
+    "ResizeFilter",
     "Sampling",
     "SimilarityCalibration",
+    "SizeRounding",
     "SourceCheckpoint",
     "StoreError",
     "StreamMember",
     "TensorInfo",
     "VersionInUseError",
     "VersionNotFoundError",
+    "WindowTail",
 ]

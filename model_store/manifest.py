@@ -1,7 +1,13 @@
 """The manifest: everything known about one published model version, as `manifest.json`.
 
 Written once by the store at publish time and never edited. `schema_version` lets future
-readers refuse (or upgrade) manifests they do not understand.
+readers refuse (or upgrade) manifests they do not understand:
+
+- 1: the recipe names its sampler, sizes, crops and normalisation;
+- 2: the recipe also says how the reference code resized and cut frames (filter, size
+  rounding, stretch, pre-scale, crop offsets, fps-normalised and sliding samplers, the tail of
+  back-to-back windows). A version-1 manifest still reads: the new fields take defaults that
+  mean what actserve did then, so a published model keeps serving the same numbers.
 """
 
 from __future__ import annotations
@@ -13,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from model_store.spec import Modality, ModelSpec, Profile
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 MANIFEST_FILE = "manifest.json"
 LABELS_FILE = "labels.txt"
 
@@ -207,7 +213,7 @@ class ManifestDraft(_Frozen):
 
 
 class Manifest(ManifestDraft):
-    schema_version: Literal[1] = SCHEMA_VERSION
+    schema_version: Literal[1, 2] = SCHEMA_VERSION
     name: str
     version: int
     created_at: datetime

@@ -23,15 +23,80 @@ class ChannelOrder(StrEnum):
 
 
 class Sampling(StrEnum):
-    """How test clips are drawn from a video."""
+    """How test clips are drawn from a video: each value is one reference's temporal sampler."""
 
     #: `num_clips` clips of `clip_len` frames, `frame_interval` apart, evenly spread over the
-    #: video; short videos loop (mmaction2 `SampleFrames` in test mode).
+    #: video; short videos loop (mmaction2 `SampleFrames._get_test_clips`, 3D branch).
     UNIFORM = "uniform"
     #: TSN/TSM: the video is cut into `clip_len` equal segments and one frame is taken from the
     #: middle of each; `num_clips` > 1 shifts the frames inside the segments (mmaction2
-    #: `twice_sample`).
+    #: `SampleFrames._get_test_clips`, `clip_len == 1` branch, `twice_sample`).
     SEGMENTS = "segments"
+    #: PySlowFast `decoder.decode`: a clip spans `frame_interval × clip_len / target_fps × fps`
+    #: source frames (fps-normalised), clip i of n starts at `delta × i / n`, and its frames are
+    #: `linspace(start, start + span - 1, clip_len)` clamped to the video and truncated.
+    SLOWFAST = "slowfast"
+    #: PySlowFast Something-Something `get_seq_frames` (test mode): `clip_len` segments of
+    #: `(n - 1) / clip_len` frames, the middle of each; one clip.
+    SLOWFAST_SEGMENTS = "slowfast_segments"
+    #: 3D-ResNets-PyTorch: back-to-back windows of `clip_len` frames over the whole video
+    #: (`SlidingWindow`), the tail handled as `window_tail` says; `num_clips` is 1.
+    SLIDING = "sliding"
+
+
+class ResizeFilter(StrEnum):
+    """The resampling filter of the short-side (or stretch) resize, as the reference ran it."""
+
+    #: FFmpeg's swscale SWS_AREA, straight from the decoded YUV frame to the target size (the
+    #: torchvision video reader's scaler; actserve's filter before schema 2).
+    AREA = "area"
+    #: OpenCV `cv2.resize(..., INTER_LINEAR)` on uint8 RGB (mmcv `imresize` 'bilinear', Caffe).
+    CV2_LINEAR = "cv2_linear"
+    #: Pillow `Image.resize(..., BILINEAR)` (torchvision `Resize` on PIL images).
+    PIL_BILINEAR = "pil_bilinear"
+    #: `torch.nn.functional.interpolate(mode="bilinear", align_corners=False)` on float frames
+    #: (PySlowFast `random_short_side_scale_jitter`); re-implemented in numpy for the workers.
+    TORCH_BILINEAR = "torch_bilinear"
+
+
+class SizeRounding(StrEnum):
+    """How the long side is rounded when the short side is resized to `short_side` S."""
+
+    #: `int(long × (S / short) + 0.5)` (mmcv `rescale_size`).
+    MMCV = "mmcv"
+    #: `round(long × S / short)`, halves away from zero (torchvision video reader, FFmpeg).
+    NEAREST = "nearest"
+    #: `floor(long / short × S)` (PySlowFast `random_short_side_scale_jitter`).
+    FLOOR = "floor"
+    #: `int(S × long / short)` (torchvision `Resize(int)`, 3D-ResNets' `Scale`).
+    TRUNCATE = "truncate"
+
+
+class CropRule(StrEnum):
+    """Where the centre crop, and the far crop of three, start on a side of length L."""
+
+    #: Centre `(L - c) // 2`, far `2 × ((L - c) // 2)` (mmaction2 `CenterCrop`/`ThreeCrop`, Caffe).
+    FLOOR = "floor"
+    #: Centre `ceil((L - c) / 2)`, far `L - c` (PySlowFast `uniform_crop`).
+    CEIL = "ceil"
+    #: Centre `round((L - c) / 2)`, halves to even (torchvision `CenterCrop`); centre crop only.
+    ROUND = "round"
+
+
+class WindowTail(StrEnum):
+    """What back-to-back windows (`per_clip`, sliding windows) do with a tail shorter than one."""
+
+    #: Left out: the windows stop at the last whole window (actserve before schema 2).
+    DROP = "drop"
+    #: One more window whose frames repeat the tail's own frames in order (3D-ResNets-PyTorch
+    #: `LoopPadding`).
+    LOOP = "loop"
+    #: Like `loop`, but a tail of a single frame is left out (the CVPR2018 branch starts windows
+    #: at `range(1, n_frames, 16)`, 1-based, so no window starts at the last frame).
+    LOOP_UNLESS_ONE = "loop_unless_one"
+    #: One more window, ending at the last frame: it overlaps its predecessor, and its seconds say
+    #: so. Every window holds real, consecutive frames sampled like a protocol clip.
+    END = "end"
 
 
 class Modality(StrEnum):
@@ -47,10 +112,26 @@ class Modality(StrEnum):
 class Profile(StrEnum):
     """How much of the recipe a request runs."""
 
-    #: One clip × the centre crop: lowest latency.
+    #: One clip × the centre crop: lowest latency. actserve's own profile, not a paper protocol.
     FAST = "fast"
-    #: The recipe's full test protocol: num_clips × num_crops views.
+    #: The recipe's full test protocol: num_clips × num_crops views (all windows for `sliding`).
     ACCURATE = "accurate"
+
+
+class PreScale(BaseModel):
+    """A resize the reference made before its own pipeline ran, while extracting frames.
+
+    3D-ResNets-PyTorch extracts JPEG frames with the ffmpeg CLI (`-vf scale=-1:240`, the CLI's
+    default bicubic scaler, sizes rounded half up); that first resize is part of its protocol.
+    The JPEG round trip that followed is not reproduced (it is storage loss, not a choice).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    size: int = Field(ge=16, le=1024, description="Pixels of the scaled side.")
+    side: Literal["short", "height"] = Field(
+        "short", description="short: the short side (master); height: always the height (2018)."
+    )
 
 
 class Recipe(BaseModel):
@@ -58,6 +139,11 @@ class Recipe(BaseModel):
 
     A clip tensor is built as `(pixel / 255 * pixel_scale - mean) / std`, channels in
     `channel_order`, laid out (C, T, H, W) with T = `clip_len` and H = W = `crop_size`.
+
+    The fields after `short_side` and `crop_size` (schema 2) say exactly how the reference code
+    resized and cut frames; their defaults are actserve's behaviour before them (FFmpeg's area
+    filter, mmcv rounding, floor crop offsets, aspect kept, tail windows dropped), so a
+    schema-1 manifest means what it meant.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -66,15 +152,31 @@ class Recipe(BaseModel):
     sampling: Sampling = Sampling.UNIFORM
     clip_len: int = Field(ge=1, le=512, description="Frames per clip (segments for TSN/TSM).")
     frame_interval: int = Field(
-        ge=1, le=64, description="Stride between sampled frames, in frames of the source video."
+        ge=1,
+        le=64,
+        description="Stride between sampled frames, in frames of the source video (slowfast: "
+        "the sampling rate tau, in frames at `target_fps`).",
     )
     num_clips: int = Field(ge=1, le=64, description="Clips per video in the full test protocol.")
+    target_fps: float | None = Field(
+        None, gt=0, le=1000, description="slowfast: the frame rate clip spans are normalised to."
+    )
+    window_tail: WindowTail = WindowTail.DROP
     # Spatial sampling.
     num_crops: Literal[1, 3] = Field(
         description="Spatial crops per clip: 1 = centre, 3 = left/centre/right along the long side."
     )
     short_side: int = Field(ge=16, le=1024, description="Resize the short side to this first.")
     crop_size: int = Field(ge=16, le=1024, description="Square crop side fed to the network.")
+    resize_filter: ResizeFilter = ResizeFilter.AREA
+    size_rounding: SizeRounding = SizeRounding.MMCV
+    stretch_to: tuple[int, int] | None = Field(
+        None,
+        description="(height, width) every frame is resized to, aspect not kept (P3D's "
+        "182×242); `short_side` is then the smaller of the two.",
+    )
+    prescale: PreScale | None = None
+    crop_rule: CropRule = CropRule.FLOOR
     train_crop_size: int | None = Field(
         None,
         ge=16,
@@ -172,15 +274,69 @@ class Recipe(BaseModel):
             return self.clip_len * self.flow_frames_per_stack + 1
         return self.clip_len
 
+    @model_validator(mode="after")
+    def _check_protocol(self) -> Recipe:
+        """Combinations the reference code never runs, refused rather than guessed."""
+        slowfast = self.sampling == Sampling.SLOWFAST
+        if slowfast != (self.target_fps is not None):
+            raise ValueError("target_fps is set exactly when sampling is 'slowfast'")
+        if self.sampling in (Sampling.SLIDING, Sampling.SLOWFAST_SEGMENTS) and self.num_clips != 1:
+            raise ValueError(
+                f"sampling {self.sampling.value!r} takes num_clips 1 (sliding: the video's "
+                "length sets the windows; slowfast_segments: the reference's test clip is one)"
+            )
+        if self.stretch_to is not None and min(self.stretch_to) != self.short_side:
+            raise ValueError(
+                f"stretch_to {self.stretch_to} needs short_side {min(self.stretch_to)} "
+                f"(its smaller side), got {self.short_side}"
+            )
+        if self.prescale is not None and self.resize_filter == ResizeFilter.AREA:
+            raise ValueError(
+                "prescale is followed by the reference's own image resize: pick a resize_filter "
+                "other than 'area'"
+            )
+        loop = self.window_tail in (WindowTail.LOOP, WindowTail.LOOP_UNLESS_ONE)
+        if loop and self.sampling != Sampling.SLIDING:
+            raise ValueError(
+                f"window_tail {self.window_tail.value!r} is 3D-ResNets-PyTorch's LoopPadding: "
+                "sampling 'sliding' only"
+            )
+        if self.crop_rule == CropRule.ROUND and self.num_crops != 1:
+            raise ValueError("crop_rule 'round' (torchvision CenterCrop) has no three-crop form")
+        return self
+
     @property
     def num_views(self) -> int:
-        """Views per video in the full test protocol (clips × crops)."""
+        """Views per video in the full test protocol (clips × crops; per window for sliding)."""
         return self.num_clips * self.num_crops
 
     @property
     def clip_shape(self) -> tuple[int, int, int, int]:
         """The (C, T, H, W) shape of one view as the network sees it."""
         return (self.in_channels, self.clip_len, self.crop_size, self.crop_size)
+
+    def describe(self) -> str:
+        """One line for people: the protocol, the geometry and the pixel values."""
+        scale = "[0, 1]" if self.pixel_scale == 1.0 else "0..255"
+        if self.sampling == Sampling.SLIDING:
+            clips = f"every {self.clip_len}-frame window ({self.window_tail.value} tail)"
+        else:
+            clips = f"{self.num_clips} clips"
+        fps = f" at {self.target_fps:g} fps" if self.target_fps else ""
+        resize = (
+            f"stretched to {self.stretch_to[0]}×{self.stretch_to[1]}"
+            if self.stretch_to
+            else f"short side {self.short_side} ({self.size_rounding.value} rounding)"
+        )
+        if self.prescale:
+            side = "short side" if self.prescale.side == "short" else "height"
+            resize = f"{side} {self.prescale.size} (bicubic), then " + resize
+        return (
+            f"{self.sampling.value} {self.clip_len} frames × interval {self.frame_interval}{fps}, "
+            f"{clips} × {self.num_crops} crops; {resize}, {self.resize_filter.value} filter, "
+            f"crop {self.crop_size} ({self.crop_rule.value} offsets); {self.channel_order} "
+            f"{scale}, mean {list(self.mean)}, std {list(self.std)}"
+        )
 
 
 class ModelSpec(BaseModel):

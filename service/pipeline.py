@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from model_store import Fusion, Modality, Profile
+from model_store import Fusion, Modality, Profile, Sampling
 from service.batching import ViewOutputs
 from service.errors import DeadlineExceeded
 from service.loaded_models import LoadedModel
@@ -103,7 +103,7 @@ async def classify(
     The caller holds `loaded.lease()` so the version cannot be freed meanwhile.
     """
     profile = options.profiled(loaded)
-    if options.per_clip and streamable(loaded):  # any length: windows stream through in chunks
+    if whole_video(loaded, options) and streamable(loaded):  # any length: chunk by chunk
         decoded, outputs, decode_s = await classify_windows(
             loaded,
             pool,
@@ -140,8 +140,15 @@ async def classify(
     return Classified(loaded, profile, decoded[0], fused, decode_s, streams)
 
 
+def whole_video(loaded: LoadedModel, options: ClassifyOptions) -> bool:
+    """Whether the views are windows over the whole video: `per_clip`, or the `accurate`
+    profile of a sliding-window protocol (3D-ResNets' `SlidingWindow`)."""
+    sliding = loaded.manifest.spec.recipe.sampling == Sampling.SLIDING
+    return options.per_clip or (sliding and options.profiled(loaded) == Profile.ACCURATE)
+
+
 def streamable(loaded: LoadedModel) -> bool:
-    """Whether `per_clip` windows stream in chunks (`service.windows`): one RGB network. A
+    """Whether whole-video windows stream in chunks (`service.windows`): one RGB network. A
     two-stream or flow version decodes its windows in one job (bounded by
     ACTSERVE_MAX_VIEW_BYTES)."""
     return loaded.flow is None and loaded.manifest.spec.recipe.modality == Modality.RGB

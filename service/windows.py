@@ -1,5 +1,6 @@
-"""`per_clip` over a whole video in bounded memory: every window planned once, then decoded and
-run a chunk of windows at a time, the next chunk decoding while the current one is inferred.
+"""Windows over a whole video (`per_clip`, or a sliding-window protocol's `accurate`) in
+bounded memory: every window planned once, then decoded and run a chunk of windows at a time,
+the next chunk decoding while the current one is inferred.
 
     plan       (worker: index + every window's frame times; no pixels)  -> ViewPlan
     chunk k    sample_streams of its windows (worker) -> assemble_views -> the batcher

@@ -106,11 +106,7 @@ def _print_manifest(manifest: Manifest, integrity: str) -> None:
     table.add_row(
         "outputs", f"{spec.num_classes} classes ({names}), embedding {spec.embedding_dim}"
     )
-    table.add_row(
-        "recipe",
-        f"{recipe.num_clips} clips × {recipe.num_crops} crops of {recipe.clip_len} frames "
-        f"(interval {recipe.frame_interval}), crop {recipe.crop_size}",
-    )
+    table.add_row("recipe", recipe.describe())
     for member in manifest.streams:
         weight = manifest.fusion.weights[member.modality]
         flow = member.spec.recipe

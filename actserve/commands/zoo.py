@@ -10,21 +10,10 @@ import typer
 from rich.table import Table
 
 from actserve.console import console, fail
-from model_store.spec import Recipe
 
 checkpoint_app = typer.Typer(
     help="Inspect and convert public checkpoint files.", no_args_is_help=True
 )
-
-
-def describe_recipe(recipe: Recipe) -> str:
-    scale = "[0, 1]" if recipe.pixel_scale == 1.0 else "0..255"
-    return (
-        f"{recipe.sampling} {recipe.clip_len} frames × interval {recipe.frame_interval}, "
-        f"{recipe.num_clips} clips × {recipe.num_crops} crops, short side {recipe.short_side}, "
-        f"crop {recipe.crop_size}, {recipe.channel_order} {scale}, mean {list(recipe.mean)}, "
-        f"std {list(recipe.std)}"
-    )
 
 
 def list_zoo(
@@ -125,7 +114,7 @@ def inspect_checkpoint_file(
             table.add_row("arch field", info.arch)
         table.add_row("strict load", report["strict_load"])
         if spec:
-            table.add_row("test recipe", describe_recipe(spec.recipe))
+            table.add_row("test recipe", spec.recipe.describe())
         console.print(table)
     if load_error is not None:
         raise typer.Exit(1)

@@ -3,10 +3,10 @@
 The work is split at the process boundary:
 
 - `sample_frames` (runs in a decode worker): index → plan → read only the planned frames, in
-  one open of the file. It
-  returns `SampledFrames`: each distinct sampled frame once, uint8, already rotated, resized
-  in FFmpeg's scaler and cut to the union of the crops, in the recipe's channel order. For a
-  flow recipe the worker goes on to TV-L1 flow between each sampled frame and the next
+  one open of the file. It returns `SampledFrames`: each distinct sampled frame once, uint8
+  (float32 for recipes that resize on floats), already rotated, resized as the recipe says
+  and cut to the union of the crops, in the recipe's channel order. For a flow recipe the
+  worker goes on to TV-L1 flow between each sampled frame and the next
   (`service/video/flow.py`) and sends the quantised fields instead, so flow's cost counts
   against the decode timeout. `sample_streams` does this for several recipes (a two-stream
   model's rgb and flow) reading each frame of the file once.
@@ -33,7 +33,7 @@ from service.video import flow
 from service.video.container import open_video
 from service.video.index import VideoInfo, index_container, probe_video, with_first_frame
 from service.video.limits import VideoLimits
-from service.video.pixels import FrameConverter, InterpolationName
+from service.video.pixels import FrameConverter
 from service.video.reader import DecodeBudget, FrameReader, IndexMismatch
 from service.video.sampling import CropBox, ViewPlan, plan_views
 
@@ -50,15 +50,13 @@ __all__ = [
 
 
 class DecodeOptions(BaseModel):
-    """Per-request choices: which views, and how frames are decoded and scaled."""
+    """Per-request choices: which views, and how frames are decoded (how they are resized is
+    the recipe's)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     profile: Profile = Profile.ACCURATE
     windows: bool = Field(False, description="Back-to-back windows over the whole video.")
-    interpolation: InterpolationName = Field(
-        "area", description="FFmpeg scaler filter for the short-side resize."
-    )
     decoder_threads: int = Field(
         0, ge=0, le=64, description="0: FFmpeg picks (frame + slice threads); 1: single-threaded."
     )
@@ -69,10 +67,11 @@ class SampledFrames:
     """A worker's answer: distinct frames as uint8 plus everything needed to build the views.
 
     `frames` is (F, H, W, C), each the union of the plan's crops of one displayed frame: C = 3
-    colour channels, or for a flow recipe C = 2, the x and y grey levels of one flow field.
-    `frame_of_slot` (num_clips, clip_len × k) points into it (k = flow fields per stack, 1 for
-    frames); `crops` are relative to the union. `flow_s` is the part of `decode_s` spent on
-    optical flow.
+    colour channels (uint8, or float32 on the same scale for `torch_bilinear` recipes), or for
+    a flow recipe C = 2, the x and y grey levels of one flow field. `frame_of_slot`
+    (num_clips, clip_len × k) points into it (k = flow fields per stack, 1 for frames);
+    `crops` are relative to the union. `flow_s` is the part of `decode_s` spent on optical
+    flow.
     """
 
     frames: np.ndarray
@@ -143,12 +142,12 @@ def sample_streams(
 ) -> tuple[SampledFrames, ...]:
     """`sample_frames` for several recipes at once, each frame of the file decoded once.
 
-    Recipes of one geometry (short side, crops, channel order) share the converted frames too:
-    a two-stream P3D's flow is computed from the very frames its RGB views show. One open
-    serves the index and the first read. The moments are planned from the index and the
-    sizes and crops from the first frame read (its rotation: `_Converters`). When the
-    container's own index turns out wrong for the file (`IndexMismatch`), the job starts
-    again from a scan of its packets.
+    Recipes of one geometry (sizes, crops, resize filter, channel order) share the converted
+    frames too: a two-stream P3D's flow is computed from the very frames its RGB views show.
+    One open serves the index and the first read. The moments are planned from the index and
+    the sizes and crops from the first frame read (its rotation: `_Converters`). When the
+    container's own index turns out wrong for the file (`IndexMismatch`), the job starts again
+    from a scan of its packets.
 
     `window_range` (start, stop) reads only those windows of a `per_clip` plan, numbered from
     0 (the chunks of `service.windows`); the whole plan's bytes are then not held to
@@ -310,17 +309,17 @@ class _Converters:
         self.plans = self._plans_for(self.info)
         keys: list[tuple] = []
         for recipe, plan in zip(self._recipes, self.plans, strict=True):
-            key = (plan.frame_size, plan.rotation, plan.crops, recipe.channel_order)
+            key = (
+                plan.frame_size,
+                plan.prescaled_size,
+                plan.rotation,
+                plan.crops,
+                recipe.resize_filter,
+                recipe.channel_order,
+            )
             if key not in keys:
                 keys.append(key)
-                self.converters.append(
-                    FrameConverter(
-                        plan,
-                        recipe.channel_order,
-                        self._options.interpolation,
-                        self._options.decoder_threads,
-                    )
-                )
+                self.converters.append(FrameConverter(plan, recipe, self._options.decoder_threads))
             self.which.append(keys.index(key))
 
 

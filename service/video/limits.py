@@ -71,8 +71,9 @@ class VideoLimits(BaseModel):
     max_windows: int = Field(
         4096,
         ge=1,
-        description="Windows of a `per_clip` request (streamed a chunk at a time; 10 minutes "
-        "of back-to-back windows at 30 fps take at most 2,250).",
+        description="Windows of a whole-video request: `per_clip` (streamed a chunk at a time; "
+        "10 minutes of back-to-back 16-frame windows at 30 fps take 1,125), or a sliding-window "
+        "protocol (3D-ResNets' `accurate`).",
     )
     max_view_bytes: int = Field(
         512 * 2**20, ge=1, description="float32 bytes of one request's views (V×C×T×H×W×4)."

@@ -83,8 +83,13 @@ def test_network_widths_follow_the_inner_channel_rule() -> None:
 def test_kinetics_recipe_is_scored_fully_convolutionally() -> None:
     model = meta_model("vov3d_m").eval()
     recipe = model.spec.recipe
-    assert (recipe.sampling, recipe.clip_len, recipe.frame_interval) == ("uniform", 16, 5)
+    assert (recipe.sampling, recipe.clip_len, recipe.frame_interval) == ("slowfast", 16, 5)
     assert (recipe.crop_size, recipe.train_crop_size, recipe.num_views) == (256, 224, 30)
+    assert (recipe.resize_filter, recipe.size_rounding, recipe.crop_rule) == (
+        "torch_bilinear",
+        "floor",
+        "ceil",
+    )
     assert recipe.channel_order == "RGB" and model.spec.label_set == "kinetics400"
     view = torch.empty(1, *recipe.clip_shape, device="meta")
     assert model.forward_positions(view).shape == (1, 4, 2048)
@@ -94,12 +99,13 @@ def test_kinetics_recipe_is_scored_fully_convolutionally() -> None:
 def test_something_something_recipe_for_174_classes(frames: int) -> None:
     recipe = meta_model("vov3d_l", num_classes=174, train_clip_len=frames).spec.recipe
     assert (recipe.sampling, recipe.clip_len, recipe.num_clips, recipe.num_crops) == (
-        "segments",
+        "slowfast_segments",
         frames,
-        2,
+        1,
         3,
     )
-    assert recipe.channel_order == "BGR" and recipe.mean == (0.45,) * 3
+    # cv2 reads BGR and REVERSE_INPUT_CHANNEL reverses it: the network sees RGB
+    assert recipe.channel_order == "RGB" and recipe.mean == (0.45,) * 3
 
 
 # --------------------------------------------------------------------------- checkpoints
@@ -152,5 +158,5 @@ def test_vov3d_l_ssv2_round_trip_reproduces_logits(tmp_path, batches_tracked) ->
         torch.testing.assert_close(loaded(x), model(x), rtol=0, atol=0)
     assert spec.backbone == "vov3d_l" and spec.label_set == "something-something-v2"
     assert spec.labels[0] == "Approaching something with your camera"
-    assert spec.recipe.channel_order == "BGR" and spec.recipe.sampling == "segments"
+    assert spec.recipe.channel_order == "RGB" and spec.recipe.sampling == "slowfast_segments"
     assert load_checkpoint(path)[1].recipe.clip_len == 16

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -45,6 +46,14 @@ def test_json_round_trip_keeps_every_field() -> None:
         ({"crop_size": 320}, "larger than short_side"),
         ({"num_crops": 2}, "num_crops"),
         ({"pixel_scale": 100.0}, "pixel_scale"),
+        ({"sampling": "slowfast"}, "target_fps is set exactly when"),
+        ({"target_fps": 30.0}, "target_fps is set exactly when"),
+        ({"sampling": "sliding"}, "takes num_clips 1"),
+        ({"stretch_to": (182, 242)}, "needs short_side 182"),
+        ({"prescale": {"size": 240}}, "pick a resize_filter other than 'area'"),
+        ({"crop_rule": "round"}, "no three-crop form"),
+        ({"window_tail": "loop"}, "sampling 'sliding' only"),
+        ({"resize_filter": "lanczos"}, "resize_filter"),
     ],
 )
 def test_recipe_rejects_inconsistent_values(change, message) -> None:
@@ -74,3 +83,28 @@ def test_bundled_label_sets() -> None:
 def test_model_store_never_imports_torch() -> None:
     code = "import sys, model_store, model_store.spec; sys.exit('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+def test_a_schema_1_recipe_means_what_it_meant() -> None:
+    """Manifests written before schema 2 have none of its fields: their defaults are actserve's
+    protocol of then (mmaction2 sampling, FFmpeg's area filter, mmcv rounding, floor crops, the
+    tail window dropped)."""
+    from model_store import Manifest
+    from service.settings import BUNDLED_STORE
+
+    path = next(BUNDLED_STORE.glob("*/1/manifest.json"))
+    manifest = Manifest.model_validate_json(path.read_bytes())
+    assert manifest.schema_version == 1
+    recipe = manifest.spec.recipe
+    assert "resize_filter" not in json.loads(path.read_text())["spec"]["recipe"]
+    assert (recipe.sampling, recipe.resize_filter, recipe.size_rounding) == (
+        "uniform",
+        "area",
+        "mmcv",
+    )
+    assert (recipe.crop_rule, recipe.window_tail, recipe.stretch_to, recipe.prescale) == (
+        "floor",
+        "drop",
+        None,
+        None,
+    )

@@ -87,6 +87,19 @@ BUILDERS: dict[str, Builder] = {
     "bomb.avi": lambda p, _: media.write_video(
         p, codec="mjpeg", pix_fmt="yuvj420p", size=(4096, 4096), num_frames=2
     ),
+    # reference protocols: intra-only MJPEG, odd sizes, a textured pan (49 frames: 3 × 16 + 1)
+    "protocol.avi": lambda p, _: media.write_video(
+        p,
+        codec="mjpeg",
+        pix_fmt="yuvj420p",
+        size=(96, 70),
+        num_frames=49,
+        painter=media.paint_texture,
+    ),
+    # full-range (yuvj) MJPEG with flat colours, for the RGB/BGR conversion
+    "flat_yuvj.avi": lambda p, _: media.write_video(
+        p, codec="mjpeg", pix_fmt="yuvj420p", size=(96, 64), num_frames=8
+    ),
     # damaged
     "faststart.mp4": lambda p, _: media.write_video(p, container_options={"movflags": "faststart"}),
     "faststart_cut.mp4": lambda p, lib: media.cut_file(lib["faststart.mp4"], p, 0.5, b"mdat"),

@@ -61,7 +61,7 @@ def sequential_frames(path: os.PathLike[str], sampled, recipe: Recipe) -> np.nda
     index = index_video(path, LIMITS).index  # from the packets, never the container's index
     moments = np.array([clip.times_s for clip in sampled.plan.clips])
     wanted = np.unique(index.position_of(moments))
-    convert = FrameConverter(sampled.plan, recipe.channel_order, "area")
+    convert = FrameConverter(sampled.plan, recipe)
     decoded: list[tuple[int, av.VideoFrame]] = []
     with av.open(os.fspath(path)) as container:
         stream = container.streams.video[0]

@@ -137,7 +137,10 @@ def test_segments_follow_mmaction2(
 def test_windows_cover_the_video_back_to_back(
     num_frames: int, clip_len: int, frame_interval: int, sampling: Sampling, slots, spans
 ) -> None:
-    got_slots, got_spans = sample_windows(num_frames, clip_len, frame_interval, sampling)
+    recipe = SLOWONLY.model_copy(
+        update={"clip_len": clip_len, "frame_interval": frame_interval, "sampling": sampling}
+    )
+    got_slots, got_spans = sample_windows(num_frames, recipe, fps=30.0)
     assert got_slots.tolist() == slots
     assert got_spans.tolist() == spans
 
