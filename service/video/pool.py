@@ -89,6 +89,11 @@ class DecodeSettings(BaseModel):
     jobs_per_worker: int | None = Field(
         None, ge=1, description="Jobs before a worker is replaced by a fresh one (None: never)."
     )
+    # One thread per worker (cores ÷ workers on the 2-core box) was measured against FFmpeg's
+    # choice with the service under load: 0.81-0.88x the throughput of the same service with
+    # frame threads, on a box other work shared, and frame threads decode one request 1.4x
+    # sooner when a core is free; saturated with the box to itself, one thread each was 1.04x
+    # (docs/decode.md). So FFmpeg picks unless told.
     decoder_threads: int = Field(
         0,
         ge=0,
@@ -108,17 +113,6 @@ class DecodeSettings(BaseModel):
         "waiting longer than this many seconds, at the measured decode time (None: off).",
     )
 
-    def threads_per_worker(self) -> int:
-        """Decoder threads for each worker (0: FFmpeg's choice).
-
-        NOTE: one thread per worker (cores ÷ workers on the 2-core box) was measured against
-        FFmpeg's choice with the service under load: 0.81-0.88x the throughput of the same
-        service with frame threads, on a box other work shared, and frame threads decode one
-        request 1.4x sooner when a core is free; saturated with the box to itself, one thread
-        each was 1.04x (docs/decode.md). So FFmpeg picks unless told.
-        """
-        return self.decoder_threads
-
 
 class DecodePool:
     """A pool of decode worker processes with an asyncio face, run as `settings` say and
@@ -136,7 +130,7 @@ class DecodePool:
         self.workers = settings.workers
         self.timeout_s = settings.timeout_s
         self.memory_limit_bytes = settings.memory_mb * 2**20 if settings.memory_mb else None
-        self.decoder_threads = settings.threads_per_worker()
+        self.decoder_threads = settings.decoder_threads
         self.max_pending = settings.max_pending or 4 * settings.workers
         self._slots = FairSlots(self.workers)
         self._pool: pebble.ProcessPool | None = None

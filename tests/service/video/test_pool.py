@@ -250,7 +250,7 @@ def test_workers_live_as_long_as_they_are_healthy(videos) -> None:
 
 def test_decoder_threads_reach_the_workers(videos) -> None:
     """`decoder_threads` is handed to every decode (0 leaves the choice to FFmpeg)."""
-    assert DecodeSettings().threads_per_worker() == 0
+    assert DecodeSettings().decoder_threads == 0
 
     async def scenario() -> list[int]:
         settings = DecodeSettings(workers=1, decoder_threads=1)
