@@ -295,12 +295,15 @@ class _Calls:
         embedding: bool,
         profile: Profile | str | None,
         per_clip: bool,
+        segments: bool,
+        segment_score: float | None,
         timeout: float | httpx.Timeout | None,
     ) -> Call[ClassifyResponse]:
         params: dict[str, Any] = {"model": model, "version": version, "alias": alias}
         params |= {"top_k": top_k, "profile": Profile(profile) if profile else None}
         params |= {"embedding": "true" if embedding else None}
         params |= {"per_clip": "true" if per_clip else None}
+        params |= {"segments": "true" if segments else None, "segment_score": segment_score}
 
         build = self._multipart("/classify", params, timeout)
         return self._call(build, _parse(ClassifyResponse), videos={"video": video})
@@ -517,6 +520,8 @@ class Client(_ClientBase):
         embedding: bool = False,
         profile: Profile | str | None = None,
         per_clip: bool = False,
+        segments: bool = False,
+        segment_score: float | None = None,
         timeout: float | httpx.Timeout | None = None,
     ) -> ClassifyResponse:
         """Classify a video (a path, bytes or a binary file object); the parameters are those
@@ -531,6 +536,8 @@ class Client(_ClientBase):
                 embedding=embedding,
                 profile=profile,
                 per_clip=per_clip,
+                segments=segments,
+                segment_score=segment_score,
                 timeout=timeout,
             )
         )
@@ -648,6 +655,8 @@ class AsyncClient(_ClientBase):
         embedding: bool = False,
         profile: Profile | str | None = None,
         per_clip: bool = False,
+        segments: bool = False,
+        segment_score: float | None = None,
         timeout: float | httpx.Timeout | None = None,
     ) -> ClassifyResponse:
         """See `Client.classify`."""
@@ -661,6 +670,8 @@ class AsyncClient(_ClientBase):
                 embedding=embedding,
                 profile=profile,
                 per_clip=per_clip,
+                segments=segments,
+                segment_score=segment_score,
                 timeout=timeout,
             )
         )

@@ -25,7 +25,8 @@ def classify(
     alias: Annotated[str | None, typer.Option(help="An alias of the model, e.g. stable.")] = None,
     top_k: Annotated[int, typer.Option("--top-k", min=1, help="Classes to show.")] = 5,
     profile: Annotated[
-        Profile | None, typer.Option(help="fast: one view; accurate: the model's test recipe.")
+        Profile | None,
+        typer.Option(help="fast: one view; accurate: the model's reference test protocol."),
     ] = None,
     embedding: Annotated[
         bool, typer.Option("--embedding", help="Also ask for the mean embedding.")
@@ -33,6 +34,21 @@ def classify(
     per_clip: Annotated[
         bool, typer.Option("--per-clip", help="Scores of back-to-back clips over the video.")
     ] = False,
+    segments: Annotated[
+        bool,
+        typer.Option(
+            "--segments", help="Merge windows that agree on their top action into time segments."
+        ),
+    ] = False,
+    segment_score: Annotated[
+        float | None,
+        typer.Option(
+            "--segment-score",
+            min=0.0,
+            max=1.0,
+            help="With --segments: the probability a window needs to belong to a segment.",
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the server's JSON.")] = False,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for the answer.")] = 120.0,
 ) -> None:
@@ -50,6 +66,8 @@ def classify(
                 profile=profile,
                 embedding=embedding,
                 per_clip=per_clip,
+                segments=segments,
+                segment_score=segment_score,
             )
     except APIError as exc:
         raise fail(str(exc)) from None
@@ -72,6 +90,13 @@ def classify(
             span = f"{clip.start_s:.2f}–{clip.end_s:.2f}"
             clips.add_row(str(clip.clip), span, best.label, f"{best.score:.3f}")
         console.print(clips)
+    if result.segments is not None:
+        stretches = Table("#", "seconds", "action", "score", "windows", title="segments")
+        for number, segment in enumerate(result.segments, 1):
+            span = f"{segment.start_s:.2f}–{segment.end_s:.2f}"
+            score = f"{segment.score:.3f}"
+            stretches.add_row(str(number), span, segment.label, score, str(segment.windows))
+        console.print(stretches)
     if result.embedding is not None:
         values = ", ".join(f"{v:.3f}" for v in result.embedding.values[:4])
         console.print(f"embedding: {result.embedding.dim} values ({values}, …)")

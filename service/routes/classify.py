@@ -15,8 +15,16 @@ from fastapi import APIRouter, Query, Request
 from service.deps import OutcomeDep, StateDep
 from service.errors import BadRequest
 from service.predict import classify_response
-from service.routes.common import VIDEO_ERRORS, classify_uploads, video_body
-from service.schemas import ClassifyResponse, Profile
+from service.routes.common import (
+    VIDEO_ERRORS,
+    AliasQuery,
+    ModelQuery,
+    ProfileQuery,
+    VersionQuery,
+    classify_uploads,
+    video_body,
+)
+from service.schemas import ClassifyResponse
 from service.upload import VIDEO_FIELD
 
 router = APIRouter(tags=["classify"])
@@ -32,20 +40,12 @@ async def classify_video(
     request: Request,
     state: StateDep,
     outcome: OutcomeDep,
-    model: Annotated[
-        str | None, Query(description="Model name; default: the default model.")
-    ] = None,
-    version: Annotated[int | None, Query(ge=1, description="A loaded version number.")] = None,
-    alias: Annotated[str | None, Query(description="An alias, e.g. stable or canary.")] = None,
+    model: ModelQuery = None,
+    version: VersionQuery = None,
+    alias: AliasQuery = None,
     top_k: Annotated[int, Query(ge=1, description="Classes to return (≤ ACTSERVE_MAX_TOP_K).")] = 5,
     embedding: Annotated[bool, Query(description="Return the mean embedding.")] = False,
-    profile: Annotated[
-        Profile | None,
-        Query(
-            description="fast: 1 clip × centre crop; accurate: the full test "
-            "recipe; default: the model's."
-        ),
-    ] = None,
+    profile: ProfileQuery = None,
     per_clip: Annotated[
         bool,
         Query(

@@ -7,9 +7,9 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Coroutine
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
-from fastapi import Request
+from fastapi import Query, Request
 
 from model_store import Profile
 from service.admission import Admission
@@ -40,6 +40,19 @@ VIDEO_ERRORS: dict[int | str, dict[str, Any]] = {
         504: "The request's deadline passed.",
     }.items()
 }
+
+
+ModelQuery = Annotated[str | None, Query(description="Model name; default: the default model.")]
+VersionQuery = Annotated[int | None, Query(ge=1, description="A loaded version number.")]
+AliasQuery = Annotated[str | None, Query(description="An alias, e.g. stable or canary.")]
+ProfileQuery = Annotated[
+    Profile | None,
+    Query(
+        description="accurate: the model's test protocol (for a registered family, its "
+        "reference code's); fast: 1 clip × centre crop, actserve's own low-latency profile; "
+        "default: the model's."
+    ),
+]
 
 
 def video_body(*fields: str) -> dict[str, Any]:

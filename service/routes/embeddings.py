@@ -19,22 +19,20 @@ from fastapi import APIRouter, Query, Request
 
 from service.deps import OutcomeDep, StateDep
 from service.predict import embed_response, similarity_response
-from service.routes.common import VIDEO_ERRORS, classify_uploads, video_body
-from service.schemas import EmbedResponse, Profile, SimilarityResponse
+from service.routes.common import (
+    VIDEO_ERRORS,
+    AliasQuery,
+    ModelQuery,
+    ProfileQuery,
+    VersionQuery,
+    classify_uploads,
+    video_body,
+)
+from service.schemas import EmbedResponse, SimilarityResponse
 from service.upload import VIDEO_FIELD
 
 router = APIRouter(tags=["embeddings"])
 
-ModelQuery = Annotated[str | None, Query(description="Model name; default: the default model.")]
-VersionQuery = Annotated[int | None, Query(ge=1, description="A loaded version number.")]
-AliasQuery = Annotated[str | None, Query(description="An alias, e.g. stable or canary.")]
-ProfileQuery = Annotated[
-    Profile | None,
-    Query(
-        description="fast: 1 clip × centre crop; accurate: the full test recipe; default: the "
-        "model's."
-    ),
-]
 PAIR = ("a", "b")
 
 

@@ -251,14 +251,15 @@ async def _infer(
     deadline = asyncio.get_running_loop().time() + settings.request_timeout_s
     artifact = _network(loaded)
     with loaded.lease():
-        body = await read_body(
-            request,
-            max_bytes=settings.video.max_upload_bytes,
-            idle_timeout_s=settings.http.body_idle_timeout_s,
-            deadline=deadline,
-        )
-        parsed = parse_request(body, request.headers.get(INFERENCE_HEADER))
-        clips = _clips(parsed.inputs, artifact.inputs[0])
+        with state.admission.receiving():
+            body = await read_body(
+                request,
+                max_bytes=settings.video.max_upload_bytes,
+                idle_timeout_s=settings.http.body_idle_timeout_s,
+                deadline=deadline,
+            )
+            parsed = parse_request(body, request.headers.get(INFERENCE_HEADER))
+            clips = _clips(parsed.inputs, artifact.inputs[0])
         wanted = binary_outputs(parsed.request, tuple(t.name for t in artifact.outputs))
         work = loaded.batcher.submit(clips, deadline=deadline)
         outputs = await unless_disconnected(request, work)

@@ -38,6 +38,9 @@ def test_the_options_reach_the_server_and_the_tables_show_them(url, videos) -> N
     assert as_json["version"] == 1 and len(as_json["top_k"]) == 3 and as_json["clips"] is None
     fast = json.loads(classify(url, path, "--profile", "fast", "--json").output)
     assert fast["profile"] == "fast" and fast["video"]["views"] == 1
+    segmented = classify(url, path, "--segments", "--segment-score", "0")
+    assert segmented.exit_code == 0, segmented.output
+    assert "segments" in segmented.output and "per clip" not in segmented.output
 
 
 def test_errors_are_one_line_with_status_and_code(url, videos) -> None:

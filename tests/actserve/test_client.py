@@ -68,11 +68,15 @@ def test_every_classify_parameter_reaches_the_server(server, videos) -> None:
             client.classify(path, model="tiny", version=2)
         aliased = client.classify(path, model="tiny", alias="stable", profile="fast")
         full = client.classify(path, embedding=True, per_clip=True, profile="accurate", top_k=2)
+        segmented = client.classify(path, segments=True, segment_score=0.0, profile="accurate")
     assert (pinned.version, len(pinned.top_k)) == (1, 1)
     assert aliased.version == 1 and aliased.profile == "fast" and aliased.video.views == 1
     assert full.profile == "accurate" and full.video.views == 3 * len(full.clips or [])
     assert full.embedding is not None and full.embedding.dim == len(full.embedding.values)
     assert full.clips and all(len(c.top_k) == 2 and c.end_s > c.start_s for c in full.clips)
+    # segment_score 0: every window belongs to a segment, so the segments cover all windows
+    assert segmented.clips is None and segmented.segments
+    assert sum(s.windows for s in segmented.segments) == len(full.clips)
 
 
 def test_embed_and_similarity_are_typed_and_match_classify(server, videos) -> None:
@@ -167,7 +171,9 @@ def test_the_async_client_answers_like_the_blocking_one(server, videos) -> None:
 def test_a_real_429_is_retried_after_its_retry_after(store_root, videos) -> None:
     """A 6-view queue holds one request's views for the 1.5 s batch delay, so the other of two
     concurrent requests is refused with 429 (Retry-After ≥ 1 s) and gets in on a retry."""
-    settings = settings_for(store_root, max_queue_views=6, max_delay_ms=1500, max_batch_views=64)
+    settings = settings_for(
+        store_root, max_queue_views=6, max_delay_ms=1500, max_batch_views=64, delay_when_idle=True
+    )
     path = videos["h264.mp4"]
     with LiveServer(settings) as live:
 
