@@ -82,6 +82,7 @@ class LocalPipeline:
             runtime=settings.runtime,
             batching=settings.batching,
             drain_timeout_s=settings.drain_timeout_s,
+            upstream=lambda: self._pool.backlog if self._pool else 0,
         )
         try:
             await self._pool.start()

@@ -16,6 +16,7 @@ status is 1 when there is any.
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
 import time
 from collections import Counter
@@ -26,6 +27,9 @@ import httpx
 
 from service.embedded import EmbeddedServer
 from service.settings import Settings
+
+# The corpus is the test suite's (tests/service/fuzz.py): importable from a checkout's root.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests.service import fuzz
 
 

@@ -143,6 +143,9 @@ def service_section(
             max_batch_views=batch_views,
             max_delay_ms=5.0 if mode == "on" else 0.0,
             max_queue_views=100_000,
+            # measure batching, not admission: nothing is refused at the door
+            max_pending_decodes=100_000,
+            max_concurrent_uploads=100_000,
             decode_workers=args.decode_workers,
             warmup_batch_sizes=[1, batch_views],
         )

@@ -92,6 +92,13 @@ def main() -> None:
         "--set", dest="settings", action="append", default=[], help="actserve KEY=VALUE"
     )
     parser.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        help="NAME:KEY=VALUE[,KEY=VALUE]: one more actserve with these settings on top of "
+        "--set's, e.g. t1:decoder_threads=1 (settings compared in the same run)",
+    )
+    parser.add_argument(
         "--before",
         type=Path,
         default=None,
@@ -122,7 +129,8 @@ def main() -> None:
     )
     limits: dict[int, float] = {}
 
-    names = args.servers.split(",") + (["before"] if args.before else [])
+    args.variants = dict(_variant(v, parser) for v in args.variant)
+    names = args.servers.split(",") + list(args.variants) + (["before"] if args.before else [])
     with servers(names, args, profile) as running:
         for server in running:
             warm_up(server, video, args.warmup)
@@ -146,6 +154,13 @@ def main() -> None:
 # The servers.
 
 
+def _variant(text: str, parser: argparse.ArgumentParser) -> tuple[str, list[str]]:
+    name, _, settings = text.partition(":")
+    if not name or name in ("actserve", "litserve", "before") or "=" not in settings:
+        parser.error(f"--variant {text!r}: NAME:KEY=VALUE[,KEY=VALUE], NAME a new name")
+    return name, settings.split(",")
+
+
 @contextmanager
 def servers(names: list[str], args: argparse.Namespace, profile: str) -> Iterator[list[Server]]:
     started: list[Server] = []
@@ -153,7 +168,7 @@ def servers(names: list[str], args: argparse.Namespace, profile: str) -> Iterato
         for name in names:
             port = free_port()
             env = None
-            if name in ("actserve", "before"):
+            if name in ("actserve", "before") or name in args.variants:
                 command = [
                     sys.executable, "-m", "actserve", "serve", "--port", str(port),
                     "--store", str(args.store), "--log-level", "warning",
@@ -164,8 +179,9 @@ def servers(names: list[str], args: argparse.Namespace, profile: str) -> Iterato
                     "--set", "max_pending_decodes=100000",
                     "--set", "max_concurrent_uploads=100000",
                 ]  # fmt: skip
-                for item in args.settings if name == "actserve" else ():
-                    command += ["--set", item]
+                if name != "before":
+                    for item in (*args.settings, *args.variants.get(name, ())):
+                        command += ["--set", item]
                 if args.model:
                     command += ["--model", args.model]
                 path, ready = "/classify", "/readyz"
@@ -250,7 +266,7 @@ def warm_up(server: Server, video: bytes, count: int) -> None:
 def drive_level(
     server: Server, video: bytes, level: int, args: argparse.Namespace, profile: str
 ) -> None:
-    served = server.name in ("actserve", "before")
+    served = server.name != "litserve"
     before = scrape(server) if served else {}
     latencies, errors, seconds = asyncio.run(drive(server, video, level, args.requests, profile))
     server.latencies.setdefault(level, []).extend(latencies)

@@ -17,7 +17,8 @@ hand-out of workers across clients); this module decides at the door.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from typing import ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -88,6 +89,8 @@ class Admission:
         self.pool = pool
         self.inference_backlog_s = inference_backlog_s
         self.uploads = 0
+        #: Bodies read outside admission (/v2 tensors), on their way to a batcher.
+        self.bodies = 0
         #: Set when the server starts draining: new requests get 503.
         self.draining = False
 
@@ -98,6 +101,23 @@ class Admission:
         if value:
             return value.split(",")[0].strip()[:128]
         return peer or "-"
+
+    @property
+    def upstream(self) -> int:
+        """Requests that have not reached inference yet: uploading, waiting for a decode
+        worker or decoding, or sending /v2 tensors (what a batcher may still expect views
+        from)."""
+        return self.uploads + self.bodies + self.pool.backlog
+
+    @contextmanager
+    def receiving(self) -> Iterator[None]:
+        """Count a body read outside admission's bounds (a /v2 request's tensors) as on its
+        way to a batcher while it is read."""
+        self.bodies += 1
+        try:
+            yield
+        finally:
+            self.bodies -= 1
 
     def admit(self, client: str) -> Ticket:
         """A place for a new request (enter it with `with`), or `NotReady` (draining) /

@@ -76,14 +76,15 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     if not settings.store.is_dir():
         raise RuntimeError(f"no model store at {settings.store} (ACTSERVE_STORE)")
     metrics = ServiceMetrics()
+    pool = DecodePool(settings.decode, settings.video)
     models = LoadedModels(
         ModelStore(settings.store),
         metrics,
         runtime=settings.runtime,
         batching=settings.batching,
         drain_timeout_s=settings.drain_timeout_s,
+        upstream=lambda: admission.upstream,  # the door below, read when batching
     )
-    pool = DecodePool(settings.decode, settings.video)
     admission = Admission(settings.admission, pool, inference_backlog_s=models.inference_backlog_s)
     metrics.watch(pool, admission)
     state = AppState(

@@ -4,9 +4,11 @@ Requests bring V views each (clips × crops). The batcher queues views, not requ
 takes views from the head of the queue up to `max_batch_views`, so one request's views may
 span batches and several requests share one. A batch leaves when it is full or when the
 OLDEST waiting view has waited `max_delay_s` (Triton's semantics; a delay counted from when
-the loop polled would let a lone request wait forever under a steady trickle). Results are
-written back into each request's own buffers and its future resolves when all its views are
-done.
+the loop polled would let a lone request wait forever under a steady trickle), and only while
+batch-mates may still come: when `upstream` says no request is uploading, waiting for a decode
+worker, decoding or sending tensors, the batch leaves at once (a lone request on an idle
+service pays no delay; `delay_when_idle` restores Triton's rule). Results are written back
+into each request's own buffers and its future resolves when all its views are done.
 
 Inference runs in the batcher's own thread, so the event loop keeps accepting uploads and
 decoding other requests meanwhile. A request that times out or whose client leaves drops its
@@ -87,6 +89,11 @@ class BatchingSettings(BaseModel):
     max_delay_ms: float = Field(
         5.0, ge=0, le=10_000, description="Longest wait of the oldest view for batch-mates."
     )
+    delay_when_idle: bool = Field(
+        False,
+        description="Wait max_delay_ms for batch-mates even when no other request is uploading "
+        "or decoding (Triton's rule); by default a lone request's views leave at once.",
+    )
     max_queue_views: int = Field(
         512, ge=1, description="Views allowed to wait per model version; more → 429."
     )
@@ -112,6 +119,9 @@ class Batcher:
     settings: BatchingSettings = field(default_factory=BatchingSettings)
     observer: BatchObserver = field(default_factory=BatchObserver)
     name: str = "model"
+    #: Requests that may still bring views (uploading, waiting for or in decoding); None:
+    #: unknown, always wait up to `max_delay_s` for batch-mates.
+    upstream: Callable[[], int] | None = None
 
     def __post_init__(self) -> None:
         self.max_batch_views = self.settings.max_batch_views
@@ -202,7 +212,11 @@ class Batcher:
                 await self._wakeup.wait()
                 continue
             flush_at = self._queue[0].enqueued_at + self.max_delay_s
-            while self._queued_views < self.max_batch_views and loop.time() < flush_at:
+            while (
+                self._queued_views < self.max_batch_views
+                and loop.time() < flush_at
+                and self._mates_may_come()
+            ):
                 self._wakeup.clear()
                 try:
                     async with asyncio.timeout_at(flush_at):
@@ -212,6 +226,9 @@ class Batcher:
             batch = self._take_batch(loop.time())
             if batch:
                 await self._run(batch)
+
+    def _mates_may_come(self) -> bool:
+        return self.settings.delay_when_idle or self.upstream is None or self.upstream() > 0
 
     def _take_batch(self, now: float) -> list[tuple[PendingViews, int, int]]:
         batch, room = [], self.max_batch_views

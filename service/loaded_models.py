@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import StrEnum
@@ -162,8 +162,11 @@ class LoadedModels:
         runtime: RuntimeOptions,
         batching: BatchingSettings,
         drain_timeout_s: float,
+        upstream: Callable[[], int] | None = None,
     ) -> None:
         self.store = store
+        #: Requests on their way to the batchers (`Batcher.upstream`).
+        self.upstream = upstream
         self.metrics = metrics
         self.runtime_options = runtime
         self.batching = batching
@@ -359,7 +362,12 @@ class LoadedModels:
             raise
         observers = self.metrics.batch_observers(name, version, len(runtimes))
         runners = [
-            LoadedStream(runtime, Batcher(runtime, self.batching, observer=observer, name=label))
+            LoadedStream(
+                runtime,
+                Batcher(
+                    runtime, self.batching, observer=observer, name=label, upstream=self.upstream
+                ),
+            )
             for runtime, observer, label in zip(
                 runtimes, observers, (f"{name}@{version}", f"{name}@{version}/flow"), strict=False
             )

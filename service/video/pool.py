@@ -79,6 +79,7 @@ class DecodeSettings(BaseModel):
         "jobs_per_worker": "decode_jobs_per_worker",
         "max_pending": "max_pending_decodes",
         "max_wait_s": "max_decode_wait_s",
+        "nice": "decode_nice",
     }
 
     workers: int = Field(2, ge=1, le=64, description="Decode worker processes.")
@@ -89,22 +90,33 @@ class DecodeSettings(BaseModel):
     jobs_per_worker: int | None = Field(
         None, ge=1, description="Jobs before a worker is replaced by a fresh one (None: never)."
     )
-    # One thread per worker (cores ÷ workers on the 2-core box) was measured against FFmpeg's
-    # choice with the service under load: 0.81-0.88x the throughput of the same service with
-    # frame threads, on a box other work shared, and frame threads decode one request 1.4x
-    # sooner when a core is free; saturated with the box to itself, one thread each was 1.04x
-    # (docs/decode.md). So FFmpeg picks unless told.
+    # One thread per worker: the workers are the parallelism. Measured with the service
+    # saturated on the 2-core box with nothing else running (benchmarks/load.py --variant):
+    # 1.40-1.48x the throughput of FFmpeg's own choice (frame threads, which cost CPU in
+    # hand-offs the other worker needed) at concurrency 8 and 32, and no slower at
+    # concurrency 1. An earlier measurement that favoured frame threads ran on a box other
+    # work kept at a load average of 12-15, where more threads win a larger share of it.
     decoder_threads: int = Field(
-        0,
+        1,
         ge=0,
         le=64,
-        description="FFmpeg decoder threads per worker (0: FFmpeg picks, frame threads).",
+        description="FFmpeg decoder threads per worker (0: FFmpeg picks: frame threads over "
+        "every core). Scale decoding with `workers`, one per core.",
     )
     max_pending: int | None = Field(
         None,
         ge=1,
         description="Requests waiting for a decode worker or decoding; more are refused (429). "
-        "None: 4 per worker, so an accepted request waits for at most about 4 decodes.",
+        "None: 2 per worker (one decoding, one waiting), so an accepted request waits for at "
+        "most about one decode.",
+    )
+    nice: int = Field(
+        5,
+        ge=0,
+        le=19,
+        description="Niceness added to the decode workers: under saturation the event loop "
+        "(admission, uploads, refusals) and inference, which finish admitted requests, run "
+        "first.",
     )
     max_wait_s: float | None = Field(
         None,
@@ -131,7 +143,7 @@ class DecodePool:
         self.timeout_s = settings.timeout_s
         self.memory_limit_bytes = settings.memory_mb * 2**20 if settings.memory_mb else None
         self.decoder_threads = settings.decoder_threads
-        self.max_pending = settings.max_pending or 4 * settings.workers
+        self.max_pending = settings.max_pending or 2 * settings.workers
         self._slots = FairSlots(self.workers)
         self._pool: pebble.ProcessPool | None = None
         self._in_flight = 0
@@ -295,7 +307,7 @@ class DecodePool:
                 max_workers=self.workers,
                 max_tasks=self.settings.jobs_per_worker or 0,
                 initializer=_start_worker,
-                initargs=(self.memory_limit_bytes,),
+                initargs=(self.memory_limit_bytes, self.settings.nice),
                 context=multiprocessing.get_context("spawn"),
             )
         return self._pool
@@ -331,10 +343,13 @@ def _shut_down(pool: pebble.ProcessPool, grace_s: float) -> None:
         pool.join()
 
 
-def _start_worker(memory_limit_bytes: int | None) -> None:
-    """Worker initializer: cap the address space before the first job."""
+def _start_worker(memory_limit_bytes: int | None, nice: int) -> None:
+    """Worker initializer: lower the worker's priority and cap its address space before the
+    first job."""
     global _memory_limit
     _memory_limit = memory_limit_bytes
+    if nice:
+        os.nice(nice)
     if memory_limit_bytes is not None:
         resource.setrlimit(resource.RLIMIT_AS, (memory_limit_bytes, memory_limit_bytes))
 

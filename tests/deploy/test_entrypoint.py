@@ -135,6 +135,7 @@ def served(
         "ACTSERVE_DEVICE": "cpu",
         "ACTSERVE_DECODE_WORKERS": "1",
         "ACTSERVE_MAX_DELAY_MS": str(MAX_DELAY_MS),
+        "ACTSERVE_DELAY_WHEN_IDLE": "true",  # a lone request waits in the queue, to be drained
         "ACTSERVE_DRAIN_TIMEOUT_S": str(DRAIN_TIMEOUT_S),
     }
     unhealthy = run_healthcheck(env)

@@ -186,3 +186,29 @@ def test_close_lets_queued_work_finish_then_refuses() -> None:
 
     runtime, done = run(scenario())
     assert len(done) == 3 and sum(runtime.batch_sizes) == 6
+
+
+def test_a_batch_waits_for_mates_only_while_requests_are_on_their_way() -> None:
+    """With nothing uploading or decoding (`upstream` 0) a lone request's views leave at
+    once, whatever `max_delay_ms`; with a request on its way they wait for it."""
+
+    async def scenario():
+        on_their_way = 0
+        runtime = FakeRuntime()
+        settings = BatchingSettings(max_batch_views=4, max_delay_ms=10_000)
+        batcher = Batcher(runtime, settings, upstream=lambda: on_their_way)
+        batcher.start()
+        lone = await asyncio.wait_for(batcher.submit(views(0, 1), deadline=deadline(30)), 5)
+        on_their_way = 1
+        first = asyncio.create_task(batcher.submit(views(1, 1), deadline=deadline()))
+        await asyncio.sleep(0.3)
+        waited = not first.done()
+        on_their_way = 0
+        second = await batcher.submit(views(2, 3), deadline=deadline())
+        await batcher.close()
+        return runtime, lone, waited, await first, second
+
+    runtime, lone, waited, first, second = run(scenario())
+    assert lone.batches == 1 and waited
+    assert runtime.batch_sizes == [1, 4]  # the waiting view left with its batch-mates
+    assert first.batches == second.batches == 1

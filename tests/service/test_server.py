@@ -47,7 +47,9 @@ def test_an_oversized_stream_is_refused_before_it_ends(store_root) -> None:
 def test_beyond_the_queue_bound_only_429s_with_retry_after(store_root, videos) -> None:
     """Two 6-view requests fill a 12-view queue while the batch waits its 1.5 s delay; every
     other request is refused at once, with Retry-After."""
-    settings = settings_for(store_root, max_queue_views=12, max_delay_ms=1500, max_batch_views=64)
+    settings = settings_for(
+        store_root, max_queue_views=12, max_delay_ms=1500, max_batch_views=64, delay_when_idle=True
+    )
     path = videos["h264.mp4"]
     with LiveServer(settings) as server, httpx.Client(base_url=server.url, timeout=30) as client:
         with ThreadPoolExecutor(8) as pool:
@@ -65,7 +67,9 @@ def test_beyond_the_queue_bound_only_429s_with_retry_after(store_root, videos) -
 
 
 def test_a_request_past_its_deadline_gets_504_and_leaves_the_queue(store_root, videos) -> None:
-    settings = settings_for(store_root, request_timeout_s=0.5, max_delay_ms=3000)
+    settings = settings_for(
+        store_root, request_timeout_s=0.5, max_delay_ms=3000, delay_when_idle=True
+    )
     with LiveServer(settings) as server, httpx.Client(base_url=server.url, timeout=30) as client:
         response = post_video(client, videos["h264.mp4"])
         assert response.status_code == 504 and response.json()["error"] == "deadline_exceeded"
@@ -74,7 +78,7 @@ def test_a_request_past_its_deadline_gets_504_and_leaves_the_queue(store_root, v
 
 
 def test_a_client_that_leaves_has_its_queued_work_dropped(store_root, videos) -> None:
-    settings = settings_for(store_root, max_delay_ms=2000)
+    settings = settings_for(store_root, max_delay_ms=2000, delay_when_idle=True)
     with LiveServer(settings) as server:
         with pytest.raises(httpx.ReadTimeout):
             post_video(httpx.Client(base_url=server.url, timeout=0.6), videos["h264.mp4"])

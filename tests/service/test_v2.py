@@ -159,7 +159,9 @@ def test_errors_have_the_protocols_shape_and_actservess_code(server) -> None:
 def test_infers_count_in_the_metrics_and_a_full_queue_is_429(store_root) -> None:
     """Through the same batcher: two 6-clip requests fill a 12-view queue during a 1.5 s
     batch delay, so the others get 429 with Retry-After, in the protocol's error shape."""
-    settings = settings_for(store_root, max_queue_views=12, max_delay_ms=1500, max_batch_views=64)
+    settings = settings_for(
+        store_root, max_queue_views=12, max_delay_ms=1500, max_batch_views=64, delay_when_idle=True
+    )
     with LiveServer(settings) as live, httpx.Client(base_url=live.url, timeout=30) as http:
         oip = triton.InferenceServerClient(live.url.removeprefix("http://"), concurrency=6)
 

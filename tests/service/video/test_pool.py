@@ -250,7 +250,7 @@ def test_workers_live_as_long_as_they_are_healthy(videos) -> None:
 
 def test_decoder_threads_reach_the_workers(videos) -> None:
     """`decoder_threads` is handed to every decode (0 leaves the choice to FFmpeg)."""
-    assert DecodeSettings().decoder_threads == 0
+    assert DecodeSettings().decoder_threads == 1
 
     async def scenario() -> list[int]:
         settings = DecodeSettings(workers=1, decoder_threads=1)
@@ -258,6 +258,19 @@ def test_decoder_threads_reach_the_workers(videos) -> None:
             return [pool.decoder_threads]
 
     assert asyncio.run(scenario()) == [1]
+
+
+def test_decode_workers_run_at_a_lower_priority_than_the_service() -> None:
+    """Under saturation the event loop and inference go first: workers are niced."""
+
+    async def scenario() -> list[int]:
+        niced = DecodeSettings(workers=1, nice=5)
+        plain = DecodeSettings(workers=1, nice=0)
+        async with DecodePool(niced, LIMITS) as a, DecodePool(plain, LIMITS) as b:
+            return [await a.run(os.nice, 0), await b.run(os.nice, 0)]
+
+    own = os.nice(0)
+    assert asyncio.run(scenario()) == [min(own + 5, 19), own]
 
 
 def test_waiting_for_a_free_worker_is_reported_apart_from_decoding(videos) -> None:
