@@ -35,7 +35,6 @@ from service.video import (
     ViewPlan,
     assemble_views,
     plan_windows,
-    sample_streams,
 )
 
 T = TypeVar("T")
@@ -69,9 +68,7 @@ async def classify_windows(
 
     async def decode(start: int, stop: int) -> tuple[DecodedVideo, float]:
         began = time.perf_counter()
-        (sampled,) = await pool.run(
-            sample_streams, file, (recipe,), options, pool.limits, (start, stop), client=client
-        )
+        (sampled,), _ = await pool.sample(file, (recipe,), options, (start, stop), client=client)
         video = await asyncio.to_thread(assemble_views, sampled, recipe)
         return video, time.perf_counter() - began
 

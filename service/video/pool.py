@@ -47,7 +47,13 @@ from service.errors import (
     WorkerCrashed,
 )
 from service.video.index import VideoInfo, probe_video
-from service.video.job import DecodedVideo, DecodeOptions, assemble_views, sample_streams
+from service.video.job import (
+    DecodedVideo,
+    DecodeOptions,
+    SampledFrames,
+    assemble_views,
+    sample_streams,
+)
 from service.video.limits import VideoLimits
 from service.video.slots import FairSlots
 
@@ -90,18 +96,17 @@ class DecodeSettings(BaseModel):
     jobs_per_worker: int | None = Field(
         None, ge=1, description="Jobs before a worker is replaced by a fresh one (None: never)."
     )
-    # One thread per worker: the workers are the parallelism. Measured with the service
-    # saturated on the 2-core box with nothing else running (benchmarks/load.py --variant):
-    # 1.40-1.48x the throughput of FFmpeg's own choice (frame threads, which cost CPU in
-    # hand-offs the other worker needed) at concurrency 8 and 32, and no slower at
-    # concurrency 1. An earlier measurement that favoured frame threads ran on a box other
-    # work kept at a load average of 12-15, where more threads win a larger share of it.
-    decoder_threads: int = Field(
-        1,
+    # Measured on the 2-core box with nothing else running: under load, one thread per worker
+    # gave 1.28-1.46x the throughput of FFmpeg's own choice (frame threads cost CPU in
+    # hand-offs the other worker needed; benchmarks/load.py --variant), while a lone 1080p
+    # request decoded 1.57x faster with frame threads on the idle cores. Adaptive takes both.
+    decoder_threads: int | None = Field(
+        None,
         ge=0,
         le=64,
-        description="FFmpeg decoder threads per worker (0: FFmpeg picks: frame threads over "
-        "every core). Scale decoding with `workers`, one per core.",
+        description="FFmpeg decoder threads per job. None: adaptive, a job gets the share of "
+        "the workers not busy when it starts (workers ÷ busy workers, at least 1: all of them "
+        "for a lone request, one each under load); 0: FFmpeg picks; N: always N.",
     )
     max_pending: int | None = Field(
         None,
@@ -231,17 +236,39 @@ class DecodePool:
                 f"{self.max_pending}, ACTSERVE_MAX_PENDING_DECODES); retry later",
                 retry_after=max(1, math.ceil(self.drain_estimate_s())),
             )
-        options = options or DecodeOptions()
-        if not options.decoder_threads:
-            options = options.model_copy(update={"decoder_threads": self.decoder_threads})
         started = time.perf_counter()
-        sampled, waited = await self._run(
-            client, sample_streams, (os.fspath(path), recipes, options, self.limits)
-        )
+        sampled, waited = await self.sample(path, recipes, options, client=client)
         self._decode_s.add(time.perf_counter() - started - waited)
         pairs = zip(sampled, recipes, strict=True)
         videos = await asyncio.gather(*(asyncio.to_thread(assemble_views, *p) for p in pairs))
         return tuple(replace(video, wait_s=waited) for video in videos)
+
+    async def sample(
+        self,
+        path: str | os.PathLike[str],
+        recipes: tuple[Recipe, ...],
+        options: DecodeOptions | None = None,
+        window_range: tuple[int, int] | None = None,
+        *,
+        client: str = "-",
+    ) -> tuple[tuple[SampledFrames, ...], float]:
+        """`sample_streams` in a worker in `client`'s turn, with the decoder threads chosen
+        when the job starts (`job_threads`); also returns the seconds waited for a worker."""
+        options = options or DecodeOptions()
+
+        def arguments() -> tuple[Any, ...]:
+            threads = options.decoder_threads or self.job_threads()
+            threaded = options.model_copy(update={"decoder_threads": threads})
+            return os.fspath(path), recipes, threaded, self.limits, window_range
+
+        return await self._run(client, sample_streams, arguments)
+
+    def job_threads(self) -> int:
+        """Decoder threads for a job starting now (0: FFmpeg's choice): the setting, or when
+        adaptive, the workers' share per busy worker, this job's included."""
+        if self.decoder_threads is not None:
+            return self.decoder_threads
+        return max(1, self.workers // max(1, self._slots.busy))
 
     async def probe(self, path: str | os.PathLike[str]) -> VideoInfo:
         """The header checks and first frame of `probe_video`, in a worker."""
@@ -255,17 +282,19 @@ class DecodePool:
         Worker failures become `DecodeTimeout`, `DecodeOutOfMemory` or `WorkerCrashed`;
         cancelling the awaiting task stops the worker running the job.
         """
-        result, _ = await self._run(client, function, args)
+        result, _ = await self._run(client, function, lambda: args)
         return result
 
     async def _run(
-        self, client: str, function: Callable[..., T], args: tuple[Any, ...]
+        self, client: str, function: Callable[..., T], arguments: Callable[[], tuple[Any, ...]]
     ) -> tuple[T, float]:
-        """`run` in `client`'s turn; also returns the seconds waited for a worker. A worker
-        that dies is replaced and the job tried once more on the fresh one: an idle worker
-        killed from outside, or by the kernel's OOM killer, is not the request's fault; a
-        second death is reported as `WorkerCrashed` (503)."""
+        """`run` in `client`'s turn, its `arguments()` made once the turn comes; also returns
+        the seconds waited for a worker. A worker that dies is replaced and the job tried once
+        more on the fresh one: an idle worker killed from outside, or by the kernel's OOM
+        killer, is not the request's fault; a second death is reported as `WorkerCrashed`
+        (503)."""
         async with self._slots.turn(client) as waited:
+            args = arguments()
             try:
                 return await self._run_once(function, args), waited
             except WorkerCrashed as crash:

@@ -248,16 +248,20 @@ def test_workers_live_as_long_as_they_are_healthy(videos) -> None:
     assert len(asyncio.run(scenario())) == 1
 
 
-def test_decoder_threads_reach_the_workers(videos) -> None:
-    """`decoder_threads` is handed to every decode (0 leaves the choice to FFmpeg)."""
-    assert DecodeSettings().decoder_threads == 1
+def test_adaptive_decoder_threads_give_a_lone_job_the_idle_workers_share() -> None:
+    """By default a job starting alone gets every worker's thread (frame threads on idle
+    cores), and one thread each once the workers are all busy; a set count is kept."""
 
-    async def scenario() -> list[int]:
-        settings = DecodeSettings(workers=1, decoder_threads=1)
-        async with DecodePool(settings, LIMITS) as pool:
-            return [pool.decoder_threads]
+    async def threads(settings: DecodeSettings) -> tuple[int, int]:
+        async with DecodePool(settings, LIMITS) as pool, pool._slots.turn("a"):
+            alone = pool.job_threads()
+            async with pool._slots.turn("b"):
+                return alone, pool.job_threads()
 
-    assert asyncio.run(scenario()) == [1]
+    assert DecodeSettings().decoder_threads is None
+    assert asyncio.run(threads(DecodeSettings(workers=2))) == (2, 1)
+    assert asyncio.run(threads(DecodeSettings(workers=2, decoder_threads=1))) == (1, 1)
+    assert asyncio.run(threads(DecodeSettings(workers=2, decoder_threads=0))) == (0, 0)
 
 
 def test_decode_workers_run_at_a_lower_priority_than_the_service() -> None:
