@@ -101,8 +101,9 @@ def classify(
         values = ", ".join(f"{v:.3f}" for v in result.embedding.values[:4])
         console.print(f"embedding: {result.embedding.dim} values ({values}, …)")
     t, v = result.timings, result.video
+    views = f"{v.views} view{'s' if v.views != 1 else ''}"
     console.print(
-        f"{v.views} views of a {v.duration_s or 0:.1f} s {v.codec} video; "
+        f"{views} of a {v.duration_s or 0:.1f} s {v.codec} video; "
         f"decode {t.decode_ms:.0f} ms, queue {t.queue_ms:.0f} ms, "
         f"inference {t.inference_ms:.0f} ms, total {t.total_ms:.0f} ms"
     )
