@@ -107,7 +107,17 @@ class Timings(BaseModel):
     )
 
 
-class ClassifyResponse(BaseModel):
+class AnsweredBy(BaseModel):
+    """What every video route's answer starts with: the request, and the model version and
+    profile that answered it."""
+
+    request_id: str
+    model: str
+    version: int
+    profile: Profile
+
+
+class ClassifyResponse(AnsweredBy):
     model_config = ConfigDict(
         json_schema_extra={
             "examples": [
@@ -146,10 +156,6 @@ class ClassifyResponse(BaseModel):
         }
     )
 
-    request_id: str
-    model: str
-    version: int
-    profile: Profile
     top_k: list[LabelScore] = Field(description="Best classes first.")
     embedding: Embedding | None = Field(None, description="With `embedding=true`.")
     clips: list[ClipPrediction] | None = Field(None, description="With `per_clip=true`.")
@@ -186,7 +192,7 @@ class WindowEmbedding(BaseModel):
     values: list[float] = Field(description="The window's embedding (its crops averaged).")
 
 
-class EmbedResponse(BaseModel):
+class EmbedResponse(AnsweredBy):
     model_config = ConfigDict(
         json_schema_extra={
             "examples": [
@@ -205,10 +211,6 @@ class EmbedResponse(BaseModel):
         }
     )
 
-    request_id: str
-    model: str
-    version: int
-    profile: Profile
     dim: int = Field(description="Embedding width D.")
     embedding: list[float] = Field(
         description="The model's pooled float32 embedding averaged over the views (over all "
@@ -219,7 +221,7 @@ class EmbedResponse(BaseModel):
     timings: Timings
 
 
-class SimilarityResponse(BaseModel):
+class SimilarityResponse(AnsweredBy):
     model_config = ConfigDict(
         json_schema_extra={
             "examples": [
@@ -240,10 +242,6 @@ class SimilarityResponse(BaseModel):
         }
     )
 
-    request_id: str
-    model: str
-    version: int
-    profile: Profile
     similarity: float = Field(
         description="Cosine similarity of the two videos' mean embeddings, -1 to 1.",
         examples=[0.97],

@@ -171,11 +171,8 @@ class DecodePool:
     def full(self) -> str | None:
         """Why a new request should be refused now, or None: the backlog at its count bound,
         or waiting for a worker would take longer than `max_wait_s`."""
-        if self.backlog >= self.max_pending:
-            return (
-                f"{self.backlog} requests are waiting for or in decoding (limit "
-                f"{self.max_pending}, ACTSERVE_MAX_PENDING_DECODES)"
-            )
+        if (at_bound := self._at_count_bound()) is not None:
+            return at_bound
         wait, bound = self.drain_estimate_s(), self.settings.max_wait_s
         if bound is not None and self._slots.waiting and wait > bound:
             return (
@@ -183,6 +180,14 @@ class DecodePool:
                 f"(limit {bound:g} s, ACTSERVE_MAX_DECODE_WAIT_S)"
             )
         return None
+
+    def _at_count_bound(self) -> str | None:
+        if self.backlog < self.max_pending:
+            return None
+        return (
+            f"{self.backlog} requests are waiting for or in decoding (limit "
+            f"{self.max_pending}, ACTSERVE_MAX_PENDING_DECODES)"
+        )
 
     async def start(self) -> None:
         """Start the workers and wait until each one can take a job.
@@ -230,11 +235,9 @@ class DecodePool:
     ) -> tuple[DecodedVideo, ...]:
         """`decode` for several recipes (a two-stream model's rgb and flow) in one job: each
         frame is decoded once; flow is computed in the worker, within its timeout."""
-        if self.backlog >= self.max_pending:
+        if (at_bound := self._at_count_bound()) is not None:
             raise Overloaded(
-                f"{self.backlog} requests are waiting for or in decoding (limit "
-                f"{self.max_pending}, ACTSERVE_MAX_PENDING_DECODES); retry later",
-                retry_after=max(1, math.ceil(self.drain_estimate_s())),
+                f"{at_bound}; retry later", retry_after=max(1, math.ceil(self.drain_estimate_s()))
             )
         started = time.perf_counter()
         sampled, waited = await self.sample(path, recipes, options, client=client)
