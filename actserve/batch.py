@@ -84,18 +84,19 @@ def list_inputs(spec: str) -> list[Path]:
     return list(dict.fromkeys(found))  # in order, each once
 
 
-def ok_record(path: str, classified: Any, options: BatchOptions, seconds: float) -> dict:
-    """The record of a video the pipeline classified (`classified`: a `pipeline.Classified`)."""
-    from service.predict import average_probabilities, mean_embedding, top_labels
+def ok_record(path: str, run: Any, options: BatchOptions, seconds: float) -> dict:
+    """The record of a video the engine ran (`run`: an `engine.VideoRun`)."""
+    from service.responses import top_labels
+    from service.scores import average_probabilities, mean_embedding
 
-    manifest, outputs, decoded = classified.loaded.manifest, classified.outputs, classified.decoded
+    manifest, outputs, decoded = run.loaded.manifest, run.outputs, run.decoded
     best = top_labels(average_probabilities(outputs.logits), manifest.spec, options.top_k)
     return record(
         path,
         status="ok",
         model=manifest.name,
         version=manifest.version,
-        profile=str(classified.profile),
+        profile=str(run.profile),
         label=best[0].label,
         score=best[0].score,
         top_k=[entry.model_dump() for entry in best],
@@ -129,9 +130,9 @@ async def run_batch(
     """Classify every path (`concurrency` at a time, so decode workers and the batcher stay
     busy) and `write` one record per video as each finishes; nothing raised by one video
     stops the others."""
-    from service.pipeline import ClassifyOptions
+    from service.engine import RunOptions
 
-    class_options = ClassifyOptions(profile=options.profile)
+    run_options = RunOptions(profile=options.profile)
     slots = asyncio.Semaphore(concurrency)
     loop = asyncio.get_running_loop()
 
@@ -139,11 +140,11 @@ async def run_batch(
         async with slots:
             started = loop.time()
             try:
-                classified = await classify(path, class_options)
+                run = await classify(path, run_options)
             except Exception as error:
                 write(error_record(path, error, loop.time() - started))
                 return
-            write(ok_record(path, classified, options, loop.time() - started))
+            write(ok_record(path, run, options, loop.time() - started))
 
     await asyncio.gather(*(one(p) for p in paths))
 

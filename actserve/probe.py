@@ -118,7 +118,7 @@ async def embed_videos(
 ) -> tuple[dict[int, np.ndarray], dict[int, BaseException]]:
     """Mean embedding of each video through `classify` (a `LocalPipeline.classify` bound to
     the options), `concurrency` at a time; returns embeddings and errors by position."""
-    from service.predict import mean_embedding
+    from service.scores import mean_embedding
 
     embeddings: dict[int, np.ndarray] = {}
     errors: dict[int, BaseException] = {}
@@ -127,12 +127,12 @@ async def embed_videos(
     async def one(i: int, path: Path) -> None:
         async with slots:
             try:
-                classified = await classify(path)
+                run = await classify(path)
             except Exception as error:  # a broken video is reported, not fatal here
                 errors[i] = error
                 on_done(path, error)
                 return
-        embeddings[i] = mean_embedding(classified.outputs.embedding)
+        embeddings[i] = mean_embedding(run.outputs.embedding)
         on_done(path, None)
 
     await asyncio.gather(*(one(i, p) for i, p in enumerate(paths)))

@@ -3,28 +3,20 @@
 from __future__ import annotations
 
 import logging
-import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from starlette.datastructures import Headers, MutableHeaders
 from starlette.exceptions import HTTPException
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from model_store import ModelStore, StoreError
-from service.admission import Admission
-from service.deps import AppState
-from service.errors import Overloaded, ServiceError, code_for, status_for
-from service.loaded_models import LoadedModels
-from service.metrics import ServiceMetrics
-from service.oip import error_body
+from model_store import StoreError
+from service.engine import Engine
+from service.errors import Overloaded, ServiceError, code_for, error_body, status_for
 from service.routes import admin, classify, docs, embeddings, health, models, v2
-from service.server import DrainGuard
+from service.server import DrainGuard, RequestIds
 from service.settings import Settings
-from service.video import DecodePool
 
 logger = logging.getLogger("actserve")
 
@@ -71,40 +63,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    """Start the decode workers and load the served models; drain and stop them on exit."""
+    """Start the engine (decode workers, the served models); drain and close it on exit."""
     settings: Settings = app.state.settings
-    if not settings.store.is_dir():
-        raise RuntimeError(f"no model store at {settings.store} (ACTSERVE_STORE)")
-    metrics = ServiceMetrics()
-    pool = DecodePool(settings.decode, settings.video)
-    models = LoadedModels(
-        ModelStore(settings.store),
-        metrics,
-        runtime=settings.runtime,
-        batching=settings.batching,
-        drain_timeout_s=settings.drain_timeout_s,
-        upstream=lambda: admission.upstream,  # the door below, read when batching
-    )
-    admission = Admission(settings.admission, pool, inference_backlog_s=models.inference_backlog_s)
-    metrics.watch(pool, admission)
-    state = AppState(
-        settings=settings, metrics=metrics, models=models, decode_pool=pool, admission=admission
-    )
-    app.state.actserve = state
-    await pool.start()
+    app.state.engine = engine = Engine(settings)
+    await engine.start()
     try:
-        await state.models.start(settings.default_model, settings.preload)
         logger.info(
             "serving %s from %s (default: %s)",
-            ", ".join(m.key for m in state.models.loaded()) or "nothing",
+            ", ".join(m.key for m in engine.models.loaded()) or "nothing",
             settings.store,
-            state.models.default_model,
+            engine.models.default_model,
         )
         yield
     finally:
-        admission.draining = True
-        await state.models.close()
-        await pool.close()
+        await engine.close()
 
 
 # ----------------------------------------------------------------------- errors -> responses
@@ -114,13 +86,11 @@ def error_response(
     request: Request, status: int, code: str, message: str, **extra: object
 ) -> JSONResponse:
     request_id = getattr(request.state, "request_id", None)
-    state: AppState | None = getattr(request.app.state, "actserve", None)
-    if state is not None and status >= 400:
-        state.metrics.rejections.labels(code).inc()
-    if request.url.path.startswith(v2.router.prefix):
-        body = error_body(code, message, request_id=request_id, **extra)
-    else:
-        body = {"error": code, "message": message, "request_id": request_id, **extra}
+    engine: Engine | None = getattr(request.app.state, "engine", None)
+    if engine is not None and status >= 400:
+        engine.metrics.rejections.labels(code).inc()
+    oip = request.url.path.startswith(v2.router.prefix)
+    body = error_body(code, message, request_id=request_id, oip=oip, **extra)
     return JSONResponse(body, status_code=status)
 
 
@@ -152,36 +122,6 @@ async def handle_http_exception(request: Request, error: HTTPException) -> JSONR
 async def handle_unexpected(request: Request, error: Exception) -> JSONResponse:
     logger.exception("%s %s failed", request.method, request.url.path)
     return error_response(request, 500, "internal_error", f"unexpected {type(error).__name__}")
-
-
-class RequestIds:
-    """Gives every request an id (the client's X-Request-ID when plain, else a new one),
-    echoed in the response. A pure ASGI middleware: the request's messages pass through
-    untouched, disconnects included."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        request_id = _request_id(Headers(scope=scope).get("x-request-id", ""))
-        scope.setdefault("state", {})["request_id"] = request_id
-
-        async def tagged(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                MutableHeaders(scope=message)["X-Request-ID"] = request_id
-            await send(message)
-
-        await self.app(scope, receive, tagged)
-
-
-def _request_id(given: str) -> str:
-    """The client's request id when it is short and plain, else a new one."""
-    if 0 < len(given) <= 64 and all(c.isalnum() or c in "-_." for c in given):
-        return given
-    return uuid.uuid4().hex[:16]
 
 
 def _version() -> str:

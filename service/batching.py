@@ -140,10 +140,6 @@ class Batcher:
 
     # ------------------------------------------------------------------ public face
 
-    @property
-    def queued_views(self) -> int:
-        return self._queued_views
-
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(
             self._loop(), name=f"batcher-{self.name}"

@@ -1,47 +1,36 @@
-"""Shared state and checks, injected into the routes."""
+"""What the routes are given: the engine, the model version a request asks for, who the
+client is, the request's count in the metrics, the admin check."""
 
 from __future__ import annotations
 
 import secrets
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, Header, Request
+from fastapi import Depends, Header, Query, Request
 
 from model_store import ModelStore
-from service.admission import Admission
+from service.engine import Engine
 from service.errors import Unauthorized, status_for
-from service.loaded_models import LoadedModel, LoadedModels
-from service.metrics import NO_MODEL, ServiceMetrics
+from service.loaded_models import LoadedModel
+from service.metrics import NO_MODEL
 from service.settings import Settings
-from service.video import DecodePool
 
 
-@dataclass
-class AppState:
-    """Everything long-lived, created by the lifespan and closed by it."""
-
-    settings: Settings
-    metrics: ServiceMetrics
-    models: LoadedModels
-    decode_pool: DecodePool
-    admission: Admission
-
-
-def get_state(request: Request) -> AppState:
-    return request.app.state.actserve
+def get_engine(request: Request) -> Engine:
+    """The engine the lifespan started (service/app.py)."""
+    return request.app.state.engine
 
 
 def get_settings(request: Request) -> Settings:
-    return request.app.state.actserve.settings
+    return request.app.state.engine.settings
 
 
 def get_store(request: Request) -> ModelStore:
-    return request.app.state.actserve.models.store
+    return request.app.state.engine.models.store
 
 
-StateDep = Annotated[AppState, Depends(get_state)]
+EngineDep = Annotated[Engine, Depends(get_engine)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 StoreDep = Annotated[ModelStore, Depends(get_store)]
 
@@ -57,24 +46,52 @@ class RequestOutcome:
         return loaded
 
 
-def count_request(state: StateDep, request: Request) -> Iterator[RequestOutcome]:
+def count_request(engine: EngineDep, request: Request) -> Iterator[RequestOutcome]:
     """Count the request under its endpoint, model version and final status, whatever the
     outcome: validation errors and the route's own errors pass through here on their way out."""
     outcome = RequestOutcome()
     endpoint = request.scope["route"].path
-    state.metrics.requests_in_flight.inc()
+    engine.metrics.requests_in_flight.inc()
     try:
         yield outcome
     except BaseException as error:
-        state.metrics.count_request(endpoint, outcome.labels, status_for(error))
+        engine.metrics.count_request(endpoint, outcome.labels, status_for(error))
         raise
     else:
-        state.metrics.count_request(endpoint, outcome.labels, 200)
+        engine.metrics.count_request(endpoint, outcome.labels, 200)
     finally:
-        state.metrics.requests_in_flight.dec()
+        engine.metrics.requests_in_flight.dec()
 
 
 OutcomeDep = Annotated[RequestOutcome, Depends(count_request)]
+
+ModelQuery = Annotated[str | None, Query(description="Model name; default: the default model.")]
+VersionQuery = Annotated[int | None, Query(ge=1, description="A loaded version number.")]
+AliasQuery = Annotated[str | None, Query(description="An alias, e.g. stable or canary.")]
+
+
+def resolve_version(
+    engine: EngineDep,
+    outcome: OutcomeDep,
+    model: ModelQuery = None,
+    version: VersionQuery = None,
+    alias: AliasQuery = None,
+) -> LoadedModel:
+    """The loaded version a video request asks for (`model`, `version`, `alias`), counted
+    under it in the metrics."""
+    return outcome.served_by(engine.resolve(model, version, alias))
+
+
+LoadedDep = Annotated[LoadedModel, Depends(resolve_version)]
+
+
+def client_key(engine: EngineDep, request: Request) -> str:
+    """Who is asking, for the fair sharing of decode workers."""
+    peer = request.client.host if request.client else None
+    return engine.admission.client_of(request.headers, peer)
+
+
+ClientDep = Annotated[str, Depends(client_key)]
 
 
 def require_admin(

@@ -33,7 +33,9 @@ ServiceError                          every error the service raises on purpose
 Decoding runs in worker processes, so every error here survives pickling: the base class
 pickles an error as its class, message and attributes, whatever its constructor takes. Inner
 code raises these; `service/app.py` turns them into JSON responses through `status_for`.
-Model-store errors (`model_store.StoreError`) map here too.
+Model-store errors (`model_store.StoreError`) map here too. `error_body` is the one JSON body
+of every refusal (the app's, the HTTP server's own, the drain's, in both protocols), and
+`openapi_errors` the routes' OpenAPI status tables, both read from here.
 """
 
 from __future__ import annotations
@@ -145,7 +147,8 @@ class RequestTimeout(RequestError):
 
 
 class Overloaded(RequestError):
-    """The model's queue is full; the client should retry after `retry_after` seconds."""
+    """Too much work is already waiting (uploads, the decode backlog or the model's queue):
+    retry after `retry_after` seconds (Retry-After)."""
 
     code = "overloaded"
 
@@ -282,7 +285,8 @@ class DecodeOutOfMemory(DecodeFailed):
 
 
 class NotReady(ServiceError):
-    """The service is starting or draining, or no default model is configured."""
+    """The service is starting or draining, the version is not loaded yet, or no default
+    model is configured."""
 
     code = "not_ready"
 
@@ -391,6 +395,33 @@ def code_for(error: BaseException) -> str:
             return STORE_CODES[cls]
     status = status_for(error)  # the framework's own refusals
     return HTTP_CODES.get(status, "http_error") if status < 500 else "internal_error"
+
+
+def error_body(
+    code: str, message: str, *, request_id: str | None = None, oip: bool = False, **extra: object
+) -> dict[str, Any]:
+    """The JSON body of every refusal: `{"error": code, "message": message, "request_id":
+    ..., **extra}` (`extra`: the error's `details()`). Under the Open Inference Protocol
+    (`oip`, the /v2 routes) the protocol's `{"error": message}`, with the same code, request
+    id and details beside it."""
+    if oip:
+        return {"error": message, "code": code, "request_id": request_id, **extra}
+    return {"error": code, "message": message, "request_id": request_id, **extra}
+
+
+def openapi_errors(model: type, *errors: type[Exception]) -> dict[int | str, dict[str, Any]]:
+    """The OpenAPI `responses` table of a route that raises `errors`: each one's status from
+    `STATUS`, described by the first paragraph of its docstring (those sharing a status
+    joined), with `model` (the body's schema) for every row."""
+    described: dict[int, list[str]] = {}
+    for error in errors:
+        status = next(STATUS[cls] for cls in error.__mro__ if cls in STATUS)
+        text = " ".join((error.__doc__ or error.__name__).split("\n\n")[0].split())
+        described.setdefault(status, []).append(text)
+    return {
+        status: {"model": model, "description": " ".join(dict.fromkeys(texts))}
+        for status, texts in sorted(described.items())
+    }
 
 
 def all_codes() -> list[str]:

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -23,9 +24,11 @@ from model_store import Manifest, Modality, ModelStore
 from model_store.store import DEFAULT_ALIAS
 from service.batching import Batcher, BatchingSettings
 from service.errors import BadRequest, Conflict, ModelLoadError, ModelNotLoaded, NotReady
-from service.metrics import ServiceMetrics
 from service.runtimes import Runtime, RuntimeOptions, load_runtime
 from service.video.flow import require_opencv
+
+if TYPE_CHECKING:
+    from service.metrics import ServiceMetrics
 
 logger = logging.getLogger("actserve.models")
 
@@ -45,8 +48,9 @@ class VersionState(StrEnum):
 
 @dataclass(eq=False)
 class LoadedStream:
-    """The flow network of a two-stream version: a runtime and a batcher of its own."""
+    """One network of a version, with a runtime and a batcher of its own."""
 
+    modality: Modality
     runtime: Runtime
     batcher: Batcher
 
@@ -54,13 +58,11 @@ class LoadedStream:
 @dataclass(eq=False)
 class LoadedModel:
     manifest: Manifest
-    #: The version's network; a two-stream version's RGB one, its flow one in `flow`.
-    runtime: Runtime
-    batcher: Batcher
+    #: The version's networks: one, or a two-stream version's rgb and flow (in that order).
+    streams: tuple[LoadedStream, ...]
     load_seconds: float
     state: VersionState = VersionState.LOADED
     active: int = 0
-    flow: LoadedStream | None = None
 
     def __post_init__(self) -> None:
         self._idle = asyncio.Event()
@@ -72,9 +74,9 @@ class LoadedModel:
 
     @property
     def runtime_description(self) -> str:
-        if self.flow is None:
-            return self.runtime.description
-        return f"rgb: {self.runtime.description}; flow: {self.flow.runtime.description}"
+        if len(self.streams) == 1:
+            return self.streams[0].runtime.description
+        return "; ".join(f"{s.modality}: {s.runtime.description}" for s in self.streams)
 
     @property
     def labels(self) -> tuple[str, str]:
@@ -106,10 +108,9 @@ class LoadedModel:
                     self.active,
                     timeout,
                 )
-        for stream in (self, self.flow):
-            if stream is not None:
-                await stream.batcher.close(timeout)
-                await asyncio.to_thread(stream.runtime.close)
+        for stream in self.streams:
+            await stream.batcher.close(timeout)
+            await asyncio.to_thread(stream.runtime.close)
         self.state = VersionState.CLOSED
 
 
@@ -234,8 +235,8 @@ class LoadedModels:
     def inference_backlog_s(self) -> float:
         """Seconds until every loaded version's queued views have likely run (they share the
         machine, so the sum)."""
-        batchers = [s.batcher for m in self._loaded.values() for s in (m, m.flow) if s is not None]
-        return sum(batcher.backlog_seconds() for batcher in batchers)
+        streams = [s for m in self._loaded.values() for s in m.streams]
+        return sum(stream.batcher.backlog_seconds() for stream in streams)
 
     def snapshot(self) -> ServingSnapshot:
         held = {**self._draining, **self._loaded}
@@ -361,22 +362,26 @@ class LoadedModels:
                 await asyncio.to_thread(runtime.close)
             raise
         observers = self.metrics.batch_observers(name, version, len(runtimes))
-        runners = [
+        streams = tuple(
             LoadedStream(
+                network.spec.recipe.modality,
                 runtime,
                 Batcher(
-                    runtime, self.batching, observer=observer, name=label, upstream=self.upstream
+                    runtime,
+                    self.batching,
+                    observer=observer,
+                    name=f"{name}@{version}" + (f"/{network.spec.recipe.modality}" if i else ""),
+                    upstream=self.upstream,
                 ),
             )
-            for runtime, observer, label in zip(
-                runtimes, observers, (f"{name}@{version}", f"{name}@{version}/flow"), strict=False
+            for i, (network, runtime, observer) in enumerate(
+                zip(manifest.networks(), runtimes, observers, strict=True)
             )
-        ]
-        for runner in runners:
-            runner.batcher.start()
+        )
+        for stream in streams:
+            stream.batcher.start()
         seconds = time.perf_counter() - started
-        first, flow = runners[0], (runners[1] if len(runners) > 1 else None)
-        loaded = LoadedModel(manifest, first.runtime, first.batcher, seconds, flow=flow)
+        loaded = LoadedModel(manifest, streams, seconds)
         self._loaded[(name, version)] = loaded
         self.metrics.track_version(name, version)
         self.metrics.model_loaded.labels(

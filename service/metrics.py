@@ -4,6 +4,7 @@ HTTP status codes and a fixed set of rejection reasons, never from request conte
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -18,9 +19,10 @@ from prometheus_client import (
 
 from service.batching import BatchObserver
 from service.errors import STATUS, all_codes
+from service.schemas import StreamTimings, Timings
 
 if TYPE_CHECKING:
-    from service.admission import Admission
+    from service.engine import Admission
     from service.video import DecodePool
 
 # The `_created` timestamp series double every counter's output and no dashboard reads them.
@@ -39,18 +41,69 @@ ENDPOINTS = ("/classify", "/embed", "/similarity")
 
 
 @dataclass(frozen=True)
-class RequestStages:
-    """Seconds one request spent in each stage, and how much work it was."""
+class StreamTiming:
+    """Where one stream (rgb or flow) of a two-stream video spent its time, seconds."""
 
-    upload_s: float
-    decode_wait_s: float
-    decode_s: float
+    modality: str
     queue_s: float
     inference_s: float
-    total_s: float
-    upload_bytes: int
-    views: int
-    frames_decoded: int
+    flow_s: float | None = None  # the flow stream's optical flow, in the worker
+
+
+@dataclass(frozen=True)
+class RequestStages:
+    """Seconds one request (or one of its videos) spent in each stage, and how much work it
+    was: what the metrics observe and the response's `timings` show, assembled here only.
+
+    A two-stream video's `streams` hold each stream's share (one stream: none)."""
+
+    upload_s: float = 0.0
+    decode_wait_s: float = 0.0
+    decode_s: float = 0.0
+    queue_s: float = 0.0
+    inference_s: float = 0.0
+    total_s: float = 0.0
+    upload_bytes: int = 0
+    views: int = 0
+    frames_decoded: int = 0
+    streams: tuple[StreamTiming, ...] = ()
+
+    @classmethod
+    def merge(cls, parts: Sequence[RequestStages]) -> RequestStages:
+        """A request's stages from its videos', which ran side by side: the longest time of
+        each stage, the work summed; the streams of a one-video request."""
+        return cls(
+            upload_s=max(p.upload_s for p in parts),
+            decode_wait_s=max(p.decode_wait_s for p in parts),
+            decode_s=max(p.decode_s for p in parts),
+            queue_s=max(p.queue_s for p in parts),
+            inference_s=max(p.inference_s for p in parts),
+            total_s=max(p.total_s for p in parts),
+            upload_bytes=sum(p.upload_bytes for p in parts),
+            views=sum(p.views for p in parts),
+            frames_decoded=sum(p.frames_decoded for p in parts),
+            streams=parts[0].streams if len(parts) == 1 else (),
+        )
+
+    def to_timings(self) -> Timings:
+        """The stages in ms, as responses show them (with each stream's share, if two)."""
+        streams = {
+            s.modality: StreamTimings(
+                queue_ms=s.queue_s * 1e3,
+                inference_ms=s.inference_s * 1e3,
+                flow_ms=s.flow_s * 1e3 if s.flow_s is not None else None,
+            )
+            for s in self.streams
+        }
+        return Timings(
+            upload_ms=self.upload_s * 1e3,
+            decode_wait_ms=self.decode_wait_s * 1e3,
+            decode_ms=self.decode_s * 1e3,
+            queue_ms=self.queue_s * 1e3,
+            inference_ms=self.inference_s * 1e3,
+            total_ms=self.total_s * 1e3,
+            streams=streams or None,
+        )
 
 
 class ServiceMetrics:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -352,104 +352,3 @@ class AdminResult(BaseModel):
         description="Every version loaded after the call, as name@version.",
         examples=[["r3d_18@2", "demo-actions@1"]],
     )
-
-
-# ------------------------------------------- Open Inference Protocol (KServe v2) bodies
-# Field names and shapes as the protocol defines them (REST/JSON form), so that Triton's and
-# KServe's clients read them; `parameters` are free-form objects.
-
-
-class ServerMetadata(BaseModel):
-    name: str = Field(examples=["actserve"])
-    version: str = Field(examples=["0.1.0"])
-    extensions: list[str] = Field(
-        description="Protocol extensions served.", examples=[["binary_tensor_data"]]
-    )
-
-
-class TensorMetadata(BaseModel):
-    name: str = Field(examples=["clips"])
-    datatype: str = Field(description="The protocol's tensor type.", examples=["FP32"])
-    shape: list[int] = Field(
-        description="-1 for the variable batch axis.", examples=[[-1, 3, 16, 112, 112]]
-    )
-
-
-class ModelMetadata(BaseModel):
-    name: str = Field(examples=["r3d_18"])
-    versions: list[str] = Field(
-        description="The versions of the model that are loaded here.", examples=[["1", "2"]]
-    )
-    platform: str = Field(
-        description="The runtime the version answering this call runs on.",
-        examples=["onnxruntime 1.31.1 CPU fp32 (model.onnx)"],
-    )
-    inputs: list[TensorMetadata]
-    outputs: list[TensorMetadata]
-
-
-class ReadinessV2(BaseModel):
-    name: str | None = Field(None, description="The model, for a model's readiness.")
-    ready: bool
-
-
-class RequestInput(BaseModel):
-    name: str = Field(examples=["clips"])
-    shape: list[int] = Field(examples=[[1, 3, 16, 112, 112]])
-    datatype: str = Field(examples=["FP32"])
-    parameters: dict[str, Any] | None = Field(
-        None,
-        description="`binary_data_size`: the tensor is that many bytes of the binary part "
-        "of the body (binary tensor extension) instead of `data`.",
-    )
-    data: list[Any] | None = Field(
-        None, description="The values in row-major order, flat or nested."
-    )
-
-
-class RequestOutput(BaseModel):
-    name: str = Field(examples=["logits"])
-    parameters: dict[str, Any] | None = Field(
-        None, description="`binary_data: true` returns the tensor in the binary part."
-    )
-
-
-class InferenceRequest(BaseModel):
-    id: str | None = Field(None, description="Echoed in the response.")
-    parameters: dict[str, Any] | None = Field(
-        None, description="`binary_data_output: true` returns every output in binary."
-    )
-    inputs: list[RequestInput] = Field(
-        description="One tensor: `clips`, the model's preprocessed views (N, C, T, H, W)."
-    )
-    outputs: list[RequestOutput] | None = Field(
-        None, description="The outputs wanted (default: logits and embedding)."
-    )
-
-
-class ResponseOutput(BaseModel):
-    name: str = Field(examples=["logits"])
-    shape: list[int] = Field(examples=[[1, 400]])
-    datatype: str = Field(examples=["FP32"])
-    parameters: dict[str, Any] | None = None
-    data: list[float] | None = Field(None, description="Row-major values (absent in binary).")
-
-
-class InferenceResponse(BaseModel):
-    model_config = ConfigDict(protected_namespaces=())
-
-    model_name: str = Field(examples=["r3d_18"])
-    model_version: str | None = Field(None, examples=["2"])
-    id: str | None = None
-    parameters: dict[str, Any] | None = None
-    outputs: list[ResponseOutput]
-
-
-class InferenceError(BaseModel):
-    """The protocol's error body, `error` a message; actserve adds its stable code."""
-
-    model_config = ConfigDict(extra="allow")
-
-    error: str = Field(examples=["model 'r3d_19' does not exist (served models: r3d_18)"])
-    code: str = Field(description="actserve's stable error name.", examples=["model_not_found"])
-    request_id: str | None = None

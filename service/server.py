@@ -4,9 +4,9 @@ its drain.
 uvicorn (0.54, httptools) on its own waits forever for a client that sends its request line and
 headers slowly or not at all (slowloris: 1,000 such connections hold 1,000 sockets), takes
 headers of any size, and answers its own refusals (a malformed request, `limit_concurrency`)
-and a request cut at shutdown in plain text. Here:
+and a request cut at shutdown in plain text. Here, under the `http` group of the settings
+(`HttpSettings`, service/settings.py):
 
-- `HttpSettings`, the `http` group of the settings;
 - `GuardedHttpProtocol` closes a connection whose request line and headers are not complete
   within `header_timeout_s` (408), refuses more than `max_header_bytes` of them (431), sheds
   requests over `limit_concurrency` (503, Retry-After), and gives each of these refusals, and
@@ -14,7 +14,8 @@ and a request cut at shutdown in plain text. Here:
 - `Server` starts a drain by marking the service draining (`/readyz` answers 503) while the
   listener is still open, keeps serving for `drain_grace_s` so load balancers see it, then
   closes the listener and waits up to `drain_timeout_s` for requests in flight;
-- `DrainGuard` answers a request that the drain timeout cuts with a JSON 503.
+- `DrainGuard` answers a request that the drain timeout cuts with a JSON 503;
+- `RequestIds` gives every request an id, echoed in the response and in its error body.
 
 A body that stalls is the app's to time out (`body_idle_timeout_s`, service/upload.py): only
 the route knows whether it reads a body. `server_config` is the uvicorn configuration of both
@@ -25,46 +26,19 @@ from __future__ import annotations
 
 import asyncio
 import json
+import uuid
 from asyncio import TimerHandle
 from typing import Any, ClassVar
 
 import uvicorn
-from pydantic import BaseModel, ConfigDict, Field
+from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-__all__ = ["DrainGuard", "GuardedHttpProtocol", "HttpSettings", "Server", "server_config"]
+from service.errors import error_body
+from service.settings import HttpSettings
 
-
-class HttpSettings(BaseModel):
-    """How long and how much the server waits for and takes from one client."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    header_timeout_s: float = Field(
-        10.0, gt=0, description="Request line and headers must arrive within this → 408."
-    )
-    body_idle_timeout_s: float = Field(
-        20.0, gt=0, description="Longest pause between two pieces of an upload → 408."
-    )
-    max_header_bytes: int = Field(
-        32 * 1024, ge=1024, description="Request line and headers, in bytes → 431."
-    )
-    keep_alive_s: float = Field(
-        5.0, gt=0, description="An idle keep-alive connection is closed after this."
-    )
-    limit_concurrency: int | None = Field(
-        512, ge=1, description="Open connections (or requests) above which a request gets 503."
-    )
-    drain_grace_s: float = Field(
-        0.0, ge=0, description="On shutdown, /readyz says 503 this long before the listener closes."
-    )
-
-
-def error_body(code: str, message: str, request_id: str | None = None) -> bytes:
-    """The service's JSON error body (service/app.py writes the same for the app's errors)."""
-    body = {"error": code, "message": message, "request_id": request_id}
-    return json.dumps(body, separators=(",", ":")).encode()
+__all__ = ["DrainGuard", "GuardedHttpProtocol", "RequestIds", "Server", "server_config"]
 
 
 class GuardedHttpProtocol(HttpToolsProtocol):
@@ -159,7 +133,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
             )
 
     def _refuse(self, status: int, code: str, message: str) -> None:
-        body = error_body(code, message)
+        body = _encoded(error_body(code, message))
         head = (
             f"HTTP/1.1 {status} {_REASONS[status]}\r\ncontent-type: application/json\r\n"
             f"content-length: {len(body)}\r\nconnection: close\r\n\r\n"
@@ -168,12 +142,20 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         self.transport.close()
 
 
+def _encoded(body: dict[str, Any]) -> bytes:
+    return json.dumps(body, separators=(",", ":")).encode()
+
+
 _REASONS = {400: "Bad Request", 408: "Request Timeout", 431: "Request Header Fields Too Large"}
 
 
 async def _too_many_connections(scope: Scope, receive: Receive, send: Send) -> None:
-    body = error_body("too_many_connections", "the server is at its connection limit "
-                      "(ACTSERVE_LIMIT_CONCURRENCY); retry shortly")  # fmt: skip
+    body = _encoded(
+        error_body(
+            "too_many_connections",
+            "the server is at its connection limit (ACTSERVE_LIMIT_CONCURRENCY); retry shortly",
+        )
+    )
     headers = [
         (b"content-type", b"application/json"),
         (b"content-length", str(len(body)).encode()),
@@ -207,11 +189,13 @@ class DrainGuard:
         except asyncio.CancelledError:
             if started or not draining(scope["app"]):
                 raise
-            body = error_body(
-                "draining",
-                "the server shut down before this request finished (ACTSERVE_DRAIN_TIMEOUT_S); "
-                "retry it",
-                scope.get("state", {}).get("request_id"),
+            body = _encoded(
+                error_body(
+                    "draining",
+                    "the server shut down before this request finished "
+                    "(ACTSERVE_DRAIN_TIMEOUT_S); retry it",
+                    request_id=scope.get("state", {}).get("request_id"),
+                )
             )
             headers = [
                 (b"content-type", b"application/json"),
@@ -222,16 +206,46 @@ class DrainGuard:
             await send({"type": "http.response.body", "body": body})
 
 
-def _service_state(app: Any) -> Any:
-    """The service's `AppState` (service/deps.py); None before the lifespan made it, or for
+class RequestIds:
+    """Gives every request an id (the client's X-Request-ID when plain, else a new one),
+    echoed in the response. A pure ASGI middleware: the request's messages pass through
+    untouched, disconnects included."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = _request_id(Headers(scope=scope).get("x-request-id", ""))
+        scope.setdefault("state", {})["request_id"] = request_id
+
+        async def tagged(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                MutableHeaders(scope=message)["X-Request-ID"] = request_id
+            await send(message)
+
+        await self.app(scope, receive, tagged)
+
+
+def _request_id(given: str) -> str:
+    """The client's request id when it is short and plain, else a new one."""
+    if 0 < len(given) <= 64 and all(c.isalnum() or c in "-_." for c in given):
+        return given
+    return uuid.uuid4().hex[:16]
+
+
+def _engine(app: Any) -> Any:
+    """The service's `Engine` (service/engine.py); None before the lifespan made it, or for
     another app (`EmbeddedServer(app=...)`)."""
-    return getattr(getattr(app, "state", None), "actserve", None)
+    return getattr(getattr(app, "state", None), "engine", None)
 
 
 def draining(app: Any) -> bool:
-    """Whether the service's drain has begun (`Admission.draining`, service/admission.py)."""
-    state = _service_state(app)
-    return state is not None and state.admission.draining
+    """Whether the service's drain has begun (`Engine.draining`)."""
+    engine = _engine(app)
+    return engine is not None and engine.draining
 
 
 class Server(uvicorn.Server):
@@ -243,10 +257,9 @@ class Server(uvicorn.Server):
         self.limits = limits
 
     async def shutdown(self, sockets: Any = None) -> None:
-        state = _service_state(self.config.app)
-        if state is not None:
-            # /readyz and new requests: 503 from now, while the listener is still open
-            state.admission.draining = True
+        engine = _engine(self.config.app)
+        if engine is not None:
+            engine.drain()  # /readyz and new requests: 503 from now, the listener still open
         if self.limits.drain_grace_s and not self.force_exit:
             await asyncio.sleep(self.limits.drain_grace_s)
         await super().shutdown(sockets)

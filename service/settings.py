@@ -5,40 +5,40 @@
     │   max_top_k, upload_dir, admin_token
     ├── video: VideoLimits          what an upload may be (service/video/limits.py)
     ├── decode: DecodeSettings      the decode workers and their backlog (service/video/pool.py)
-    ├── admission: AdmissionSettings  bounds at the door (service/admission.py)
+    ├── admission: AdmissionSettings  bounds at the door (here; service/engine.py)
     ├── batching: BatchingSettings  view batching (service/batching.py)
-    ├── http: HttpSettings          slow and oversized clients, the drain (service/server.py)
+    ├── http: HttpSettings          slow and oversized clients, the drain (here; service/server.py)
     └── runtime: RuntimeOptions     which artifact runs where (service/runtimes/base.py)
 
-Each group is defined beside the code it configures and handed to it whole. A group's field
-is set as `ACTSERVE_<GROUP>__<FIELD>` (`ACTSERVE_VIDEO__MAX_PIXELS`) or by its flat name,
-`ACTSERVE_<FIELD>` (`ACTSERVE_MAX_PIXELS`), unless the group's `flat_names` gives another
-(`ACTSERVE_DECODE_WORKERS` for `decode.workers`); the nested name wins when both are set.
-Keyword arguments take the same flat names, or the groups as objects or dicts.
+Each group is defined beside the code it configures and handed to it whole, but every field
+has one environment name, flat: `ACTSERVE_<FIELD>` (`ACTSERVE_MAX_PIXELS` for
+`video.max_pixels`), unless the group's `flat_names` gives another (`ACTSERVE_DECODE_WORKERS`
+for `decode.workers`). Keyword arguments take the same flat names (lower case), or the groups
+as objects or dicts. `Settings.reference()` lists every setting for the documentation.
 
-Built once by `create_app(settings)` and reached through the `SettingsDep` dependency; nothing
-reads the environment at import time.
+Built once (`create_app(settings)`, `Engine(settings)`) and handed down; nothing reads the
+environment at import time. This module imports no server: `actserve batch` reads it too.
 """
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, ClassVar
 
-from pydantic import BaseModel, BeforeValidator, Field, SecretStr
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
+    EnvSettingsSource,
     NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
 )
 
-from service.admission import AdmissionSettings
 from service.batching import BatchingSettings
 from service.runtimes.base import RuntimeOptions
-from service.server import HttpSettings
 from service.video.limits import VideoLimits, split_commas
 from service.video.pool import DecodeSettings
 
@@ -46,10 +46,68 @@ BUNDLED_STORE = Path(__file__).resolve().parent / "bundled_store"
 ENV_PREFIX = "ACTSERVE_"
 
 
-class Settings(BaseSettings):
-    model_config = SettingsConfigDict(
-        env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid"
+class HttpSettings(BaseModel):
+    """How long and how much the server waits for and takes from one client; the `http`
+    group, applied by service/server.py."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    header_timeout_s: float = Field(
+        10.0, gt=0, description="Request line and headers must arrive within this → 408."
     )
+    body_idle_timeout_s: float = Field(
+        20.0, gt=0, description="Longest pause between two pieces of an upload → 408."
+    )
+    max_header_bytes: int = Field(
+        32 * 1024, ge=1024, description="Request line and headers, in bytes → 431."
+    )
+    keep_alive_s: float = Field(
+        5.0, gt=0, description="An idle keep-alive connection is closed after this."
+    )
+    limit_concurrency: int | None = Field(
+        512, ge=1, description="Open connections (or requests) above which a request gets 503."
+    )
+    drain_grace_s: float = Field(
+        0.0, ge=0, description="On shutdown, /readyz says 503 this long before the listener closes."
+    )
+
+
+class AdmissionSettings(BaseModel):
+    """Bounds at the door; the `admission` group of the service's settings."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    #: Flat `ACTSERVE_*` names that differ from the field's name.
+    flat_names: ClassVar[dict[str, str]] = {
+        "max_uploads": "max_concurrent_uploads",
+        "client_header": "client_id_header",
+    }
+
+    max_uploads: int = Field(
+        32, ge=1, description="Uploads received at once; more are refused (429) before reading."
+    )
+    client_header: str | None = Field(
+        None,
+        description="Request header that names the client for fair decoding (e.g. "
+        "X-Forwarded-For behind a trusted proxy, or an API-key header); default: the peer "
+        "address.",
+    )
+
+
+@dataclass(frozen=True)
+class SettingReference:
+    """One setting as the configuration reference lists it."""
+
+    env: str  # ACTSERVE_MAX_PIXELS
+    type: str  # int, float, str | None, ...
+    default: Any  # the value when unset (None for none)
+    description: str
+    group: str | None  # the Settings field it sits in (video, decode, ...); None: top level
+    field: str  # its name in the group (or at the top level)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid")
 
     #: The nested groups, by field name.
     groups: ClassVar[dict[str, type[BaseModel]]] = {
@@ -72,8 +130,8 @@ class Settings(BaseSettings):
     )
 
     # Network.
-    host: str = "127.0.0.1"
-    port: int = Field(8000, ge=1, le=65535)
+    host: str = Field("127.0.0.1", description="Address `actserve serve` listens on.")
+    port: int = Field(8000, ge=1, le=65535, description="Port `actserve serve` listens on.")
 
     # Requests.
     request_timeout_s: float = Field(120.0, gt=0, description="Deadline of a request → 504.")
@@ -86,17 +144,27 @@ class Settings(BaseSettings):
         None, description="Bearer token enabling the /admin endpoints (disabled when unset)."
     )
 
-    # The groups.
-    video: VideoLimits = Field(default_factory=VideoLimits)
-    decode: DecodeSettings = Field(default_factory=DecodeSettings)
-    admission: AdmissionSettings = Field(default_factory=AdmissionSettings)
-    batching: BatchingSettings = Field(default_factory=BatchingSettings)
-    runtime: RuntimeOptions = Field(default_factory=RuntimeOptions)
-    http: HttpSettings = Field(default_factory=HttpSettings)
+    # The groups (set through their fields' flat names; no environment name of their own).
+    video: VideoLimits = Field(default_factory=VideoLimits, description="What an upload may be.")
+    decode: DecodeSettings = Field(
+        default_factory=DecodeSettings, description="The decode workers and their backlog."
+    )
+    admission: AdmissionSettings = Field(
+        default_factory=AdmissionSettings, description="Bounds at the door."
+    )
+    batching: BatchingSettings = Field(
+        default_factory=BatchingSettings, description="View batching."
+    )
+    runtime: RuntimeOptions = Field(
+        default_factory=RuntimeOptions, description="Which artifact runs where."
+    )
+    http: HttpSettings = Field(
+        default_factory=HttpSettings, description="Slow and oversized clients, the drain."
+    )
 
     @classmethod
     def flat_names(cls) -> dict[str, tuple[str | None, str]]:
-        """Every flat setting name (lower case, no prefix) → (group or None, field)."""
+        """Every setting name (lower case, no prefix) → (group or None, field)."""
         names: dict[str, tuple[str | None, str]] = {
             name: (None, name) for name in cls.model_fields if name not in cls.groups
         }
@@ -108,31 +176,46 @@ class Settings(BaseSettings):
 
     @classmethod
     def env_names(cls) -> set[str]:
-        """Every environment variable the settings read: flat and nested names."""
-        flat = {ENV_PREFIX + name.upper() for name in cls.flat_names()}
-        nested = {
-            f"{ENV_PREFIX}{group.upper()}__{field.upper()}"
-            for group, model in cls.groups.items()
-            for field in model.model_fields
-        }
-        return flat | nested
+        """Every environment variable the settings read."""
+        return {ENV_PREFIX + name.upper() for name in cls.flat_names()}
+
+    @classmethod
+    def reference(cls) -> list[SettingReference]:
+        """Every setting, in declaration order (top level first, then each group): its
+        environment name, type, default and description, for the configuration reference."""
+        rows = []
+        for name, (group, field) in cls.flat_names().items():
+            model: type[BaseModel] = cls.groups[group] if group else cls
+            info = model.model_fields[field]
+            default = info.get_default(call_default_factory=True)
+            rows.append(
+                SettingReference(
+                    env=ENV_PREFIX + name.upper(),
+                    type=_type_name(info),
+                    default=default.get_secret_value()
+                    if isinstance(default, SecretStr)
+                    else default,
+                    description=info.description or "",
+                    group=group,
+                    field=field,
+                )
+            )
+        return rows
 
     def __init__(self, **values: Any) -> None:
         super().__init__(**self.nest(values))
 
     @classmethod
     def nest(cls, values: dict[str, Any]) -> dict[str, Any]:
-        """Move flat names (`max_pixels`) and dotted ones (`video.max_pixels`) into their
-        group; a value given in the group itself wins."""
+        """Move flat names (`max_pixels`) into their group; a value given in the group itself
+        wins."""
         names = cls.flat_names()
         out: dict[str, Any] = {}
         moved: list[tuple[str, str, Any]] = []
         for key, value in values.items():
-            group, _, field = key.rpartition(".")
-            if group in cls.groups:
+            group, field = names.get(key, (None, key))
+            if group is not None:
                 moved.append((group, field, value))
-            elif names.get(key, (None,))[0] is not None:
-                moved.append((*names[key], value))
             else:
                 out[key] = value
         for group, field, value in moved:
@@ -151,13 +234,30 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        flat_env = _FlatEnvSource(settings_cls)
-        return (init_settings, env_settings, flat_env, dotenv_settings, file_secret_settings)
+        return (init_settings, _TopLevelEnvSource(settings_cls), _FlatEnvSource(settings_cls))
+
+
+def _type_name(info: FieldInfo) -> str:
+    annotation = info.annotation
+    text = getattr(annotation, "__name__", None) if not hasattr(annotation, "__args__") else None
+    text = text or str(annotation)
+    for module in ("typing.", "pathlib.", "pydantic.types."):
+        text = text.replace(module, "")
+    return text
+
+
+class _TopLevelEnvSource(EnvSettingsSource):
+    """The top-level fields' `ACTSERVE_<FIELD>` variables; a group has no variable of its
+    own (its fields have: `_FlatEnvSource`)."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        if field_name in Settings.groups:
+            return None, field_name, False
+        return super().get_field_value(field, field_name)
 
 
 class _FlatEnvSource(PydanticBaseSettingsSource):
-    """The groups' flat `ACTSERVE_<NAME>` variables, put in their groups; ranked below the
-    nested `ACTSERVE_<GROUP>__<FIELD>` variables and keyword arguments."""
+    """The groups' flat `ACTSERVE_<NAME>` variables, put in their groups."""
 
     def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
         return None, field_name, False  # unused: __call__ reads the environment at once

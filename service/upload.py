@@ -1,4 +1,5 @@
-"""Receiving an upload: streamed to temporary files, counted, cut off at the limit.
+"""Receiving an upload: streamed to temporary files, counted, cut off at the limit; and
+dropping a request's work when its client leaves (`unless_disconnected`).
 
 Two forms are accepted: multipart/form-data with a file field named `video` (or, for routes
 that take several videos, one file field per name they ask for), or a raw body whose content
@@ -13,16 +14,16 @@ import asyncio
 import os
 import tempfile
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, TypeVar
 
 from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import ClientDisconnect, Request
 
+from service.engine import VideoFile
 from service.errors import (
     BadRequest,
     ClientDisconnected,
@@ -30,18 +31,13 @@ from service.errors import (
     UnsupportedMediaType,
     UploadTooLarge,
 )
+from service.settings import Settings
+
+T = TypeVar("T")
 
 VIDEO_FIELD = "video"
 #: Room for multipart boundaries and part headers on top of the video's own bytes.
 MULTIPART_OVERHEAD = 16 * 1024
-
-
-@dataclass(frozen=True)
-class ReceivedUpload:
-    path: Path
-    bytes: int
-    seconds: float
-    filename: str | None
 
 
 class _FileParts:
@@ -51,7 +47,7 @@ class _FileParts:
         self.sinks = sinks
         self.max_bytes = max_bytes
         self.written = dict.fromkeys(sinks, 0)
-        self.filenames: dict[str, str | None] = {}
+        self.seen: set[str] = set()
         self._current: str | None = None
         self._header_field = b""
         self._header_value = b""
@@ -59,7 +55,7 @@ class _FileParts:
 
     @property
     def missing(self) -> list[str]:
-        return [name for name in self.sinks if name not in self.filenames]
+        return [name for name in self.sinks if name not in self.seen]
 
     def callbacks(self) -> dict:
         return {
@@ -91,10 +87,9 @@ class _FileParts:
         _, options = parse_options_header(self._disposition)
         name = options.get(b"name", b"").decode("latin-1")
         # The first part of each wanted name is kept; repeats and other fields are skipped.
-        self._current = name if name in self.sinks and name not in self.filenames else None
+        self._current = name if name in self.sinks and name not in self.seen else None
         if self._current is not None:
-            filename = options.get(b"filename")
-            self.filenames[name] = filename.decode("utf-8", "replace") if filename else None
+            self.seen.add(name)
 
     def _data(self, data: bytes, start: int, end: int) -> None:
         if self._current is not None:
@@ -115,23 +110,23 @@ class _FileParts:
 async def receive_uploads(
     request: Request,
     fields: tuple[str, ...],
+    settings: Settings,
     *,
-    max_bytes: int,
-    idle_timeout_s: float,
     deadline: float,
-    directory: Path | None = None,
     on_received: Callable[[], None] = lambda: None,
-) -> AsyncIterator[dict[str, ReceivedUpload]]:
-    """Stream the multipart file `fields` of the request into temporary files (removed on
-    exit), each at most `max_bytes`; a route taking one field also takes it as a raw body.
-    `on_received` is called once the whole body is in; `seconds` of each upload is the time
-    to receive the whole body.
+) -> AsyncIterator[dict[str, VideoFile]]:
+    """Stream the multipart file `fields` of the request into temporary files in
+    `settings.upload_dir` (removed on exit), each at most `max_upload_bytes`; a route taking
+    one field also takes it as a raw body.
+    `on_received` is called once the whole body is in; each file's `upload_s` is the time to
+    receive the whole body.
 
-    A client that pauses longer than `idle_timeout_s`, or has not sent everything by
+    A client that pauses longer than `body_idle_timeout_s`, or has not sent everything by
     `deadline` (the event loop's clock), gets `RequestTimeout`: a stalled upload, or one
     shorter than its declared Content-Length, does not hold a socket and a file for ever.
     """
     started = time.perf_counter()
+    max_bytes, idle_timeout_s = settings.video.max_upload_bytes, settings.http.body_idle_timeout_s
     media_type, options = parse_options_header(request.headers.get("content-type", ""))
     media_type = media_type.decode("latin-1").lower()
     multipart = media_type == "multipart/form-data"
@@ -151,7 +146,9 @@ async def receive_uploads(
     try:
         sinks: dict[str, BinaryIO] = {}
         for field in fields:
-            handle, name = tempfile.mkstemp(prefix=f"actserve-upload-{field}-", dir=directory)
+            handle, name = tempfile.mkstemp(
+                prefix=f"actserve-upload-{field}-", dir=settings.upload_dir
+            )
             paths[field] = Path(name)
             sinks[field] = os.fdopen(handle, "wb")
         try:
@@ -181,9 +178,7 @@ async def receive_uploads(
                 raise BadRequest(
                     "the upload is empty" if raw_allowed else f"field '{field}' is empty"
                 )
-            received[field] = ReceivedUpload(
-                path, size, time.perf_counter() - started, parts.filenames.get(field)
-            )
+            received[field] = VideoFile(path, field, size, time.perf_counter() - started)
         yield received
     finally:
         for path in paths.values():
@@ -288,3 +283,27 @@ async def _chunks(request: Request, idle_timeout_s: float, deadline: float) -> A
                 "(ACTSERVE_BODY_IDLE_TIMEOUT_S); stopped reading"
             ) from None
         yield chunk
+
+
+async def unless_disconnected(request: Request, work: Awaitable[T]) -> T:
+    """Run `work`, but cancel it (dropping queued decode and inference) if the client
+    leaves: once the body is read, the next ASGI message is the disconnect."""
+    task = asyncio.ensure_future(work)
+    watcher = asyncio.ensure_future(_wait_for_disconnect(request))
+    try:
+        done, _ = await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+        if task in done:
+            return task.result()
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        raise ClientDisconnected("the client closed the connection; its work was dropped")
+    finally:
+        watcher.cancel()
+        task.cancel()
+
+
+async def _wait_for_disconnect(request: Request) -> None:
+    while True:
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            return

@@ -80,7 +80,7 @@ async def classify_windows(
             decode_s += seconds
             if number + 1 < len(bounds):
                 upcoming = asyncio.ensure_future(decode(*bounds[number + 1]))
-            outputs = await loaded.batcher.submit(decoded.views, deadline=deadline)
+            outputs = await loaded.streams[0].batcher.submit(decoded.views, deadline=deadline)
             parts.append((replace(decoded, views=decoded.views[:0]), outputs))
     finally:
         if not upcoming.done():

@@ -170,9 +170,9 @@ async def _embed(
 ) -> tuple[dict, dict]:
     from actserve.local import LocalPipeline
     from actserve.probe import embed_videos
-    from service.pipeline import ClassifyOptions
+    from service.engine import RunOptions
 
-    options = ClassifyOptions(profile=profile)
+    options = RunOptions(profile=profile)
     ref = f"{base.name}@{base.version}"
     with rich_step(f"Loading {ref} and the decode workers"):
         local = await LocalPipeline(root, ref, workers=workers).__aenter__()

@@ -21,8 +21,8 @@ def serve(
         list[str] | None,
         typer.Option(
             "--set",
-            help="Any service setting as KEY=VALUE, by its flat or dotted name (e.g. "
-            "max_batch_views=16 or batching.max_batch_views=16); the same as ACTSERVE_KEY=VALUE.",
+            help="Any service setting as KEY=VALUE, KEY its name without the prefix (e.g. "
+            "max_batch_views=16): the same as ACTSERVE_KEY=VALUE.",
         ),
     ] = None,
     log_level: Annotated[str, typer.Option(help="uvicorn and actserve log level.")] = "info",
@@ -37,15 +37,13 @@ def serve(
     from service.settings import Settings
 
     names = Settings.flat_names()
-    dotted = {f"{g}.{f}" for g, model in Settings.groups.items() for f in model.model_fields}
     overrides: dict[str, object] = {}
     for item in setting or []:
         key, sep, value = item.partition("=")
         key = key.strip().lower().removeprefix("actserve_")
-        if not sep or (key not in names and key not in dotted):
+        if not sep or key not in names:
             raise fail(
-                f"--set takes KEY=VALUE with KEY one of {', '.join(sorted(names))} (or "
-                f"GROUP.FIELD, e.g. video.max_pixels); got {item!r}",
+                f"--set takes KEY=VALUE with KEY one of {', '.join(sorted(names))}; got {item!r}",
                 code=2,
             )
         overrides[key] = value

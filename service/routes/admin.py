@@ -9,7 +9,16 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path, Query
 from fastapi.security import HTTPBearer
 
-from service.deps import AdminDep, StateDep
+from model_store import IntegrityError
+from service.deps import AdminDep, EngineDep
+from service.errors import (
+    BadRequest,
+    Conflict,
+    ModelLoadError,
+    ModelNotLoaded,
+    Unauthorized,
+    openapi_errors,
+)
 from service.schemas import AdminResult, ErrorResponse, PromoteRequest
 
 #: Declares the bearer scheme in the OpenAPI document (the /docs "Authorize" button); the
@@ -24,66 +33,60 @@ router = APIRouter(
     prefix="/admin",
     tags=["admin"],
     dependencies=[AdminDep, Depends(bearer)],
-    responses={
-        400: {"model": ErrorResponse, "description": "An invalid model name or body."},
-        401: {"model": ErrorResponse, "description": "No bearer token, or the wrong one."},
-        404: {"model": ErrorResponse, "description": "No such model or version in the store."},
-        500: {
-            "model": ErrorResponse,
-            "description": "The version's files fail their sha256 check (integrity_error).",
-        },
-    },
+    responses=openapi_errors(
+        ErrorResponse, BadRequest, Unauthorized, ModelNotLoaded, ModelLoadError, IntegrityError
+    ),
 )
 
 Name = Annotated[str, Path(description="A model name in the store.", examples=["r3d_18"])]
 Version = Annotated[int, Path(ge=1, description="A version number of the model.", examples=[2])]
-CONFLICT = {409: {"model": ErrorResponse, "description": "The version is routed."}}
+CONFLICT = openapi_errors(ErrorResponse, Conflict)
 
 
-def _result(state: StateDep, message: str) -> AdminResult:
-    return AdminResult(message=message, loaded=[m.key for m in state.models.loaded()])
+def _result(engine: EngineDep, message: str) -> AdminResult:
+    return AdminResult(message=message, loaded=[m.key for m in engine.models.loaded()])
 
 
 @router.post("/models/{name}/versions/{version}/load", response_model=AdminResult)
-async def load_version(name: Name, version: Version, state: StateDep) -> AdminResult:
+async def load_version(name: Name, version: Version, engine: EngineDep) -> AdminResult:
     """Load a version so requests can ask for it by number.
 
     The files are checked against the manifest's sha256 sums, the runtime is created and every
     warm-up batch size runs once before the call returns. Routing does not change: requests
     without `version` still get the alias or default target. The version stays loaded (even
     when no alias points at it) until it is unloaded."""
-    loaded = await state.models.load(name, version)
-    return _result(state, f"{loaded.key} loaded in {loaded.load_seconds:.1f} s")
+    loaded = await engine.models.load(name, version)
+    return _result(engine, f"{loaded.key} loaded in {loaded.load_seconds:.1f} s")
 
 
 @router.post(
     "/models/{name}/versions/{version}/unload", response_model=AdminResult, responses=CONFLICT
 )
-async def unload_version(name: Name, version: Version, state: StateDep) -> AdminResult:
+async def unload_version(name: Name, version: Version, engine: EngineDep) -> AdminResult:
     """Unload a version that was loaded by number.
 
     Its requests in flight finish first (drain), then the runtime is freed. A version that the
     default route or an alias targets is refused with 409: promote another version first."""
-    await state.models.unload(name, version)
-    return _result(state, f"{name}@{version} draining, then freed")
+    await engine.models.unload(name, version)
+    return _result(engine, f"{name}@{version} draining, then freed")
 
 
 @router.post("/models/{name}/promote", response_model=AdminResult)
-async def promote_version(name: Name, body: PromoteRequest, state: StateDep) -> AdminResult:
+async def promote_version(name: Name, body: PromoteRequest, engine: EngineDep) -> AdminResult:
     """Point an alias at a version, without dropping a request.
 
     The version is loaded, verified and warmed first; then the alias moves in the store (its
     previous target goes on the alias's history, for rollback) and traffic follows; then the
     previous target drains and is freed. The alias `stable` is what requests naming only the
     model get."""
-    await state.models.promote(name, body.version, body.alias)
-    return _result(state, f"{name}@{body.alias} → version {body.version}")
+    await engine.models.promote(name, body.version, body.alias)
+    return _result(engine, f"{name}@{body.alias} → version {body.version}")
 
 
 @router.post("/models/{name}/rollback", response_model=AdminResult)
 async def rollback_alias(
     name: Name,
-    state: StateDep,
+    engine: EngineDep,
     alias: Annotated[
         str, Query(description="The alias to move back.", examples=["stable", "canary"])
     ] = "stable",
@@ -92,16 +95,16 @@ async def rollback_alias(
 
     The previous version is loaded and warmed before the switch, as in a promote. 404 when
     the alias has no earlier version."""
-    version = await state.models.rollback(name, alias)
-    return _result(state, f"{name}@{alias} → version {version}")
+    version = await engine.models.rollback(name, alias)
+    return _result(engine, f"{name}@{alias} → version {version}")
 
 
 @router.post("/reload", response_model=AdminResult)
-async def reload_store(state: StateDep) -> AdminResult:
+async def reload_store(engine: EngineDep) -> AdminResult:
     """Re-read the store for every served model.
 
     Follows the aliases that `actserve models promote` or `rollback` moved on disk (or another
     replica's admin call, on a shared store): new targets are loaded and warmed, then traffic
     moves, then versions no route needs are drained and freed."""
-    await state.models.reload()
-    return _result(state, "routes re-read from the store")
+    await engine.models.reload()
+    return _result(engine, "routes re-read from the store")

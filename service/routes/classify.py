@@ -1,31 +1,23 @@
 """POST /classify: a video in, top-k actions (and optionally embedding and per-clip scores) out.
 
-admission (429/503 before the body is read) -> upload (streamed to a temp file) ->
-`pipeline.classify` (decode in a worker, views through the model version's batcher) ->
-softmax averaged over views (`routes.common.classify_uploads` up to the metrics)
+the version (`LoadedDep`) -> `engine.admit` (429/503 before the body is read) -> the upload
+(streamed to a temp file) -> `engine.run_videos` (decode in a worker, views through the
+version's batcher, the metrics) -> `responses.classify_response` (softmax averaged over views)
 """
 
 from __future__ import annotations
 
-import time
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 
-from service.deps import OutcomeDep, StateDep
+from service.deps import ClientDep, EngineDep, LoadedDep
+from service.engine import RunOptions
 from service.errors import BadRequest
-from service.predict import classify_response
-from service.routes.common import (
-    VIDEO_ERRORS,
-    AliasQuery,
-    ModelQuery,
-    ProfileQuery,
-    VersionQuery,
-    classify_uploads,
-    video_body,
-)
+from service.responses import classify_response
+from service.routes.common import VIDEO_ERRORS, ProfileQuery, video_body
 from service.schemas import ClassifyResponse
-from service.upload import VIDEO_FIELD
+from service.upload import VIDEO_FIELD, receive_uploads, unless_disconnected
 
 router = APIRouter(tags=["classify"])
 
@@ -38,11 +30,9 @@ router = APIRouter(tags=["classify"])
 )
 async def classify_video(
     request: Request,
-    state: StateDep,
-    outcome: OutcomeDep,
-    model: ModelQuery = None,
-    version: VersionQuery = None,
-    alias: AliasQuery = None,
+    engine: EngineDep,
+    loaded: LoadedDep,
+    client: ClientDep,
     top_k: Annotated[int, Query(ge=1, description="Classes to return (≤ ACTSERVE_MAX_TOP_K).")] = 5,
     embedding: Annotated[bool, Query(description="Return the mean embedding.")] = False,
     profile: ProfileQuery = None,
@@ -71,23 +61,20 @@ async def classify_video(
     ] = 0.5,
 ) -> ClassifyResponse:
     """Classify the actions in a video."""
-    started = time.perf_counter()
-    settings = state.settings
-    if top_k > settings.max_top_k:
-        raise BadRequest(f"top_k is {top_k}; ACTSERVE_MAX_TOP_K is {settings.max_top_k}")
-    loaded = outcome.served_by(state.models.resolve(model, version, alias))
-    (classified,), stages = await classify_uploads(
-        request,
-        state,
-        loaded,
-        (VIDEO_FIELD,),
-        profile=profile,
-        per_clip=per_clip or segments,
-        started=started,
-    )
+    if top_k > engine.settings.max_top_k:
+        raise BadRequest(f"top_k is {top_k}; ACTSERVE_MAX_TOP_K is {engine.settings.max_top_k}")
+    options = RunOptions(profile=profile, per_clip=per_clip or segments, client=client)
+    deadline = engine.deadline()
+    with engine.admit(loaded, client) as ticket:
+        async with receive_uploads(
+            request, (VIDEO_FIELD,), engine.settings, deadline=deadline, on_received=ticket.received
+        ) as uploads:
+            work = engine.run_videos(
+                loaded, list(uploads.values()), options, deadline=deadline, started=ticket.started
+            )
+            (run,) = await unless_disconnected(request, work)
     return classify_response(
-        classified,
-        stages,
+        run,
         request_id=request.state.request_id,
         top_k=top_k,
         embedding=embedding,

@@ -1,35 +1,26 @@
 """POST /embed and POST /similarity: the embeddings the model computes, for users who index
 videos or compare two of them.
 
-/embed:      admission -> upload -> `pipeline.classify` -> the mean embedding (and each
+/embed:      `engine.admit` -> upload -> `engine.run_videos` -> the mean embedding (and each
              window's)
-/similarity: admission -> uploads `a` and `b` -> `pipeline.classify` on both, side by side ->
-             the cosine of their mean embeddings against the version's threshold
+/similarity: `engine.admit` -> uploads `a` and `b` -> `engine.run_videos` on both, side by
+             side -> the cosine of their mean embeddings against the version's threshold
 
-Admission, uploads, the pipeline and the metrics are the ones /classify uses
-(`routes.common.classify_uploads`).
+The door, uploads, engine and metrics are the ones /classify uses.
 """
 
 from __future__ import annotations
 
-import time
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 
-from service.deps import OutcomeDep, StateDep
-from service.predict import embed_response, similarity_response
-from service.routes.common import (
-    VIDEO_ERRORS,
-    AliasQuery,
-    ModelQuery,
-    ProfileQuery,
-    VersionQuery,
-    classify_uploads,
-    video_body,
-)
+from service.deps import ClientDep, EngineDep, LoadedDep
+from service.engine import RunOptions
+from service.responses import embed_response, similarity_response
+from service.routes.common import VIDEO_ERRORS, ProfileQuery, video_body
 from service.schemas import EmbedResponse, SimilarityResponse
-from service.upload import VIDEO_FIELD
+from service.upload import VIDEO_FIELD, receive_uploads, unless_disconnected
 
 router = APIRouter(tags=["embeddings"])
 
@@ -44,11 +35,9 @@ PAIR = ("a", "b")
 )
 async def embed_video(
     request: Request,
-    state: StateDep,
-    outcome: OutcomeDep,
-    model: ModelQuery = None,
-    version: VersionQuery = None,
-    alias: AliasQuery = None,
+    engine: EngineDep,
+    loaded: LoadedDep,
+    client: ClientDep,
     profile: ProfileQuery = None,
     per_window: Annotated[
         bool,
@@ -59,20 +48,17 @@ async def embed_video(
     ] = False,
 ) -> EmbedResponse:
     """The video's float32 embedding: the model's pooled features averaged over its views."""
-    started = time.perf_counter()
-    loaded = outcome.served_by(state.models.resolve(model, version, alias))
-    (classified,), stages = await classify_uploads(
-        request,
-        state,
-        loaded,
-        (VIDEO_FIELD,),
-        profile=profile,
-        per_clip=per_window,
-        started=started,
-    )
-    return embed_response(
-        classified, stages, request_id=request.state.request_id, per_window=per_window
-    )
+    options = RunOptions(profile=profile, per_clip=per_window, client=client)
+    deadline = engine.deadline()
+    with engine.admit(loaded, client) as ticket:
+        async with receive_uploads(
+            request, (VIDEO_FIELD,), engine.settings, deadline=deadline, on_received=ticket.received
+        ) as uploads:
+            work = engine.run_videos(
+                loaded, list(uploads.values()), options, deadline=deadline, started=ticket.started
+            )
+            (run,) = await unless_disconnected(request, work)
+    return embed_response(run, request_id=request.state.request_id, per_window=per_window)
 
 
 @router.post(
@@ -83,11 +69,9 @@ async def embed_video(
 )
 async def compare_videos(
     request: Request,
-    state: StateDep,
-    outcome: OutcomeDep,
-    model: ModelQuery = None,
-    version: VersionQuery = None,
-    alias: AliasQuery = None,
+    engine: EngineDep,
+    loaded: LoadedDep,
+    client: ClientDep,
     profile: ProfileQuery = None,
     threshold: Annotated[
         float | None,
@@ -101,11 +85,14 @@ async def compare_videos(
 ) -> SimilarityResponse:
     """How alike the actions of two videos are: the cosine similarity of their mean
     embeddings, and whether it reaches the threshold for the same action."""
-    started = time.perf_counter()
-    loaded = outcome.served_by(state.models.resolve(model, version, alias))
-    (a, b), stages = await classify_uploads(
-        request, state, loaded, PAIR, profile=profile, started=started
-    )
-    return similarity_response(
-        a, b, stages, request_id=request.state.request_id, threshold=threshold
-    )
+    options = RunOptions(profile=profile, client=client)
+    deadline = engine.deadline()
+    with engine.admit(loaded, client) as ticket:
+        async with receive_uploads(
+            request, PAIR, engine.settings, deadline=deadline, on_received=ticket.received
+        ) as uploads:
+            work = engine.run_videos(
+                loaded, list(uploads.values()), options, deadline=deadline, started=ticket.started
+            )
+            a, b = await unless_disconnected(request, work)
+    return similarity_response(a, b, request_id=request.state.request_id, threshold=threshold)

@@ -5,8 +5,8 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from model_store import Manifest, ModelStore, StoreError
-from service.deps import StateDep, StoreDep
-from service.errors import ModelNotLoaded
+from service.deps import EngineDep, StoreDep
+from service.errors import ModelNotLoaded, openapi_errors
 from service.loaded_models import ServingSnapshot
 from service.schemas import (
     BrokenVersionPublic,
@@ -20,22 +20,24 @@ router = APIRouter(prefix="/models", tags=["models"])
 
 
 @router.get("", response_model=ModelsPublic)
-def list_models(state: StateDep, store: StoreDep) -> ModelsPublic:
+def list_models(engine: EngineDep, store: StoreDep) -> ModelsPublic:
     """Every model and version in the store with its recipe, labels, artifacts, parity
     reports and load state."""
-    snapshot = state.models.snapshot()
+    snapshot = engine.models.snapshot()
     return ModelsPublic(
         default_model=snapshot.default_model,
         models=[_model_public(store, snapshot, name) for name in store.list_models()],
     )
 
 
-@router.get("/{name}", response_model=ModelPublic, responses={404: {"model": ErrorResponse}})
-def read_model(name: str, state: StateDep, store: StoreDep) -> ModelPublic:
+@router.get(
+    "/{name}", response_model=ModelPublic, responses=openapi_errors(ErrorResponse, ModelNotLoaded)
+)
+def read_model(name: str, engine: EngineDep, store: StoreDep) -> ModelPublic:
     """One model with all its versions."""
     if name not in store.list_models():
         raise ModelNotLoaded(f"no model {name!r} in the store")
-    return _model_public(store, state.models.snapshot(), name)
+    return _model_public(store, engine.models.snapshot(), name)
 
 
 def _model_public(store: ModelStore, snapshot: ServingSnapshot, name: str) -> ModelPublic:

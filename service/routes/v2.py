@@ -6,7 +6,8 @@ metadata, and inference on the model's preprocessed input tensor.
 
 The tensors are what the store's artifacts take and give, so a platform that already speaks
 the protocol (KServe, Triton's clients, Seldon) can call actserve without the video intake;
-the views join the same batcher as /classify's, and errors come from the same table, in the
+a request passes the same door as /classify's (`engine.admit`, the drain, the metrics) and its
+views join the same batcher (`engine.run_tensors`); errors come from the same table, in the
 protocol's `{"error": message}` shape (plus actserve's `code` and `request_id`). A model's
 version segment is a version number or an alias (`stable`); without it the model's route
 (the `stable` alias, else the newest version) answers.
@@ -14,8 +15,6 @@ version segment is a version number or an alias (`stable`); without it the model
 
 from __future__ import annotations
 
-import asyncio
-import time
 from typing import Annotated
 
 import numpy as np
@@ -24,19 +23,23 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from model_store.manifest import Artifact, TensorInfo
-from service.deps import OutcomeDep, StateDep
-from service.errors import BadRequest, ModelNotLoaded, NotReady, UnsupportedMediaType
+from service.deps import ClientDep, EngineDep, OutcomeDep
+from service.errors import (
+    BadRequest,
+    DeadlineExceeded,
+    ModelNotLoaded,
+    NotReady,
+    Overloaded,
+    RequestTimeout,
+    UnsupportedMediaType,
+    UploadTooLarge,
+    openapi_errors,
+)
 from service.loaded_models import LoadedModel
 from service.oip import (
     EXTENSIONS,
     INFERENCE_HEADER,
     PROTOCOL_TYPES,
-    binary_outputs,
-    encode_response,
-    parse_request,
-)
-from service.routes.common import unless_disconnected
-from service.schemas import (
     InferenceError,
     InferenceRequest,
     InferenceResponse,
@@ -44,8 +47,11 @@ from service.schemas import (
     ReadinessV2,
     ServerMetadata,
     TensorMetadata,
+    binary_outputs,
+    encode_response,
+    parse_request,
 )
-from service.upload import read_body
+from service.upload import read_body, unless_disconnected
 
 router = APIRouter(prefix="/v2", tags=["v2"])
 
@@ -53,18 +59,17 @@ ModelName = Annotated[str, Path(description="A model in the store.", examples=["
 ModelVersion = Annotated[
     str, Path(description="A loaded version number, or an alias.", examples=["2", "stable"])
 ]
-ERRORS = {
-    status: {"model": InferenceError, "description": text}
-    for status, text in {
-        400: "A malformed request: body, tensor name, type or shape.",
-        404: "Unknown model, version or alias.",
-        413: "The body exceeds max_upload_bytes.",
-        415: "A compressed body (Content-Encoding).",
-        429: "The model's queue is full; see Retry-After.",
-        503: "The model is not loaded yet or is draining.",
-        504: "The request's deadline passed.",
-    }.items()
-}
+ERRORS = openapi_errors(
+    InferenceError,
+    BadRequest,
+    ModelNotLoaded,
+    RequestTimeout,
+    UploadTooLarge,
+    UnsupportedMediaType,
+    Overloaded,
+    NotReady,
+    DeadlineExceeded,
+)
 NOT_READY = {400: {"model": ReadinessV2, "description": "Not ready (the protocol's 4xx)."}}
 
 
@@ -84,33 +89,34 @@ def check_live() -> dict[str, bool]:
 
 
 @router.get("/health/ready", response_model=ReadinessV2, responses=NOT_READY)
-def check_ready(state: StateDep) -> JSONResponse:
+def check_ready(engine: EngineDep) -> JSONResponse:
     """200 when the default model is loaded and warmed up and the server is not draining;
     400 otherwise (the protocol's "4xx means false"; /readyz answers 503)."""
-    ready = state.models.ready() and not state.admission.draining
-    body = ReadinessV2(ready=ready).model_dump(exclude_none=True)
-    return JSONResponse(body, status_code=200 if ready else 400)
+    body = ReadinessV2(ready=engine.ready).model_dump(exclude_none=True)
+    return JSONResponse(body, status_code=200 if engine.ready else 400)
 
 
 # -------------------------------------------------------------------------------- models
 
 
 @router.get("/models/{name}", response_model=ModelMetadata, responses=ERRORS)
-def read_model_metadata(name: ModelName, state: StateDep) -> ModelMetadata:
+def read_model_metadata(name: ModelName, engine: EngineDep) -> ModelMetadata:
     """The model's loaded versions and the tensors of the version its route serves."""
-    return _metadata(state, _resolve(state, name, None))
+    return _metadata(engine, _resolve(engine, name, None))
 
 
 @router.get("/models/{name}/versions/{version}", response_model=ModelMetadata, responses=ERRORS)
-def read_version_metadata(name: ModelName, version: ModelVersion, state: StateDep) -> ModelMetadata:
+def read_version_metadata(
+    name: ModelName, version: ModelVersion, engine: EngineDep
+) -> ModelMetadata:
     """The tensors of one version (a number or an alias)."""
-    return _metadata(state, _resolve(state, name, version))
+    return _metadata(engine, _resolve(engine, name, version))
 
 
 @router.get("/models/{name}/ready", response_model=ReadinessV2, responses=NOT_READY | ERRORS)
-def check_model_ready(name: ModelName, state: StateDep) -> JSONResponse:
+def check_model_ready(name: ModelName, engine: EngineDep) -> JSONResponse:
     """200 when the model's routed version takes requests; 400 when it does not (yet)."""
-    return _readiness(state, name, None)
+    return _readiness(engine, name, None)
 
 
 @router.get(
@@ -118,9 +124,9 @@ def check_model_ready(name: ModelName, state: StateDep) -> JSONResponse:
     response_model=ReadinessV2,
     responses=NOT_READY | ERRORS,
 )
-def check_version_ready(name: ModelName, version: ModelVersion, state: StateDep) -> JSONResponse:
+def check_version_ready(name: ModelName, version: ModelVersion, engine: EngineDep) -> JSONResponse:
     """200 when the version (a number or an alias) takes requests; 400 when it does not."""
-    return _readiness(state, name, version)
+    return _readiness(engine, name, version)
 
 
 def _inline_schema(model: type[BaseModel]) -> dict:
@@ -161,11 +167,11 @@ INFER_BODY = {
     openapi_extra=INFER_BODY,
 )
 async def infer(
-    request: Request, name: ModelName, state: StateDep, outcome: OutcomeDep
+    request: Request, name: ModelName, engine: EngineDep, outcome: OutcomeDep, client: ClientDep
 ) -> Response:
     """Run the model's routed version on preprocessed clips (N, C, T, H, W) FP32; returns
     `logits` (N, K) and `embedding` (N, D)."""
-    return await _infer(request, state, outcome, name, None)
+    return await _infer(request, engine, outcome.served_by(_resolve(engine, name, None)), client)
 
 
 @router.post(
@@ -175,27 +181,33 @@ async def infer(
     openapi_extra=INFER_BODY,
 )
 async def infer_version(
-    request: Request, name: ModelName, version: ModelVersion, state: StateDep, outcome: OutcomeDep
+    request: Request,
+    name: ModelName,
+    version: ModelVersion,
+    engine: EngineDep,
+    outcome: OutcomeDep,
+    client: ClientDep,
 ) -> Response:
     """Run one version (a number or an alias) on preprocessed clips."""
-    return await _infer(request, state, outcome, name, version)
+    loaded = outcome.served_by(_resolve(engine, name, version))
+    return await _infer(request, engine, loaded, client)
 
 
 # ----------------------------------------------------------------------------- helpers
 
 
-def _resolve(state: StateDep, name: str, version: str | None) -> LoadedModel:
+def _resolve(engine: EngineDep, name: str, version: str | None) -> LoadedModel:
     if version is not None and version.isdigit():
-        return state.models.resolve(name, int(version), None)
-    return state.models.resolve(name, None, version)
+        return engine.resolve(name, int(version), None)
+    return engine.resolve(name, None, version)
 
 
-def _readiness(state: StateDep, name: str, version: str | None) -> JSONResponse:
+def _readiness(engine: EngineDep, name: str, version: str | None) -> JSONResponse:
     try:
-        _resolve(state, name, version)  # only a version that takes requests resolves
-        ready = not state.admission.draining
+        _resolve(engine, name, version)  # only a version that takes requests resolves
+        ready = not engine.draining
     except (ModelNotLoaded, NotReady):
-        if name not in state.models.store.list_models():
+        if name not in engine.models.store.list_models():
             raise  # no such model: the usual 404, not "not ready"
         ready = False
     return JSONResponse({"name": name, "ready": ready}, status_code=200 if ready else 400)
@@ -205,7 +217,7 @@ def _network(loaded: LoadedModel) -> Artifact:
     """The version's one network (every artifact of a version has the same tensors); a
     two-stream version has two, with inputs of different shapes, which the protocol's one
     model cannot say."""
-    if loaded.flow is not None or not loaded.manifest.artifacts:
+    if len(loaded.streams) != 1 or not loaded.manifest.artifacts:
         raise BadRequest(
             f"{loaded.key} is a two-stream version (rgb + flow); the Open Inference Protocol "
             "endpoints serve one-network versions: export each stream as a model of its own"
@@ -224,10 +236,10 @@ def _tensors(infos: tuple[TensorInfo, ...]) -> list[TensorMetadata]:
     ]
 
 
-def _metadata(state: StateDep, loaded: LoadedModel) -> ModelMetadata:
+def _metadata(engine: EngineDep, loaded: LoadedModel) -> ModelMetadata:
     name = loaded.manifest.name
     artifact = _network(loaded)
-    versions = sorted(m.manifest.version for m in state.models.loaded() if m.manifest.name == name)
+    versions = sorted(m.manifest.version for m in engine.models.loaded() if m.manifest.name == name)
     return ModelMetadata(
         name=name,
         versions=[str(v) for v in versions],
@@ -237,38 +249,27 @@ def _metadata(state: StateDep, loaded: LoadedModel) -> ModelMetadata:
     )
 
 
-async def _infer(
-    request: Request, state: StateDep, outcome: OutcomeDep, name: str, version: str | None
-) -> Response:
-    started = time.perf_counter()
-    settings = state.settings
-    loaded = outcome.served_by(_resolve(state, name, version))
-    if state.admission.draining:  # the door's rule; its upload and decode bounds are a video's
-        raise NotReady("the server is draining; retry on another replica")
-    encoding = request.headers.get("content-encoding", "identity").lower()
-    if encoding != "identity":
-        raise UnsupportedMediaType(f"Content-Encoding {encoding} is not supported; send it plain")
-    deadline = asyncio.get_running_loop().time() + settings.request_timeout_s
-    artifact = _network(loaded)
-    with loaded.lease():
-        with state.admission.receiving():
-            body = await read_body(
-                request,
-                max_bytes=settings.video.max_upload_bytes,
-                idle_timeout_s=settings.http.body_idle_timeout_s,
-                deadline=deadline,
+async def _infer(request: Request, engine: EngineDep, loaded: LoadedModel, client: str) -> Response:
+    deadline = engine.deadline()
+    with engine.admit(loaded, client, tensors=True) as ticket:  # the drain's 503
+        encoding = request.headers.get("content-encoding", "identity").lower()
+        if encoding != "identity":
+            raise UnsupportedMediaType(
+                f"Content-Encoding {encoding} is not supported; send it plain"
             )
-            parsed = parse_request(body, request.headers.get(INFERENCE_HEADER))
-            clips = _clips(parsed.inputs, artifact.inputs[0])
+        artifact = _network(loaded)
+        body = await read_body(
+            request,
+            max_bytes=engine.settings.video.max_upload_bytes,
+            idle_timeout_s=engine.settings.http.body_idle_timeout_s,
+            deadline=deadline,
+        )
+        parsed = parse_request(body, request.headers.get(INFERENCE_HEADER))
+        clips = _clips(parsed.inputs, artifact.inputs[0])
+        ticket.received()
         wanted = binary_outputs(parsed.request, tuple(t.name for t in artifact.outputs))
-        work = loaded.batcher.submit(clips, deadline=deadline)
+        work = engine.run_tensors(loaded, clips, deadline=deadline, started=ticket.started)
         outputs = await unless_disconnected(request, work)
-    state.metrics.observe_inference(
-        loaded.labels,
-        queue_s=outputs.queue_seconds,
-        total_s=time.perf_counter() - started,
-        views=len(clips),
-    )
     model, model_version = loaded.labels
     answer = InferenceResponse(
         model_name=model, model_version=model_version, id=parsed.request.id, outputs=[]

@@ -80,7 +80,6 @@ class SampledFrames:
     plan: ViewPlan
     info: VideoInfo
     frames_decoded: int
-    seeks: int
     warnings: tuple[str, ...]
     decode_s: float
     flow_s: float = 0.0
@@ -233,7 +232,6 @@ def _sample(
                 plan=plan,
                 info=info,
                 frames_decoded=reader.decoded,
-                seeks=reader.seeks,
                 warnings=indexed.warnings + reader.warnings(),
                 decode_s=decoded_s + flow_s,
                 flow_s=flow_s,

@@ -15,7 +15,9 @@ handed out fairly across clients.
 
     pool = DecodePool(DecodeSettings(workers=2, timeout_s=60), VideoLimits())
     await pool.start()                      # FastAPI lifespan, before `yield`
-    video = await pool.decode(path, spec.recipe, DecodeOptions(profile="fast"), client="10.0.0.7")
+    (video,) = await pool.decode_streams(
+        path, (spec.recipe,), DecodeOptions(profile="fast"), client="10.0.0.7"
+    )
     video.views                             # (V, C, T, H, W) float32
     await pool.close()                      # after `yield`
 """
@@ -151,13 +153,7 @@ class DecodePool:
         self.max_pending = settings.max_pending or 2 * settings.workers
         self._slots = FairSlots(self.workers)
         self._pool: pebble.ProcessPool | None = None
-        self._in_flight = 0
         self._decode_s = _Average(initial=1.0)
-
-    @property
-    def in_flight(self) -> int:
-        """Jobs submitted and not yet finished (running or waiting for a worker)."""
-        return self._in_flight
 
     @property
     def backlog(self) -> int:
@@ -213,18 +209,6 @@ class DecodePool:
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
 
-    async def decode(
-        self,
-        path: str | os.PathLike[str],
-        recipe: Recipe,
-        options: DecodeOptions | None = None,
-        *,
-        client: str = "-",
-    ) -> DecodedVideo:
-        """Index, plan and decode `path` in a worker (once one is free for `client`); crop and
-        normalise off the event loop. `Overloaded` when the backlog is full."""
-        return (await self.decode_streams(path, (recipe,), options, client=client))[0]
-
     async def decode_streams(
         self,
         path: str | os.PathLike[str],
@@ -233,8 +217,10 @@ class DecodePool:
         *,
         client: str = "-",
     ) -> tuple[DecodedVideo, ...]:
-        """`decode` for several recipes (a two-stream model's rgb and flow) in one job: each
-        frame is decoded once; flow is computed in the worker, within its timeout."""
+        """Index, plan and decode `path` in a worker (once one is free for `client`) for each
+        of `recipes` (a two-stream model's rgb and flow) in one job: each frame is decoded
+        once; flow is computed in the worker, within its timeout. Crop and normalise off the
+        event loop. `Overloaded` when the backlog is full."""
         if (at_bound := self._at_count_bound()) is not None:
             raise Overloaded(
                 f"{at_bound}; retry later", retry_after=max(1, math.ceil(self.drain_estimate_s()))
@@ -309,7 +295,6 @@ class DecodePool:
 
     async def _run_once(self, function: Callable[..., T], args: tuple[Any, ...]) -> T:
         future = self._schedule(function, args)
-        self._in_flight += 1
         try:
             return await asyncio.wrap_future(future)
         except TimeoutError as error:
@@ -321,8 +306,6 @@ class DecodePool:
         except concurrent.futures.process.BrokenProcessPool:
             self._discard_pool()  # the next job starts a fresh pool
             raise WorkerCrashed(None) from None
-        finally:
-            self._in_flight -= 1
 
     def _schedule(self, function: Callable[..., T], args: tuple[Any, ...]) -> Any:
         try:

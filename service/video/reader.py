@@ -140,7 +140,6 @@ class FrameReader:
         self.seek_by_dts = False
         self._frames: Iterator[tuple[int, av.VideoFrame]] | None = None
         self.decoded = 0
-        self.seeks = 0
         self.corrupt = 0
         self.fallbacks = 0
         self.substituted = 0
@@ -293,7 +292,6 @@ class FrameReader:
                 except av.FFmpegError:  # a damaged index (EOF, EINVAL): another stamp, or read
                     continue
                 stream.codec_context.flush_buffers()
-                self.seeks += 1
                 frames = self._positions(container, stream, by_pts=True)
                 first = next(frames, None)
                 if first is not None and first[0] <= target:

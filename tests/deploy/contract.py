@@ -51,10 +51,7 @@ def check_settings(env: dict[str, str]) -> Settings:
     values fail with the variable named."""
     unknown = sorted(name for name in env if name not in setting_env_names())
     assert not unknown, f"not service settings: {unknown}; known: {sorted(setting_env_names())}"
-    values = {
-        name.removeprefix(ENV_PREFIX).lower().replace("__", "."): value
-        for name, value in env.items()
-    }
+    values = {name.removeprefix(ENV_PREFIX).lower(): value for name, value in env.items()}
     try:
         return Settings(**values)
     except ValidationError as error:

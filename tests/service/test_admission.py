@@ -11,9 +11,10 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from service.admission import Admission, AdmissionSettings
 from service.app import create_app
+from service.engine import Admission
 from service.errors import NotReady, Overloaded
+from service.settings import AdmissionSettings
 from service.video import DecodePool, DecodeSettings, VideoLimits
 from tests.service.conftest import LiveServer, metric, post_video, settings_for
 from tests.service.video import jobs
@@ -90,7 +91,7 @@ def test_a_full_decode_backlog_refuses_with_its_drain_time(settings, bound: str)
 
 def test_draining_refuses_with_503(store_root, videos) -> None:
     with TestClient(create_app(settings_for(store_root))) as client:
-        client.app.state.actserve.admission.draining = True
+        client.app.state.engine.drain()
         response = post_video(client, videos["h264.mp4"])
         assert response.status_code == 503 and response.json()["error"] == "not_ready"
         assert client.get("/readyz").status_code == 503

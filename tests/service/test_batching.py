@@ -8,7 +8,7 @@ import asyncio
 import numpy as np
 import pytest
 
-from service.batching import Batcher, BatchingSettings
+from service.batching import Batcher, BatchingSettings, BatchObserver
 from service.errors import DeadlineExceeded, InferenceFailed, NotReady, Overloaded
 from tests.service.fakes import FakeRuntime, views
 
@@ -107,14 +107,16 @@ def test_queue_bound_refuses_with_retry_after() -> None:
 
 def test_deadline_drops_the_queued_views() -> None:
     async def scenario():
-        runtime = FakeRuntime(seconds_per_batch=0.4)
-        batcher = Batcher(runtime, BatchingSettings(max_batch_views=2, max_delay_ms=0))
+        runtime, depths = FakeRuntime(seconds_per_batch=0.4), []
+        observer = BatchObserver(on_queue_depth=depths.append)
+        settings = BatchingSettings(max_batch_views=2, max_delay_ms=0)
+        batcher = Batcher(runtime, settings, observer=observer)
         batcher.start()
         blocker = asyncio.create_task(batcher.submit(views(0, 2), deadline=deadline()))
         await asyncio.sleep(0.05)
         with pytest.raises(DeadlineExceeded, match="6 of its 6 views"):
             await batcher.submit(views(1, 6), deadline=deadline(0.1))
-        queued_after = batcher.queued_views
+        queued_after = depths[-1]
         await blocker
         await batcher.close()
         return runtime, queued_after
@@ -128,17 +130,19 @@ def test_a_cancelled_request_frees_its_place() -> None:
     """What a client disconnect does: the waiting task is cancelled."""
 
     async def scenario():
-        runtime = FakeRuntime(seconds_per_batch=0.3)
-        batcher = Batcher(runtime, BatchingSettings(max_batch_views=2, max_delay_ms=0))
+        runtime, depths = FakeRuntime(seconds_per_batch=0.3), []
+        observer = BatchObserver(on_queue_depth=depths.append)
+        settings = BatchingSettings(max_batch_views=2, max_delay_ms=0)
+        batcher = Batcher(runtime, settings, observer=observer)
         batcher.start()
         blocker = asyncio.create_task(batcher.submit(views(0, 2), deadline=deadline()))
         await asyncio.sleep(0.05)
         gone = asyncio.create_task(batcher.submit(views(1, 4), deadline=deadline()))
         await asyncio.sleep(0.01)
-        assert batcher.queued_views == 4
+        assert depths[-1] == 4
         gone.cancel()
         await asyncio.gather(gone, return_exceptions=True)
-        queued_after = batcher.queued_views
+        queued_after = depths[-1]
         await blocker
         await batcher.close()
         return runtime, queued_after

@@ -8,7 +8,7 @@ import onnxruntime as ort
 import pytest
 
 from model_store import ModelStore
-from service.predict import softmax
+from service.scores import softmax
 from service.video import DecodeOptions, VideoLimits, decode_video
 from tests.service.conftest import LABELS, RECIPE, post_video
 

@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 
 from model_store import ModelStore
 from service.app import create_app
-from service.predict import DEFAULT_SIMILARITY_THRESHOLD
+from service.responses import DEFAULT_SIMILARITY_THRESHOLD
 from service.video import DecodeOptions, VideoLimits, decode_video
 from tests.service.conftest import RECIPE, metric, settings_for
 

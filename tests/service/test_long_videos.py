@@ -14,7 +14,7 @@ import service.windows
 from actserve.demo.synthetic import render_sequence, write_video
 from model_store import ModelStore
 from service.app import create_app
-from service.predict import softmax
+from service.scores import softmax
 from service.settings import Settings
 from service.video import DecodeOptions, VideoLimits, decode_video
 from tests.service.conftest import RECIPE, post_video, settings_for
@@ -25,8 +25,8 @@ from tests.service.video import media
 def watched_client(store_root: Path):
     """The tiny model's app, with the size of every view array its batcher receives."""
     with TestClient(create_app(settings_for(store_root))) as client:
-        (loaded,) = client.app.state.actserve.models.loaded()
-        batcher = loaded.batcher
+        (loaded,) = client.app.state.engine.models.loaded()
+        batcher = loaded.streams[0].batcher
         submitted: list[int] = []
         submit = batcher.submit
 

@@ -12,8 +12,7 @@ import tritonclient.http as triton
 from tritonclient.http._utils import _get_inference_request
 
 from service.errors import BadRequest
-from service.oip import binary_outputs, encode_response, parse_request
-from service.schemas import InferenceResponse
+from service.oip import InferenceResponse, binary_outputs, encode_response, parse_request
 
 CLIPS = np.arange(2 * 3 * 2 * 4 * 4, dtype=np.float32).reshape(2, 3, 2, 4, 4) / 7
 OUTPUTS = ("logits", "embedding")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from service.predict import merge_segments
+from service.responses import merge_segments
 from service.schemas import ClipPrediction, LabelScore
 
 

@@ -26,7 +26,7 @@ from exporters import Stream, export_two_stream_to_store
 from model_store import ModelSpec, ModelStore, Recipe
 from service.embedded import EmbeddedServer
 from service.errors import ModelLoadError
-from service.predict import softmax
+from service.scores import softmax
 from service.video import DecodeOptions, VideoLimits, sample_streams
 from service.video import flow as flow_module
 from service.video.job import assemble_views

@@ -202,8 +202,8 @@ def test_a_body_over_the_upload_limit_is_413(store_root) -> None:
 def test_not_ready_is_the_protocols_4xx(client, server) -> None:
     """While the server drains, /v2/health/ready and a model's readiness answer 400 and
     inference 503."""
-    state = server.server.config.app.state.actserve
-    state.admission.draining = True
+    engine = server.server.config.app.state.engine
+    engine.drain()
     try:
         assert not client.is_server_ready() and not client.is_model_ready("tiny")
         answer = httpx.get(f"{server.url}/v2/health/ready")
@@ -212,5 +212,5 @@ def test_not_ready_is_the_protocols_4xx(client, server) -> None:
             infer(client, clips(1))
         assert draining.value.status() == "503" and "draining" in draining.value.message()
     finally:
-        state.admission.draining = False
+        engine.admission.draining = False
     assert client.is_server_ready()

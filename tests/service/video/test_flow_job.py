@@ -18,6 +18,7 @@ from service.video import (
     decode_video,
     sample_streams,
 )
+from tests.service.video import decode
 from tests.service.video.media import moving_texture, write_video
 
 LIMITS = VideoLimits()
@@ -101,10 +102,10 @@ def test_flow_counts_against_the_decode_timeout(tmp_path) -> None:
 
     async def run() -> None:
         async with pool:
-            rgb = await pool.decode(path, frames)
+            rgb = await decode(pool, path, frames)
             assert rgb.views.shape == (20, 3, 16, 160, 160)
             with pytest.raises(DecodeTimeout):
-                await pool.decode(path, frames.as_flow())
+                await decode(pool, path, frames.as_flow())
             (flow,) = await pool.decode_streams(path, (FLOW,), DecodeOptions(profile="fast"))
             assert flow.views.shape == (1, 2, 4, 64, 64)  # the pool goes on serving
 

@@ -33,7 +33,7 @@ from service.video import (
     decode_video,
     probe_video,
 )
-from tests.service.video import jobs
+from tests.service.video import decode, jobs
 
 #: The intake's default limits, passed explicitly as the service passes its own.
 LIMITS = VideoLimits()
@@ -63,18 +63,18 @@ def pool() -> Iterator[DecodePool]:
 
 
 def still_serves(pool: DecodePool, videos) -> None:
-    video = asyncio.run(pool.decode(videos["h264.mp4"], RECIPE))
+    video = asyncio.run(decode(pool, videos["h264.mp4"], RECIPE))
     assert video.views.shape == (9, 3, 4, 32, 32)
 
 
 def test_pool_decodes_exactly_like_the_calling_process(pool, videos) -> None:
     path = videos["mpeg4.avi"]
-    pooled = asyncio.run(pool.decode(path, RECIPE, DecodeOptions(profile="fast")))
+    pooled = asyncio.run(decode(pool, path, RECIPE, DecodeOptions(profile="fast")))
     local = decode_video(path, RECIPE, DecodeOptions(profile="fast"), LIMITS)
     np.testing.assert_array_equal(pooled.views, local.views)
     assert pooled.info == local.info
     assert asyncio.run(pool.probe(path)) == probe_video(path, LIMITS)
-    assert pool.in_flight == 0
+    assert pool.backlog == 0
 
 
 @pytest.mark.parametrize(
@@ -88,7 +88,7 @@ def test_pool_decodes_exactly_like_the_calling_process(pool, videos) -> None:
 )
 def test_typed_errors_cross_the_process_boundary(pool, videos, name: str, error: type) -> None:
     with pytest.raises(error) as pooled:
-        asyncio.run(pool.decode(videos[name], RECIPE))
+        asyncio.run(decode(pool, videos[name], RECIPE))
     with pytest.raises(error) as local:
         decode_video(videos[name], RECIPE, DecodeOptions(), LIMITS)
     assert str(pooled.value) == str(local.value)
@@ -203,7 +203,7 @@ def test_cancelling_a_request_stops_its_worker(pool, videos, tmp_path) -> None:
         job.cancel()
         with pytest.raises(asyncio.CancelledError):
             await job
-        assert pool.in_flight == 0
+        assert pool.backlog == 0
         return int(pid_file.read_text())
 
     pid = asyncio.run(scenario())
@@ -231,7 +231,7 @@ def test_a_closed_pool_starts_again_on_demand(videos) -> None:
         pool = DecodePool(DecodeSettings(workers=1), LIMITS)
         await pool.start()
         await pool.close()
-        assert (await pool.decode(videos["h264.mp4"], RECIPE)).views.shape[0] == 9
+        assert (await decode(pool, videos["h264.mp4"], RECIPE)).views.shape[0] == 9
         await pool.close()
 
     asyncio.run(scenario())
@@ -242,7 +242,7 @@ def test_workers_live_as_long_as_they_are_healthy(videos) -> None:
 
     async def scenario() -> set[int]:
         async with DecodePool(DecodeSettings(workers=1), LIMITS) as pool:
-            await pool.decode(videos["h264.mp4"], RECIPE)
+            await decode(pool, videos["h264.mp4"], RECIPE)
             return {await pool.run(os.getpid) for _ in range(150)}
 
     assert len(asyncio.run(scenario())) == 1
@@ -283,7 +283,7 @@ def test_waiting_for_a_free_worker_is_reported_apart_from_decoding(videos) -> No
     async def scenario():
         async with DecodePool(DecodeSettings(workers=1), LIMITS) as pool:
             return await asyncio.gather(
-                *(pool.decode(videos["h264.mp4"], RECIPE) for _ in range(2))
+                *(decode(pool, videos["h264.mp4"], RECIPE) for _ in range(2))
             )
 
     first, second = sorted(asyncio.run(scenario()), key=lambda video: video.wait_s)

@@ -1,15 +1,15 @@
-"""From per-view outputs to what a client reads: averaged probabilities, top-k labels, the
-mean embedding, per-clip scores and embeddings, the cosine similarity of two videos, and the
-whole /classify, /embed and /similarity answers."""
+"""From a video's run (`engine.VideoRun`) to what a client reads: top-k labels, per-clip
+scores and segments, the mean and per-window embeddings, the similarity of two videos, and the
+whole /classify, /embed and /similarity answers. The arithmetic is `service.scores`'."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from model_store import Manifest, ModelSpec
+from service.engine import VideoRun
 from service.metrics import RequestStages
 from service.schemas import (
     ClassifyResponse,
@@ -19,26 +19,15 @@ from service.schemas import (
     LabelScore,
     Segment,
     SimilarityResponse,
-    StreamTimings,
-    Timings,
     VideoMetadata,
     WindowEmbedding,
 )
+from service.scores import average_probabilities, cosine_similarity, mean_embedding, softmax
 from service.video import DecodedVideo
-
-if TYPE_CHECKING:
-    from service.pipeline import Classified
 
 #: `POST /similarity`'s threshold for a version without a calibrated one (`actserve probe`
 #: calibrates it): the demo model's same-action pairs score 0.88-0.99, different ones 0.18-0.47.
 DEFAULT_SIMILARITY_THRESHOLD = 0.8
-
-
-def softmax(logits: np.ndarray) -> np.ndarray:
-    z = logits.astype(np.float64)
-    z -= z.max(axis=-1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=-1, keepdims=True)
 
 
 def top_labels(probabilities: np.ndarray, spec: ModelSpec, k: int) -> list[LabelScore]:
@@ -49,11 +38,6 @@ def top_labels(probabilities: np.ndarray, spec: ModelSpec, k: int) -> list[Label
         LabelScore(label=spec.label_of(int(i)), index=int(i), score=float(probabilities[i]))
         for i in order
     ]
-
-
-def average_probabilities(logits: np.ndarray) -> np.ndarray:
-    """Softmax per view, then the mean over views (mmaction2's `average_clips='prob'`)."""
-    return softmax(logits).mean(axis=0)
 
 
 def per_clip_predictions(
@@ -116,11 +100,6 @@ def merge_segments(clips: Sequence[ClipPrediction], min_score: float) -> list[Se
     return segments
 
 
-def mean_embedding(embedding: np.ndarray) -> np.ndarray:
-    """The (D,) float32 mean of per-view embeddings (V, D)."""
-    return embedding.mean(axis=0, dtype=np.float64).astype(np.float32)
-
-
 def window_embeddings(
     embedding: np.ndarray,
     clip_of_view: Sequence[int],
@@ -140,13 +119,6 @@ def window_embeddings(
     ]
 
 
-def cosine_similarity(a: np.ndarray, b: np.ndarray) -> float:
-    """Cosine of two vectors; 0 when either is all zeros (no direction to compare)."""
-    a, b = a.astype(np.float64), b.astype(np.float64)
-    norms = float(np.linalg.norm(a) * np.linalg.norm(b))
-    return float(np.clip(a @ b / norms, -1.0, 1.0)) if norms > 0 else 0.0
-
-
 def similarity_threshold(manifest: Manifest, requested: float | None) -> tuple[float, str]:
     """The threshold a similarity request uses, and where it comes from."""
     if requested is not None:
@@ -156,22 +128,8 @@ def similarity_threshold(manifest: Manifest, requested: float | None) -> tuple[f
     return DEFAULT_SIMILARITY_THRESHOLD, "default"
 
 
-def timings(stages: RequestStages, classified: Classified | None = None) -> Timings:
-    """The stages in ms (with a two-stream `classified`, each stream's share too)."""
-    return Timings(
-        upload_ms=stages.upload_s * 1e3,
-        decode_wait_ms=stages.decode_wait_s * 1e3,
-        decode_ms=stages.decode_s * 1e3,
-        queue_ms=stages.queue_s * 1e3,
-        inference_ms=stages.inference_s * 1e3,
-        total_ms=stages.total_s * 1e3,
-        streams=stream_timings(classified) if classified is not None else None,
-    )
-
-
 def classify_response(
-    classified: Classified,
-    stages: RequestStages,
+    run: VideoRun,
     *,
     request_id: str,
     top_k: int,
@@ -180,7 +138,7 @@ def classify_response(
     segment_score: float | None = None,
 ) -> ClassifyResponse:
     """The answer; `segment_score` (None: no segments) merges the windows into segments."""
-    manifest, outputs, decoded = classified.loaded.manifest, classified.outputs, classified.decoded
+    manifest, outputs, decoded = run.loaded.manifest, run.outputs, run.decoded
     spec = manifest.spec
     clips = segments = None
     if per_clip or segment_score is not None:
@@ -194,20 +152,18 @@ def classify_response(
         request_id=request_id,
         model=manifest.name,
         version=manifest.version,
-        profile=classified.profile,
+        profile=run.profile,
         top_k=top_labels(average_probabilities(outputs.logits), spec, top_k),
         embedding=Embedding(dim=spec.embedding_dim, values=mean) if mean is not None else None,
         clips=clips,
         segments=segments,
         video=video_metadata(decoded),
-        timings=timings(stages, classified),
+        timings=run.stages.to_timings(),
     )
 
 
-def embed_response(
-    classified: Classified, stages: RequestStages, *, request_id: str, per_window: bool
-) -> EmbedResponse:
-    manifest, outputs, decoded = classified.loaded.manifest, classified.outputs, classified.decoded
+def embed_response(run: VideoRun, *, request_id: str, per_window: bool) -> EmbedResponse:
+    manifest, outputs, decoded = run.loaded.manifest, run.outputs, run.decoded
     windows = None
     if per_window:
         times = [(c.start_s, c.end_s) for c in decoded.plan.clips]
@@ -216,19 +172,18 @@ def embed_response(
         request_id=request_id,
         model=manifest.name,
         version=manifest.version,
-        profile=classified.profile,
+        profile=run.profile,
         dim=outputs.embedding.shape[1],
         embedding=mean_embedding(outputs.embedding).tolist(),
         windows=windows,
         video=video_metadata(decoded),
-        timings=timings(stages, classified),
+        timings=run.stages.to_timings(),
     )
 
 
 def similarity_response(
-    a: Classified,
-    b: Classified,
-    stages: RequestStages,
+    a: VideoRun,
+    b: VideoRun,
     *,
     request_id: str,
     threshold: float | None,
@@ -249,21 +204,8 @@ def similarity_response(
         same_action=similarity >= used,
         a=video_metadata(a.decoded),
         b=video_metadata(b.decoded),
-        timings=timings(stages),
+        timings=RequestStages.merge([a.stages, b.stages]).to_timings(),
     )
-
-
-def stream_timings(classified: Classified) -> dict[str, StreamTimings] | None:
-    if classified.streams is None:
-        return None
-    return {
-        str(modality): StreamTimings(
-            queue_ms=timing.queue_s * 1e3,
-            inference_ms=timing.inference_s * 1e3,
-            flow_ms=timing.flow_s * 1e3 if modality == "flow" else None,
-        )
-        for modality, timing in classified.streams.items()
-    }
 
 
 def video_metadata(decoded: DecodedVideo) -> VideoMetadata:
