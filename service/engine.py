@@ -136,7 +136,7 @@ class Ticket:
         return self
 
     def received(self) -> None:
-        """The body is in: no longer an upload in progress."""
+        """The body is in: no longer counted as receiving."""
         if self._receiving:
             self._receiving = False
             self._count(-1)
@@ -165,7 +165,7 @@ class Admission:
         self.pool = pool
         self.inference_backlog_s = inference_backlog_s
         self.uploads = 0
-        #: Bodies read outside admission (/v2 tensors), on their way to a batcher.
+        #: /v2 tensor bodies being read, on their way to a batcher.
         self.bodies = 0
         #: Set when the server starts draining: new requests get 503.
         self.draining = False

@@ -48,7 +48,6 @@ from service.errors import (
     Overloaded,
     WorkerCrashed,
 )
-from service.video.index import VideoInfo, probe_video
 from service.video.job import (
     DecodedVideo,
     DecodeOptions,
@@ -258,10 +257,6 @@ class DecodePool:
         if self.decoder_threads is not None:
             return self.decoder_threads
         return max(1, self.workers // max(1, self._slots.busy))
-
-    async def probe(self, path: str | os.PathLike[str]) -> VideoInfo:
-        """The header checks and first frame of `probe_video`, in a worker."""
-        return await self.run(probe_video, os.fspath(path), self.limits)
 
     async def run(self, function: Callable[..., T], *args: Any, client: str = "-") -> T:
         """Run a picklable module-level `function(*args)` in a worker under the pool's limits,

@@ -73,7 +73,7 @@ def test_pool_decodes_exactly_like_the_calling_process(pool, videos) -> None:
     local = decode_video(path, RECIPE, DecodeOptions(profile="fast"), LIMITS)
     np.testing.assert_array_equal(pooled.views, local.views)
     assert pooled.info == local.info
-    assert asyncio.run(pool.probe(path)) == probe_video(path, LIMITS)
+    assert asyncio.run(pool.run(probe_video, str(path), LIMITS)) == probe_video(path, LIMITS)
     assert pool.backlog == 0
 
 
@@ -111,7 +111,7 @@ def test_a_job_deaf_to_sigterm_is_killed(videos) -> None:
         async with DecodePool(DecodeSettings(workers=1, timeout_s=1.0), LIMITS) as deaf:
             with pytest.raises(DecodeTimeout):
                 await deaf.run(jobs.sleep_through_sigterm)
-            assert (await deaf.decode(videos["h264.mp4"], RECIPE)).views.shape[0] == 9
+            assert (await decode(deaf, videos["h264.mp4"], RECIPE)).views.shape[0] == 9
 
     asyncio.run(scenario())
 
@@ -184,10 +184,10 @@ def test_a_decompression_bomb_hits_the_worker_limit(videos) -> None:
             VideoLimits(max_pixels=4096 * 4096),
         )
         async with tight:
-            assert (await tight.decode(small, RECIPE, single)).views.shape[0] == 9
+            assert (await decode(tight, small, RECIPE, single)).views.shape[0] == 9
             with pytest.raises(DecodeOutOfMemory):
-                await tight.decode(bomb, RECIPE, single)
-            assert (await tight.decode(small, RECIPE, single)).views.shape[0] == 9
+                await decode(tight, bomb, RECIPE, single)
+            assert (await decode(tight, small, RECIPE, single)).views.shape[0] == 9
 
     asyncio.run(scenario())
 
