@@ -77,7 +77,7 @@ class AdmissionSettings(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    #: Flat `ACTSERVE_*` names that differ from the field's name.
+    #: The `ACTSERVE_*` names (lower case, no prefix) that differ from the field's name.
     flat_names: ClassVar[dict[str, str]] = {
         "max_uploads": "max_concurrent_uploads",
         "client_header": "client_id_header",

@@ -224,11 +224,11 @@ async def _receive(
         raise ClientDisconnected("the client left during the upload") from None
 
 
-async def read_body(
-    request: Request, *, max_bytes: int, idle_timeout_s: float, deadline: float
-) -> bytes:
-    """A whole (small) body in memory, refused like an upload once it passes `max_bytes`:
-    on its declared length, or as soon as the stream passes it; timed out like an upload."""
+async def read_body(request: Request, settings: Settings, *, deadline: float) -> bytes:
+    """A whole (small) body in memory, refused like an upload once it passes
+    `max_upload_bytes`: on its declared length, or as soon as the stream passes it; timed out
+    like an upload."""
+    max_bytes, idle_timeout_s = settings.video.max_upload_bytes, settings.http.body_idle_timeout_s
     _refuse_declared_length(request, max_bytes, max_bytes)
     chunks: list[bytes] = []
     received = 0

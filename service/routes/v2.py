@@ -258,12 +258,7 @@ async def _infer(request: Request, engine: EngineDep, loaded: LoadedModel, clien
                 f"Content-Encoding {encoding} is not supported; send it plain"
             )
         artifact = _network(loaded)
-        body = await read_body(
-            request,
-            max_bytes=engine.settings.video.max_upload_bytes,
-            idle_timeout_s=engine.settings.http.body_idle_timeout_s,
-            deadline=deadline,
-        )
+        body = await read_body(request, engine.settings, deadline=deadline)
         parsed = parse_request(body, request.headers.get(INFERENCE_HEADER))
         clips = _clips(parsed.inputs, artifact.inputs[0])
         ticket.received()

@@ -31,7 +31,7 @@ class RuntimeOptions(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    #: Flat `ACTSERVE_*` names that differ from the field's name.
+    #: The `ACTSERVE_*` names (lower case, no prefix) that differ from the field's name.
     flat_names: ClassVar[dict[str, str]] = {
         "threads": "runtime_threads",
         "spinning": "runtime_spinning",

@@ -1,8 +1,8 @@
 """What an uploaded video may be before the service spends time decoding it.
 
 `VideoLimits` is also the `video` group of the service's settings (`service/settings.py`):
-every field can be set as `ACTSERVE_<FIELD>` (or `ACTSERVE_VIDEO__<FIELD>`), except the two
-allow-lists, which are `ACTSERVE_VIDEO_CONTAINERS` and `ACTSERVE_VIDEO_CODECS`.
+every field is set as `ACTSERVE_<FIELD>`, except the two allow-lists, which are
+`ACTSERVE_VIDEO_CONTAINERS` and `ACTSERVE_VIDEO_CODECS`.
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ class VideoLimits(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    #: Flat `ACTSERVE_*` names that differ from the field's name.
+    #: The `ACTSERVE_*` names (lower case, no prefix) that differ from the field's name.
     flat_names: ClassVar[dict[str, str]] = {
         "containers": "video_containers",
         "codecs": "video_codecs",

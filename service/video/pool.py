@@ -78,7 +78,7 @@ class DecodeSettings(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    #: Flat `ACTSERVE_*` names that differ from the field's name.
+    #: The `ACTSERVE_*` names (lower case, no prefix) that differ from the field's name.
     flat_names: ClassVar[dict[str, str]] = {
         "workers": "decode_workers",
         "timeout_s": "decode_timeout_s",
