@@ -297,6 +297,7 @@ class _Calls:
         per_clip: bool,
         segments: bool,
         segment_score: float | None,
+        shots: bool,
         timeout: float | httpx.Timeout | None,
     ) -> Call[ClassifyResponse]:
         params: dict[str, Any] = {"model": model, "version": version, "alias": alias}
@@ -304,6 +305,7 @@ class _Calls:
         params |= {"embedding": "true" if embedding else None}
         params |= {"per_clip": "true" if per_clip else None}
         params |= {"segments": "true" if segments else None, "segment_score": segment_score}
+        params |= {"shots": "true" if shots else None}
 
         build = self._multipart("/classify", params, timeout)
         return self._call(build, _parse(ClassifyResponse), videos={"video": video})
@@ -522,6 +524,7 @@ class Client(_ClientBase):
         per_clip: bool = False,
         segments: bool = False,
         segment_score: float | None = None,
+        shots: bool = False,
         timeout: float | httpx.Timeout | None = None,
     ) -> ClassifyResponse:
         """Classify a video (a path, bytes or a binary file object); the parameters are those
@@ -538,6 +541,7 @@ class Client(_ClientBase):
                 per_clip=per_clip,
                 segments=segments,
                 segment_score=segment_score,
+                shots=shots,
                 timeout=timeout,
             )
         )
@@ -657,6 +661,7 @@ class AsyncClient(_ClientBase):
         per_clip: bool = False,
         segments: bool = False,
         segment_score: float | None = None,
+        shots: bool = False,
         timeout: float | httpx.Timeout | None = None,
     ) -> ClassifyResponse:
         """See `Client.classify`."""
@@ -672,6 +677,7 @@ class AsyncClient(_ClientBase):
                 per_clip=per_clip,
                 segments=segments,
                 segment_score=segment_score,
+                shots=shots,
                 timeout=timeout,
             )
         )

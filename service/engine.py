@@ -57,6 +57,7 @@ from service.metrics import RequestStages, ServiceMetrics, StreamTiming
 from service.scores import fuse_logits
 from service.settings import AdmissionSettings, Settings
 from service.video import DecodedVideo, DecodeOptions, DecodePool
+from service.video.shots import ShotBoundary, ShotRule, detect_shots
 from service.windows import classify_windows
 
 __all__ = ["Admission", "Engine", "RunOptions", "Ticket", "VideoFile", "VideoRun"]
@@ -64,6 +65,8 @@ __all__ = ["Admission", "Engine", "RunOptions", "Ticket", "VideoFile", "VideoRun
 T = TypeVar("T")
 logger = logging.getLogger("actserve")
 
+#: Seconds of video one shot-scanning decode job reads.
+SHOT_SCAN_S = 60.0
 #: The most a Retry-After may say: beyond it the estimate is not worth trusting.
 MAX_RETRY_AFTER_S = 300
 
@@ -76,6 +79,7 @@ class RunOptions:
     profile: Profile | None = None  # None: the version's default profile
     per_clip: bool = False
     client: str = "-"
+    shots: ShotRule | None = None  # also scan the video for shot boundaries, meanwhile
 
     def profile_of(self, loaded: LoadedModel) -> Profile:
         return self.profile or loaded.manifest.default_profile
@@ -106,6 +110,7 @@ class VideoRun:
     decoded: DecodedVideo
     outputs: ViewOutputs
     stages: RequestStages
+    shots: tuple[ShotBoundary, ...] | None = None  # with `RunOptions.shots`
 
 
 # ---------------------------------------------------------------------------- the door
@@ -365,6 +370,48 @@ class Engine:
     # ------------------------------------------------------------------ one video
 
     async def _run_video(
+        self, loaded: LoadedModel, video: VideoFile, options: RunOptions, deadline: float
+    ) -> VideoRun:
+        if options.shots is None:
+            return await self._run_views(loaded, video, options, deadline)
+        run, boundaries = await _all(
+            [
+                self._run_views(loaded, video, options, deadline),
+                self._scan_shots(video, options.shots, options.client, deadline),
+            ]
+        )
+        return replace(run, shots=tuple(boundaries))
+
+    async def _scan_shots(
+        self, video: VideoFile, rule: ShotRule, client: str, deadline: float
+    ) -> list[ShotBoundary]:
+        """Shot boundaries over the whole file, `SHOT_SCAN_S` of video per decode job (the
+        pool's time limit applies per stretch, and a long video shares the workers fairly)."""
+        found: list[ShotBoundary] = []
+        start, file = 0.0, os.fspath(video.path)
+        while True:
+            try:
+                async with asyncio.timeout_at(deadline):
+                    scan = await self.pool.run(
+                        detect_shots,
+                        file,
+                        self.pool.limits,
+                        rule,
+                        start,
+                        start + SHOT_SCAN_S,
+                        client=client,
+                    )
+            except TimeoutError:
+                raise DeadlineExceeded(
+                    "the request's deadline (ACTSERVE_REQUEST_TIMEOUT_S) passed while scanning "
+                    "for shots"
+                ) from None
+            found.extend(scan.boundaries)
+            if scan.ended:
+                return found
+            start += SHOT_SCAN_S
+
+    async def _run_views(
         self, loaded: LoadedModel, video: VideoFile, options: RunOptions, deadline: float
     ) -> VideoRun:
         profile = options.profile_of(loaded)

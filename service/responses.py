@@ -18,12 +18,20 @@ from service.schemas import (
     EmbedResponse,
     LabelScore,
     Segment,
+    Shot,
     SimilarityResponse,
     VideoMetadata,
     WindowEmbedding,
 )
-from service.scores import average_probabilities, cosine_similarity, mean_embedding, softmax
+from service.scores import (
+    average_probabilities,
+    cosine_similarity,
+    mean_embedding,
+    window_probabilities,
+)
+from service.segments import SegmentRule, find_segments
 from service.video import DecodedVideo
+from service.video.shots import ShotBoundary, confidence, shot_spans
 
 #: `POST /similarity`'s threshold for a version without a calibrated one (`actserve probe`
 #: calibrates it): the demo model's same-action pairs score 0.88-0.99, different ones 0.18-0.47.
@@ -41,63 +49,73 @@ def top_labels(probabilities: np.ndarray, spec: ModelSpec, k: int) -> list[Label
 
 
 def per_clip_predictions(
-    logits: np.ndarray,
-    clip_of_view: Sequence[int],
+    probabilities: np.ndarray,
+    clips: Sequence[int],
     clip_times: Sequence[tuple[float, float]],
     spec: ModelSpec,
     k: int,
 ) -> list[ClipPrediction]:
-    """Scores of each clip (its crops averaged) with the clip's start and end in seconds."""
-    probabilities = softmax(logits)
-    views = np.asarray(clip_of_view)
-    clips = []
-    for clip, (start, end) in enumerate(clip_times):
-        mine = probabilities[views == clip]
-        if len(mine):
-            clips.append(
-                ClipPrediction(
-                    clip=clip, start_s=start, end_s=end, top_k=top_labels(mine.mean(0), spec, k)
-                )
+    """Scores of each clip with the clip's start and end in seconds."""
+    return [
+        ClipPrediction(
+            clip=clip,
+            start_s=clip_times[clip][0],
+            end_s=clip_times[clip][1],
+            top_k=top_labels(row, spec, k),
+        )
+        for clip, row in zip(clips, probabilities, strict=True)
+    ]
+
+
+def segment_predictions(
+    probabilities: np.ndarray,
+    times: Sequence[tuple[float, float]],
+    spec: ModelSpec,
+    rule: SegmentRule,
+    cuts: Sequence[float],
+) -> list[Segment]:
+    """The windows merged into segments (`service.segments`), labelled."""
+    return [
+        Segment(
+            label=spec.label_of(span.index),
+            index=span.index,
+            start_s=span.start_s,
+            end_s=span.end_s,
+            score=span.score,
+            windows=span.windows,
+        )
+        for span in find_segments(probabilities, times, rule, cuts)
+    ]
+
+
+def shot_predictions(
+    probabilities: np.ndarray,
+    times: Sequence[tuple[float, float]],
+    boundaries: Sequence[ShotBoundary],
+    duration_s: float,
+    spec: ModelSpec,
+    k: int,
+) -> list[Shot]:
+    """Each shot with the window probabilities over it, each window weighted by how much of
+    it lies in the shot; a shot past the last window takes the nearest window's."""
+    bounds = np.asarray(times, np.float64).reshape(-1, 2)
+    middles = bounds.mean(1)
+    shots = []
+    for number, (start, end, boundary) in enumerate(shot_spans(list(boundaries), duration_s)):
+        overlap = np.clip(np.minimum(bounds[:, 1], end) - np.maximum(bounds[:, 0], start), 0, None)
+        if not overlap.any():
+            overlap[np.argmin(np.abs(middles - (start + end) / 2))] = 1.0
+        shots.append(
+            Shot(
+                shot=number,
+                start_s=start,
+                end_s=end,
+                confidence=confidence(boundary) if boundary else None,
+                kind=boundary.kind if boundary else None,
+                top_k=top_labels(overlap @ probabilities / overlap.sum(), spec, k),
             )
-    return clips
-
-
-def merge_segments(clips: Sequence[ClipPrediction], min_score: float) -> list[Segment]:
-    """Runs of consecutive windows whose top-1 label is the same and scores at least
-    `min_score`, each as one labelled segment from its first window's start to its last
-    window's end. A window below `min_score` belongs to no segment (the action is unclear
-    there), so it also ends the run before it."""
-    segments: list[Segment] = []
-    run: list[LabelScore] = []
-    start = end = 0.0
-
-    def close() -> None:
-        if run:
-            segments.append(
-                Segment(
-                    label=run[0].label,
-                    index=run[0].index,
-                    start_s=start,
-                    end_s=end,
-                    score=float(np.mean([entry.score for entry in run])),
-                    windows=len(run),
-                )
-            )
-            run.clear()
-
-    for clip in clips:
-        best = clip.top_k[0]
-        if best.score < min_score:
-            close()
-            continue
-        if run and best.index != run[0].index:
-            close()
-        if not run:
-            start = clip.start_s
-        run.append(best)
-        end = clip.end_s
-    close()
-    return segments
+        )
+    return shots
 
 
 def window_embeddings(
@@ -135,18 +153,26 @@ def classify_response(
     top_k: int,
     embedding: bool,
     per_clip: bool,
-    segment_score: float | None = None,
+    segments: SegmentRule | None = None,
 ) -> ClassifyResponse:
-    """The answer; `segment_score` (None: no segments) merges the windows into segments."""
+    """The answer; `segments` (None: none) merges the windows into segments; a scan for shots
+    (`run.shots`) adds the shots and makes the segments shot-aware."""
     manifest, outputs, decoded = run.loaded.manifest, run.outputs, run.decoded
     spec = manifest.spec
-    clips = segments = None
-    if per_clip or segment_score is not None:
+    clips = found_segments = shots = None
+    if per_clip or segments is not None or run.shots is not None:
         times = [(c.start_s, c.end_s) for c in decoded.plan.clips]
-        clips = per_clip_predictions(outputs.logits, decoded.view_clip, times, spec, top_k)
-        if segment_score is not None:
-            segments = merge_segments(clips, segment_score)
-        clips = clips if per_clip else None
+        rows, present = window_probabilities(outputs.logits, decoded.view_clip, len(times))
+        kept = [times[clip] for clip in present]
+        boundaries = run.shots or ()
+        if per_clip:
+            clips = per_clip_predictions(rows, present, times, spec, top_k)
+        if segments is not None:
+            cuts = [boundary.time_s for boundary in boundaries]
+            found_segments = segment_predictions(rows, kept, spec, segments, cuts)
+        if run.shots is not None and kept:
+            duration = decoded.info.duration_s or kept[-1][1]
+            shots = shot_predictions(rows, kept, boundaries, duration, spec, top_k)
     mean = outputs.embedding.mean(0).astype(float).tolist() if embedding else None
     return ClassifyResponse(
         request_id=request_id,
@@ -156,7 +182,8 @@ def classify_response(
         top_k=top_labels(average_probabilities(outputs.logits), spec, top_k),
         embedding=Embedding(dim=spec.embedding_dim, values=mean) if mean is not None else None,
         clips=clips,
-        segments=segments,
+        segments=found_segments,
+        shots=shots,
         video=video_metadata(decoded),
         timings=run.stages.to_timings(),
     )

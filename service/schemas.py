@@ -32,16 +32,38 @@ class ClipPrediction(BaseModel):
 
 
 class Segment(BaseModel):
-    """Consecutive windows that agree on their top-1 action, as one stretch of the video."""
+    """One stretch of the video with one action: windows that agree on their (smoothed) top-1
+    action, joined across short gaps and shot changes (`service.segments`)."""
 
     label: str = Field(examples=["moving right"])
     index: int = Field(description="Class index in the model's label set.", examples=[1])
     start_s: float = Field(description="Start of its first window, seconds.", examples=[12.0])
     end_s: float = Field(description="End of its last window, seconds.", examples=[18.67])
     score: float = Field(
-        description="The label's probability averaged over the segment's windows.", examples=[0.9]
+        description="The label's probability averaged over the segment's own windows.",
+        examples=[0.9],
     )
-    windows: int = Field(description="Windows merged into it.", examples=[4])
+    windows: int = Field(description="Windows of its label in it.", examples=[4])
+
+
+class Shot(BaseModel):
+    """A stretch of one camera between two shot boundaries (`shots=true`), with the actions
+    of the windows it holds."""
+
+    shot: int = Field(description="Shot number, in time order.", examples=[3])
+    start_s: float = Field(description="Its first frame, seconds.", examples=[12.0])
+    end_s: float = Field(description="The next shot's first frame (or the end), seconds.")
+    confidence: float | None = Field(
+        description="How sure the boundary that opened it is (0..1); None for the first shot.",
+        examples=[0.95],
+    )
+    kind: str | None = Field(
+        description="The opening boundary: 'cut' or 'gradual' (a cross-fade); None first.",
+        examples=["cut"],
+    )
+    top_k: list[LabelScore] = Field(
+        description="Window probabilities averaged over the shot (each window by its overlap)."
+    )
 
 
 class Embedding(BaseModel):
@@ -160,6 +182,7 @@ class ClassifyResponse(AnsweredBy):
     embedding: Embedding | None = Field(None, description="With `embedding=true`.")
     clips: list[ClipPrediction] | None = Field(None, description="With `per_clip=true`.")
     segments: list[Segment] | None = Field(None, description="With `segments=true`.")
+    shots: list[Shot] | None = Field(None, description="With `shots=true`.")
     video: VideoMetadata
     timings: Timings
 

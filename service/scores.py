@@ -4,7 +4,7 @@ module may import (the engine's two-stream fusion, the responses, `actserve batc
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -44,3 +44,15 @@ def fuse_logits(logits: Mapping[str, np.ndarray], weights: Mapping[str, float]) 
     total = sum(weights[name] for name in logits)
     mixed = sum(weights[name] * softmax(values) for name, values in logits.items()) / total
     return np.log(np.maximum(mixed, np.finfo(np.float64).tiny))
+
+
+def window_probabilities(
+    logits: np.ndarray, clip_of_view: Sequence[int], clips: int
+) -> tuple[np.ndarray, list[int]]:
+    """Each window's probabilities (its views' softmax averaged), (W, K), for the windows that
+    have views, and which windows those are."""
+    probabilities = softmax(logits)
+    views = np.asarray(clip_of_view)
+    present = [clip for clip in range(clips) if (views == clip).any()]
+    rows = [probabilities[views == clip].mean(0) for clip in present]
+    return np.asarray(rows).reshape(len(present), probabilities.shape[-1]), present

@@ -49,6 +49,9 @@ def classify(
             help="With --segments: the probability a window needs to belong to a segment.",
         ),
     ] = None,
+    shots: Annotated[
+        bool, typer.Option("--shots", help="Find the camera cuts and label each shot.")
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the server's JSON.")] = False,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for the answer.")] = 120.0,
 ) -> None:
@@ -68,6 +71,7 @@ def classify(
                 per_clip=per_clip,
                 segments=segments,
                 segment_score=segment_score,
+                shots=shots,
             )
     except APIError as exc:
         raise fail(str(exc)) from None
@@ -97,6 +101,14 @@ def classify(
             score = f"{segment.score:.3f}"
             stretches.add_row(str(number), span, segment.label, score, str(segment.windows))
         console.print(stretches)
+    if result.shots is not None:
+        table = Table("shot", "seconds", "cut", "top action", "score", title="shots")
+        for shot in result.shots:
+            span = f"{shot.start_s:.2f}–{shot.end_s:.2f}"
+            cut = "" if shot.confidence is None else f"{shot.kind} {shot.confidence:.2f}"
+            best = shot.top_k[0]
+            table.add_row(str(shot.shot), span, cut, best.label, f"{best.score:.3f}")
+        console.print(table)
     if result.embedding is not None:
         values = ", ".join(f"{v:.3f}" for v in result.embedding.values[:4])
         console.print(f"embedding: {result.embedding.dim} values ({values}, …)")

@@ -216,18 +216,36 @@ def render_video(
 
 
 def render_sequence(
-    actions: Sequence[str], *, seconds_each: float, seed: int, height: int = 120, width: int = 160
+    actions: Sequence[str],
+    *,
+    seconds_each: float,
+    seed: int,
+    height: int = 120,
+    width: int = 160,
+    shot_s: float | None = None,
+    motion_s: float | None = None,
 ) -> Iterator[np.ndarray]:
-    """A long video of `actions` one after the other, each a fresh scene lasting
-    `seconds_each`, as RGB frames at FPS made one at a time (a 10-minute video never sits in
-    memory whole)."""
+    """A long video of `actions` one after the other, each lasting `seconds_each`, as RGB
+    frames at FPS made one at a time (a 10-minute video never sits in memory whole).
+
+    Each action is one scene (one continuous shot), or with `shot_s` a new scene of the same
+    action every `shot_s` seconds: a hard cut to another shape on another background, as an
+    edited recording cuts between cameras. A scene's motion spans the whole shot (a 30 s
+    shot moves 30 times slower than a 1 s one), or with `motion_s` runs at the pace of a
+    `motion_s`-second clip and starts over every `motion_s` seconds (the demo model learnt
+    2-second motions: `motion_s=2` keeps long shots at that pace).
+    """
     frames_each = round(seconds_each * FPS)
+    frames_per_shot = frames_each if shot_s is None else max(1, round(shot_s * FPS))
     rng = np.random.default_rng(seed)
     for action in actions:
-        scene = make_scene(action, rng, frames_each)
-        for start in range(0, frames_each, NUM_FRAMES):  # a block at a time: one background
-            times = np.arange(start, min(start + NUM_FRAMES, frames_each))
-            yield from render_frames(scene, times, height, width)
+        for shot_start in range(0, frames_each, frames_per_shot):
+            length = min(frames_per_shot, frames_each - shot_start)
+            period = length if motion_s is None else max(1, round(motion_s * FPS))
+            scene = make_scene(action, rng, min(period, length))
+            for start in range(0, length, NUM_FRAMES):  # a block at a time: one background
+                times = np.arange(start, min(start + NUM_FRAMES, length)) % period
+                yield from render_frames(scene, times, height, width)
 
 
 def write_video(frames: np.ndarray | Iterable[np.ndarray], path: str, fps: int = FPS) -> None:

@@ -17,9 +17,12 @@ from service.errors import BadRequest
 from service.responses import classify_response
 from service.routes.common import VIDEO_ERRORS, ProfileQuery, video_body
 from service.schemas import ClassifyResponse
+from service.segments import SegmentRule
 from service.upload import VIDEO_FIELD, receive_uploads, unless_disconnected
+from service.video.shots import ShotRule
 
 router = APIRouter(tags=["classify"])
+_SEGMENT_FIELDS = SegmentRule.model_fields
 
 
 @router.post(
@@ -46,24 +49,42 @@ async def classify_video(
     segments: Annotated[
         bool,
         Query(
-            description="Merge consecutive windows whose top-1 action agrees into labelled "
-            "segments [{label, start_s, end_s, score}] (runs the per_clip windows)."
+            description="One labelled segment per action [{label, start_s, end_s, score}]: "
+            "the per_clip windows smoothed, joined across short gaps and shot changes, short "
+            "runs dropped (the segment_* parameters; runs the per_clip windows)."
         ),
     ] = False,
     segment_score: Annotated[
         float,
+        Query(ge=0.0, le=1.0, description=_SEGMENT_FIELDS["min_score"].description),
+    ] = _SEGMENT_FIELDS["min_score"].default,
+    segment_smooth: Annotated[
+        int, Query(ge=1, le=99, description=_SEGMENT_FIELDS["smooth"].description)
+    ] = _SEGMENT_FIELDS["smooth"].default,
+    segment_gap_s: Annotated[
+        float, Query(ge=0.0, description=_SEGMENT_FIELDS["gap_s"].description)
+    ] = _SEGMENT_FIELDS["gap_s"].default,
+    segment_min_s: Annotated[
+        float, Query(ge=0.0, description=_SEGMENT_FIELDS["min_duration_s"].description)
+    ] = _SEGMENT_FIELDS["min_duration_s"].default,
+    shots: Annotated[
+        bool,
         Query(
-            ge=0.0,
-            le=1.0,
-            description="With `segments`: the top-1 probability a window needs to belong to a "
-            "segment (below it, the window ends the segment and starts none).",
+            description="Find the shot boundaries (camera cuts) and label each shot "
+            "[{shot, start_s, end_s, confidence, kind, top_k}]; segments then weigh the windows "
+            "that straddle a cut less (runs the per_clip windows)."
         ),
-    ] = 0.5,
+    ] = False,
 ) -> ClassifyResponse:
     """Classify the actions in a video."""
     if top_k > engine.settings.max_top_k:
         raise BadRequest(f"top_k is {top_k}; ACTSERVE_MAX_TOP_K is {engine.settings.max_top_k}")
-    options = RunOptions(profile=profile, per_clip=per_clip or segments, client=client)
+    options = RunOptions(
+        profile=profile,
+        per_clip=per_clip or segments or shots,
+        client=client,
+        shots=ShotRule() if shots else None,
+    )
     deadline = engine.deadline()
     with engine.admit(loaded, client) as ticket:
         async with receive_uploads(
@@ -79,5 +100,12 @@ async def classify_video(
         top_k=top_k,
         embedding=embedding,
         per_clip=per_clip,
-        segment_score=segment_score if segments else None,
+        segments=SegmentRule(
+            min_score=segment_score,
+            smooth=segment_smooth,
+            gap_s=segment_gap_s,
+            min_duration_s=segment_min_s,
+        )
+        if segments
+        else None,
     )

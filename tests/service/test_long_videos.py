@@ -98,3 +98,25 @@ def test_segments_label_a_recording_of_several_actions(tmp_path: Path) -> None:
 def test_segment_parameters_are_checked(client, videos) -> None:
     response = post_video(client, videos["h264.mp4"], segments="true", segment_score=1.5)
     assert response.status_code == 400 and "segment_score" in response.json()["message"]
+
+
+def test_shots_are_labelled_and_segments_span_the_shots_of_one_action(tmp_path: Path) -> None:
+    """The demo model over two motions of 6 s, each cut into three 2 s shots: six labelled
+    shots, and one segment per motion across its shots."""
+    actions = ["moving right", "shrinking"]
+    path = tmp_path / "edited.mp4"
+    frames = render_sequence(actions, seconds_each=6, seed=5, height=72, width=96, shot_s=2)
+    write_video(frames, str(path))
+    with TestClient(create_app(Settings(decode_workers=1))) as client:
+        body = post_video(client, path, shots="true", segments="true", top_k=1).json()
+        raw = post_video(
+            client, path, segments="true", segment_smooth=1, segment_gap_s=0, segment_min_s=0
+        ).json()
+    shots = body["shots"]
+    assert [s["start_s"] for s in shots] == pytest.approx([0, 2, 4, 6, 8, 10])
+    assert [s["end_s"] for s in shots] == pytest.approx([2, 4, 6, 8, 10, 12])
+    assert shots[0]["confidence"] is None and all(s["kind"] == "cut" for s in shots[1:])
+    assert [s["top_k"][0]["label"] for s in shots] == [actions[0]] * 3 + [actions[1]] * 3
+    assert [s["label"] for s in body["segments"]] == actions
+    assert body["segments"][0]["start_s"] == 0.0 and body["segments"][-1]["end_s"] > 10
+    assert len(raw["segments"]) >= len(body["segments"]) and raw.get("shots") is None
