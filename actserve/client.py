@@ -43,7 +43,7 @@ import email.utils
 import logging
 import os
 import time
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import AsyncIterator, Callable, Generator, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -63,6 +63,7 @@ from service.schemas import (
     ReadyPublic,
     SimilarityResponse,
 )
+from service.streams.schemas import StreamCreate, StreamEvent, StreamPublic, StreamsPublic
 
 __all__ = [
     "APIError",
@@ -364,6 +365,29 @@ class _Calls:
         path = f"/models/{_segment(name)}"
         return self._call(lambda _: self.http.build_request("GET", path), _parse(ModelPublic))
 
+    def add_stream(self, definition: StreamCreate) -> Call[StreamPublic]:
+        body = definition.model_dump(mode="json", exclude_none=True)
+        build = lambda _: self.http.build_request("POST", "/streams", json=body)  # noqa: E731
+        return self._call(build, _parse(StreamPublic))
+
+    def list_streams(self) -> Call[StreamsPublic]:
+        return self._call(
+            lambda _: self.http.build_request("GET", "/streams"), _parse(StreamsPublic)
+        )
+
+    def read_stream(self, stream_id: str) -> Call[StreamPublic]:
+        path = f"/streams/{_segment(stream_id)}"
+        return self._call(lambda _: self.http.build_request("GET", path), _parse(StreamPublic))
+
+    def remove_stream(self, stream_id: str) -> Call[None]:
+        path = f"/streams/{_segment(stream_id)}"
+
+        def parse(response: httpx.Response) -> None:
+            if response.status_code >= 400:
+                raise error_from(response)
+
+        return self._call(lambda _: self.http.build_request("DELETE", path), parse)
+
     def health(self) -> Call[bool]:
         """True when the process answers /healthz; never retried."""
         request = self.http.build_request("GET", "/healthz")
@@ -604,6 +628,34 @@ class Client(_ClientBase):
         """One model with all its versions."""
         return self._run(self._calls.read_model(name))
 
+    def add_stream(self, url: str, **definition: Any) -> StreamPublic:
+        """Start a live stream (the fields of POST /streams: model, window_s, stride_s,
+        events={high, low, windows, labels}, webhook_url, name)."""
+        return self._run(self._calls.add_stream(StreamCreate(url=url, **definition)))
+
+    def list_streams(self) -> list[StreamPublic]:
+        return self._run(self._calls.list_streams()).streams
+
+    def read_stream(self, stream_id: str) -> StreamPublic:
+        return self._run(self._calls.read_stream(stream_id))
+
+    def remove_stream(self, stream_id: str) -> None:
+        self._run(self._calls.remove_stream(stream_id))
+
+    def stream_events(self, stream_id: str) -> Iterator[StreamEvent]:
+        """The stream's events as they happen (GET /streams/{id}/events), until it is removed."""
+        path = f"/streams/{_segment(stream_id)}/events"
+        try:
+            with self.http.stream("GET", path, timeout=httpx.Timeout(None, connect=10)) as response:
+                if response.status_code >= 400:
+                    response.read()
+                    raise error_from(response)
+                for line in response.iter_lines():
+                    if line.startswith("data:"):
+                        yield StreamEvent.model_validate_json(line[5:])
+        except httpx.HTTPError as exc:
+            raise _transport_error(exc, self.http.base_url) from exc
+
     def health(self) -> bool:
         """Whether the server process answers."""
         return self._run(self._calls.health())
@@ -737,6 +789,39 @@ class AsyncClient(_ClientBase):
 
     async def read_model(self, name: str) -> ModelPublic:
         return await self._run(self._calls.read_model(name))
+
+    async def add_stream(self, url: str, **definition: Any) -> StreamPublic:
+        """See `Client.add_stream`."""
+        return await self._run(self._calls.add_stream(StreamCreate(url=url, **definition)))
+
+    async def list_streams(self) -> list[StreamPublic]:
+        return (await self._run(self._calls.list_streams())).streams
+
+    async def read_stream(self, stream_id: str) -> StreamPublic:
+        return await self._run(self._calls.read_stream(stream_id))
+
+    async def remove_stream(self, stream_id: str) -> None:
+        await self._run(self._calls.remove_stream(stream_id))
+
+    async def stream_events(self, stream_id: str) -> AsyncIterator[StreamEvent]:
+        """The stream's events as they happen, an async iterator:
+
+        async for event in client.stream_events(stream_id):
+            print(event.type, event.label, event.score)
+        """
+        path = f"/streams/{_segment(stream_id)}/events"
+        try:
+            async with self.http.stream(
+                "GET", path, timeout=httpx.Timeout(None, connect=10)
+            ) as response:
+                if response.status_code >= 400:
+                    await response.aread()
+                    raise error_from(response)
+                async for line in response.aiter_lines():
+                    if line.startswith("data:"):
+                        yield StreamEvent.model_validate_json(line[5:])
+        except httpx.HTTPError as exc:
+            raise _transport_error(exc, self.http.base_url) from exc
 
     async def health(self) -> bool:
         return await self._run(self._calls.health())

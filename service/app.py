@@ -17,6 +17,8 @@ from service.errors import Overloaded, ServiceError, code_for, error_body, statu
 from service.routes import admin, classify, docs, embeddings, health, models, v2
 from service.server import DrainGuard, RequestIds
 from service.settings import Settings
+from service.streams import routes as streams
+from service.streams.serving import streams_running
 
 logger = logging.getLogger("actserve")
 
@@ -49,6 +51,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(docs.router)
     app.include_router(v2.router)
+    app.include_router(streams.router)
     if settings.admin_token is not None:
         app.include_router(admin.router)
     app.add_exception_handler(ServiceError, handle_error)
@@ -74,7 +77,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             settings.store,
             engine.models.default_model,
         )
-        yield
+        async with streams_running(app):
+            yield
     finally:
         await engine.close()
 

@@ -7,6 +7,9 @@ ServiceError                          every error the service raises on purpose
 │   ├── Unauthorized                  missing or wrong admin token
 │   ├── ModelNotLoaded                the model, version or alias is not served here
 │   ├── Conflict                      an admin action that contradicts the routing
+│   ├── UrlNotAllowed                 a URL refused by its scheme, the allow-list or SSRF rules
+│   ├── StreamNotFound                no live stream has this id
+│   ├── TooManyStreams                ACTSERVE_STREAMS_MAX streams run already
 │   ├── ModelLoadError                a version that cannot run here (no usable artifact or device)
 │   ├── UnsupportedMediaType          neither multipart with a `video` field nor a video/* body
 │   ├── UploadTooLarge                the body exceeds max_upload_bytes (reading stops there)
@@ -110,6 +113,25 @@ class Conflict(RequestError):
     """An admin action that contradicts the current routing."""
 
     code = "conflict"
+
+
+class UrlNotAllowed(RequestError):
+    """A URL the service will not open: its scheme, the operator's allow-list or the address
+    it resolves to (service/net_policy.py)."""
+
+    code = "url_not_allowed"
+
+
+class StreamNotFound(RequestError):
+    """No live stream has this id."""
+
+    code = "stream_not_found"
+
+
+class TooManyStreams(RequestError):
+    """The service already runs ACTSERVE_STREAMS_MAX streams."""
+
+    code = "too_many_streams"
 
 
 class ModelLoadError(RequestError):
@@ -330,6 +352,9 @@ STATUS: dict[type[Exception], int] = {
     Unauthorized: 401,
     ModelNotLoaded: 404,
     Conflict: 409,
+    UrlNotAllowed: 403,
+    StreamNotFound: 404,
+    TooManyStreams: 409,
     UploadTooLarge: 413,
     RequestTimeout: 408,
     ModelLoadError: 422,

@@ -8,7 +8,8 @@
     ├── admission: AdmissionSettings  bounds at the door (here; service/engine.py)
     ├── batching: BatchingSettings  view batching (service/batching.py)
     ├── http: HttpSettings          slow and oversized clients, the drain (here; service/server.py)
-    └── runtime: RuntimeOptions     which artifact runs where (service/runtimes/base.py)
+    ├── runtime: RuntimeOptions     which artifact runs where (service/runtimes/base.py)
+    └── streams: StreamSettings     live streams (service/streams/settings.py)
 
 Each group is defined beside the code it configures and handed to it whole, but every field
 has one environment name, flat: `ACTSERVE_<FIELD>` (`ACTSERVE_MAX_PIXELS` for
@@ -39,6 +40,7 @@ from pydantic_settings import (
 
 from service.batching import BatchingSettings
 from service.runtimes.base import RuntimeOptions
+from service.streams.settings import StreamSettings
 from service.video.limits import VideoLimits, split_commas
 from service.video.pool import DecodeSettings
 
@@ -117,6 +119,7 @@ class Settings(BaseSettings):
         "batching": BatchingSettings,
         "runtime": RuntimeOptions,
         "http": HttpSettings,
+        "streams": StreamSettings,
     }
 
     # Store and models.
@@ -160,6 +163,9 @@ class Settings(BaseSettings):
     )
     http: HttpSettings = Field(
         default_factory=HttpSettings, description="Slow and oversized clients, the drain."
+    )
+    streams: StreamSettings = Field(
+        default_factory=StreamSettings, description="Live streams (service/streams)."
     )
 
     @classmethod
