@@ -169,6 +169,12 @@ def run_k(args, service_url: str, source_url: str, log: Path, k: int) -> dict:
         ids.append(response.json()["id"])
         watchers.append(Watcher(service_url, ids[-1]))
         watchers[-1].start()
+    # Every stream live and classifying (spawning K readers takes a while), then the warm-up.
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not all(
+        client.get(f"/streams/{s}").json()["stats"]["windows"] > 0 for s in ids
+    ):
+        time.sleep(0.5)
     time.sleep(args.warmup)
     before = {s: client.get(f"/streams/{s}").json()["stats"] for s in ids}
     batches_before = batch_totals(client)
@@ -222,7 +228,7 @@ def main() -> None:
     parser.add_argument("--model", default=None)
     parser.add_argument("--size", default="1280x720")
     parser.add_argument("--stride", type=float, default=0.5)
-    parser.add_argument("--warmup", type=float, default=10.0)
+    parser.add_argument("--warmup", type=float, default=10.0, help="After every stream is live.")
     parser.add_argument("--seconds", type=float, default=24.0)
     parser.add_argument("--max-streams", type=int, default=16)
     parser.add_argument("--counts", default=None, help="Comma-separated K to run (no search).")
