@@ -7,8 +7,8 @@ Each model is built from the zoo with random weights, exported to ONNX by the pr
 exporter into a temporary directory and run by ONNX Runtime on CPU (all cores, the session
 options the service uses) on batches of random views of the model's input for `--seconds`.
 Achieved GFLOP/s = FLOPs per view (torch's FLOP counter: 2 per multiply-accumulate of
-convolutions and matmuls, as the README's model table halves) × views/s. The peak is numpy's
-float32 matrix multiply (BLAS sgemm, 2048², all cores), measured in the same run: the ratio
+convolutions and matmuls, as the model table of docs/models.md halves) × views/s. The peak is
+numpy's float32 matrix multiply (BLAS sgemm, 2048², all cores), measured in the same run: the ratio
 says how much of the box a family's convolutions use.
 """
 

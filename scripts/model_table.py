@@ -1,7 +1,7 @@
-"""Regenerate the README's model-zoo table: parameters, GFLOPs per clip, checkpoint layouts and
-measured checkpoint parity for every registered backbone.
+"""Regenerate the model-zoo table of docs/models.md: parameters, GFLOPs per clip, checkpoint
+layouts and measured checkpoint parity for every registered backbone.
 
-    python scripts/model_table.py            # rewrite the table in README.md
+    python scripts/model_table.py            # rewrite the table in docs/models.md
     python scripts/model_table.py --print    # print it only
 
 GFLOPs are multiply-accumulates (the convention of the papers and fvcore) counted by
@@ -92,13 +92,15 @@ def build_table() -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--print", action="store_true", help="print the table, leave README")
+    parser.add_argument(
+        "--print", action="store_true", help="print the table, leave docs/models.md"
+    )
     args = parser.parse_args()
     table = build_table()
     if args.print:
         print(table)
         return
-    readme = ROOT / "README.md"
+    readme = ROOT / "docs" / "models.md"
     text = readme.read_text()
     head, _, rest = text.partition(START)
     _, _, tail = rest.partition(END)

@@ -145,7 +145,7 @@ class ClassifyResponse(AnsweredBy):
             "examples": [
                 {
                     "request_id": "4f6c0e8d2b7a4c1e",
-                    "model": "demo-x3d",
+                    "model": "demo-actions",
                     "version": 1,
                     "profile": "accurate",
                     "top_k": [
@@ -159,9 +159,9 @@ class ClassifyResponse(AnsweredBy):
                         "codec": "h264",
                         "width": 320,
                         "height": 240,
-                        "fps": 25.0,
+                        "fps": 24.0,
                         "duration_s": 2.0,
-                        "frames_decoded": 32,
+                        "frames_decoded": 40,
                         "clips": 2,
                         "views": 2,
                     },
@@ -357,7 +357,7 @@ class ModelsPublic(BaseModel):
 class ReadyPublic(BaseModel):
     ready: bool
     default_model: str | None
-    loaded: list[str] = Field(examples=[["demo-x3d@1"]])
+    loaded: list[str] = Field(examples=[["demo-actions@1"]])
 
 
 class PromoteRequest(BaseModel):

@@ -1,5 +1,6 @@
-"""The README's "Docker and Kubernetes" section says what the files do: every file, directory,
-image tag, port, setting and grace period its commands name exists and agrees."""
+"""The operations page (docs/operations.md: Docker, Kubernetes, KServe) says what the files do:
+every file, directory, image tag, port, setting and grace period its commands name exists and
+agrees."""
 
 from __future__ import annotations
 
@@ -18,14 +19,11 @@ from tests.deploy.contract import (
 )
 from tests.deploy.kustomize import render
 
-HEADING = "## Docker and Kubernetes"
+PAGE = ROOT / "docs" / "operations.md"
 
 
 def section() -> str:
-    text = (ROOT / "README.md").read_text()
-    assert HEADING in text, f"README.md has no {HEADING!r} section"
-    body = text.split(HEADING, 1)[1]
-    return body.split("\n## ", 1)[0]
+    return PAGE.read_text()
 
 
 def commands() -> list[list[str]]:
