@@ -20,6 +20,10 @@ from window_index.store import Hit, Windows
 
 #: Seconds between a window's end and the next one's start that still count as adjacent.
 GAP_S = 0.05
+#: How far below (or above) a moment's best window an adjacent window may score and still
+#: join it: cosine similarity for searches by example (class searches pass 1: every window
+#: kept is of the class).
+MAX_DROP = 0.15
 
 
 @dataclass(frozen=True)
@@ -34,9 +38,12 @@ class Moment:
     label: str | None = None
 
 
-def merge_moments(hits: Iterable[Hit], *, top_k: int, gap_s: float = GAP_S) -> list[Moment]:
-    """Merge adjacent hits of one video and label into moments; the `top_k` best, ranked by
-    score (ties: earlier video time first)."""
+def merge_moments(
+    hits: Iterable[Hit], *, top_k: int, gap_s: float = GAP_S, max_drop: float = MAX_DROP
+) -> list[Moment]:
+    """Merge adjacent hits of one video and label into moments, as long as each scores
+    within `max_drop` of the moment's best (a weak neighbour of a strong stretch is a moment
+    of its own); the `top_k` best, ranked by score (ties: earlier video time first)."""
     runs: dict[tuple[str, str | None], list[Hit]] = defaultdict(list)
     for hit in hits:
         runs[hit.video_id, hit.label].append(hit)
@@ -46,7 +53,7 @@ def merge_moments(hits: Iterable[Hit], *, top_k: int, gap_s: float = GAP_S) -> l
         first = found[0]
         start, end, best, count = first.start_s, first.end_s, first.score, 1
         for hit in found[1:]:
-            if hit.start_s <= end + gap_s:
+            if hit.start_s <= end + gap_s and abs(hit.score - best) <= max_drop:
                 end, best, count = max(end, hit.end_s), max(best, hit.score), count + 1
                 continue
             moments.append(Moment(video, start, end, best, count, label))

@@ -163,7 +163,7 @@ def of_classes(
         threshold=threshold,
         gate=known(manifest, windows),
     )
-    return merge_moments(hits, top_k=top_k), wanted, threshold, len(windows)
+    return merge_moments(hits, top_k=top_k, max_drop=1.0), wanted, threshold, len(windows)
 
 
 def known(manifest: Manifest, windows: Windows) -> np.ndarray | None:

@@ -142,8 +142,9 @@ def test_the_stored_window_at_a_time_and_what_is_refused(tmp_path: Path) -> None
 
 def test_adjacent_windows_merge_into_ranked_moments() -> None:
     hits = [
-        Hit("a", 0.0, 1.5, 0.7),
+        Hit("a", 0.0, 1.5, 0.85),
         Hit("a", 1.5, 3.0, 0.9),
+        Hit("a", 3.0, 4.5, 0.5),  # adjacent but far weaker: a moment of its own
         Hit("a", 6.0, 7.5, 0.8),
         Hit("b", 3.0, 4.5, 0.95),
         Hit("a", 3.0, 4.5, 0.6, label="x"),  # another class: its own moment
@@ -154,6 +155,7 @@ def test_adjacent_windows_merge_into_ranked_moments() -> None:
         ("a", 0.0, 3.0, 0.9, 2),
         ("a", 6.0, 7.5, 0.8, 1),
         ("a", 3.0, 4.5, 0.6, 1),
+        ("a", 3.0, 4.5, 0.5, 1),
     ]
     assert len(merge_moments(hits, top_k=2)) == 2
 
