@@ -145,7 +145,7 @@ def probe(
         reject = calibrate_open_set(x, folder.labels, folds=folds)
         console.print(
             f"open set: below cosine {reject.threshold:.3f} to every class prototype is "
-            "unknown (calibrated to pass 95% of the classes' own videos out of fold)"
+            "unknown (calibrated on the cross-validation's held-out videos)"
         )
     calibration = calibrate_similarity(
         x, folder.labels, source=f"{len(x)} videos of {len(folder.classes)} classes in {data.name}"
