@@ -19,7 +19,7 @@ import asyncio
 import glob
 import json
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -58,6 +58,9 @@ class BatchOptions:
     profile: Profile | None = None  # None: the model's default
     top_k: int = 5
     embedding: bool = False
+    #: Every back-to-back window of each video (as `per_clip`), for the window index: the
+    #: record's top-k then averages the windows, not the recipe's test views.
+    windows: bool = False
 
 
 def key(path: str | os.PathLike[str]) -> str:
@@ -126,13 +129,15 @@ async def run_batch(
     write: Callable[[dict], None],
     *,
     concurrency: int,
+    keep: Callable[[str, Any], Awaitable[None]] | None = None,
 ) -> None:
     """Classify every path (`concurrency` at a time, so decode workers and the batcher stay
     busy) and `write` one record per video as each finishes; nothing raised by one video
-    stops the others."""
+    stops the others. `keep(path, run)`, if given, runs on each video's run before its
+    record is written (the window index); what it raises is the video's error."""
     from service.engine import RunOptions
 
-    run_options = RunOptions(profile=options.profile)
+    run_options = RunOptions(profile=options.profile, per_clip=options.windows)
     slots = asyncio.Semaphore(concurrency)
     loop = asyncio.get_running_loop()
 
@@ -141,6 +146,8 @@ async def run_batch(
             started = loop.time()
             try:
                 run = await classify(path, run_options)
+                if keep is not None:
+                    await keep(path, run)
             except Exception as error:
                 write(error_record(path, error, loop.time() - started))
                 return

@@ -8,7 +8,18 @@ from __future__ import annotations
 
 import typer
 
-from actserve.commands import batch, classify, demo, export, models, probe, serve, streams, zoo
+from actserve.commands import (
+    batch,
+    classify,
+    demo,
+    export,
+    models,
+    probe,
+    search,
+    serve,
+    streams,
+    zoo,
+)
 
 app = typer.Typer(
     name="actserve",
@@ -28,6 +39,7 @@ app.command("demo-video")(demo.demo_video)
 app.command("train-demo")(demo.train_demo)
 app.command("probe")(probe.probe)
 app.command("batch")(batch.batch)
+app.command("search")(search.search)
 app.add_typer(streams.streams_app, name="streams")
 
 

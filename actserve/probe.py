@@ -151,6 +151,9 @@ class ProbeFit:
     cv_accuracy_std: float
     p_value: float
     chance: float
+    #: Each video's out-of-fold prediction and logits (by a head that never saw it).
+    oof_predictions: np.ndarray | None = None
+    oof_logits: np.ndarray | None = None
 
     def logits(self, embeddings: np.ndarray) -> np.ndarray:
         return embeddings.astype(np.float64) @ self.weight.T.astype(np.float64) + self.bias
@@ -173,11 +176,15 @@ def fit_probe(
     folds = int(min(folds, counts.min()))
     classifier = make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=5000))
     splits = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
-    right = np.zeros(len(y), dtype=bool)
+    predicted = np.zeros(len(y), dtype=np.int64)
+    oof_logits = np.zeros((len(y), len(counts)))
     per_fold = []
     for train, test in splits.split(x, y):
-        right[test] = classifier.fit(x[train], y[train]).predict(x[test]) == y[test]
-        per_fold.append(right[test].mean())
+        predicted[test] = classifier.fit(x[train], y[train]).predict(x[test])
+        scores = classifier.decision_function(x[test])
+        oof_logits[test] = np.stack([-scores / 2, scores / 2], 1) if scores.ndim == 1 else scores
+        per_fold.append((predicted[test] == y[test]).mean())
+    right = predicted == y
     chance = float(counts.max() / counts.sum())
     p_value = binomtest(int(right.sum()), len(y), chance, alternative="greater").pvalue
     classifier.fit(x, y)
@@ -198,7 +205,92 @@ def fit_probe(
         cv_accuracy_std=float(np.std(per_fold)),
         p_value=float(p_value),
         chance=chance,
+        oof_predictions=predicted,
+        oof_logits=oof_logits,
     )
+
+
+def mislabelled(fit: ProbeFit, folder: LabelledVideos) -> list[tuple[Path, str, str]]:
+    """The videos whose out-of-fold prediction disagrees with their folder: (path, folder's
+    class, predicted class). Most are mislabelled, or unlike the rest of their class."""
+    assert fit.oof_predictions is not None
+    return [
+        (path, folder.classes[label], folder.classes[guess])
+        for path, label, guess in zip(folder.paths, folder.labels, fit.oof_predictions, strict=True)
+        if label != guess
+    ]
+
+
+#: Share of a class's own videos (out of fold) an open-set probe may answer `unknown`.
+OPEN_SET_MISS = 0.05
+
+
+@dataclass(frozen=True)
+class OpenSet:
+    """Reject below `threshold`: the best cosine similarity of an embedding to the classes'
+    prototypes (unit-length mean embeddings, (K, D))."""
+
+    prototypes: np.ndarray
+    threshold: float
+
+    def similarity(self, embeddings: np.ndarray) -> np.ndarray:
+        """Each embedding's best cosine similarity to a prototype."""
+        x = np.atleast_2d(np.asarray(embeddings, dtype=np.float64))
+        x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+        return (x @ self.prototypes.T).max(axis=1)
+
+
+def calibrate_open_set(
+    embeddings: np.ndarray,
+    labels: np.ndarray,
+    *,
+    folds: int = DEFAULT_FOLDS,
+    seed: int = 0,
+    miss: float = OPEN_SET_MISS,
+) -> OpenSet:
+    """Class prototypes from every video, and the reject threshold from cross-validation:
+    each video's similarity to its own class's prototype built from the other folds (the
+    `miss` quantile of those: what a known class scores at worst) and to the other classes'
+    (the highest: what a motion of none of them scores). The threshold is midway between the
+    two when they are apart, else the former: a known class is `unknown` at most about
+    `miss` of the time."""
+    from sklearn.model_selection import StratifiedKFold
+
+    x = np.asarray(embeddings, dtype=np.float64)
+    y = np.asarray(labels)
+    folds = int(min(folds, np.bincount(y).min()))
+    own, other = np.zeros(len(y)), np.full(len(y), -1.0)
+    for train, test in StratifiedKFold(folds, shuffle=True, random_state=seed).split(x, y):
+        prototypes = _prototypes(x[train], y[train])
+        z = x[test] / np.maximum(np.linalg.norm(x[test], axis=1, keepdims=True), 1e-12)
+        similarity = z @ prototypes.T
+        own[test] = similarity[np.arange(len(test)), y[test]]
+        similarity[np.arange(len(test)), y[test]] = -1.0
+        other[test] = similarity.max(axis=1)
+    low_own, high_other = float(np.quantile(own, miss)), float(other.max())
+    threshold = (low_own + high_other) / 2 if high_other < low_own else low_own
+    return OpenSet(_prototypes(x, y), threshold)
+
+
+def _prototypes(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    means = np.stack([x[y == k].mean(axis=0) for k in range(int(y.max()) + 1)])
+    return means / np.maximum(np.linalg.norm(means, axis=1, keepdims=True), 1e-12)
+
+
+def extend_head(
+    fit: ProbeFit, base_weight: np.ndarray, base_bias: np.ndarray, embeddings: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """One head with the base model's classes first, then the probe's: the two heads'
+    rows stacked, the new rows' bias raised just enough that all but `OPEN_SET_MISS` of the
+    labelled videos (their out-of-fold logits) go to a new class rather than a base one."""
+    assert fit.oof_logits is not None
+    x = np.asarray(embeddings, dtype=np.float64)
+    base_logits = x @ base_weight.T.astype(np.float64) + base_bias
+    margin = fit.oof_logits.max(axis=1) - base_logits.max(axis=1)
+    lift = max(0.0, -float(np.quantile(margin, OPEN_SET_MISS)))
+    weight = np.concatenate([base_weight, fit.weight]).astype(np.float32)
+    bias = np.concatenate([base_bias, fit.bias + lift]).astype(np.float32)
+    return weight, bias
 
 
 def check_fit(fit: ProbeFit, classes: Sequence[str], min_accuracy: float | None) -> None:

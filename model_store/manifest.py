@@ -138,6 +138,15 @@ class ProbeProvenance(_Frozen):
     #: One-sided binomial test of the held-out accuracy against always answering the largest
     #: class (small = the labels carry signal).
     cv_p_value: float = Field(ge=0.0, le=1.0)
+    #: Open-set probes (`actserve probe --open-set`): an embedding whose cosine similarity to
+    #: every class prototype is below `reject_threshold` is `unknown`. The threshold is
+    #: calibrated on the probe's own cross-validation (out-of-fold similarities of videos to
+    #: the prototypes of folds that never saw them).
+    reject_threshold: float | None = Field(None, ge=-1.0, le=1.0)
+    #: The unit-length mean embedding of each class (its labels' order), with the threshold.
+    prototypes: tuple[tuple[float, ...], ...] | None = None
+    #: `actserve probe --extend`: the base model's classes come first, then the new ones.
+    extends_base: bool = False
 
 
 class ManifestDraft(_Frozen):

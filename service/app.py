@@ -14,11 +14,12 @@ from starlette.exceptions import HTTPException
 from model_store import StoreError
 from service.engine import Engine
 from service.errors import Overloaded, ServiceError, code_for, error_body, status_for
-from service.routes import admin, classify, docs, embeddings, health, models, v2
+from service.routes import admin, classify, docs, embeddings, health, models, search, v2
 from service.server import DrainGuard, RequestIds
 from service.settings import Settings
 from service.streams import routes as streams
 from service.streams.serving import streams_running
+from window_index import WindowIndexError
 
 logger = logging.getLogger("actserve")
 
@@ -27,7 +28,9 @@ Recognise human actions in videos. `POST /classify` takes a video (multipart fie
 or a raw video/* body) and returns the top-k actions of a model from the store, averaged over
 the model's test views, with optional embedding, per-clip scores and a latency breakdown.
 `POST /embed` returns the video's embedding (optionally per window), `POST /similarity`
-compares two videos (multipart fields `a` and `b`). Errors are JSON `{error, message, ...}`.
+compares two videos (multipart fields `a` and `b`). `POST /index` keeps a video's window
+embeddings; `POST /search` finds moments like a clip or a stored window, or of a probe's classes.
+Errors are JSON `{error, message, ...}`.
 """
 
 
@@ -47,6 +50,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.include_router(classify.router)
     app.include_router(embeddings.router)
+    app.include_router(search.router)
     app.include_router(models.router)
     app.include_router(health.router)
     app.include_router(docs.router)
@@ -56,6 +60,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(admin.router)
     app.add_exception_handler(ServiceError, handle_error)
     app.add_exception_handler(StoreError, handle_error)
+    app.add_exception_handler(WindowIndexError, handle_error)
     app.add_exception_handler(RequestValidationError, handle_validation_error)
     app.add_exception_handler(HTTPException, handle_http_exception)
     app.add_exception_handler(Exception, handle_unexpected)

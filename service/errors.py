@@ -36,8 +36,9 @@ ServiceError                          every error the service raises on purpose
 Decoding runs in worker processes, so every error here survives pickling: the base class
 pickles an error as its class, message and attributes, whatever its constructor takes. Inner
 code raises these; `service/app.py` turns them into JSON responses through `status_for`.
-Model-store errors (`model_store.StoreError`) map here too. `error_body` is the one JSON body
-of every refusal (the app's, the HTTP server's own, the drain's, in both protocols), and
+Model-store errors (`model_store.StoreError`) and the window index's
+(`window_index.WindowIndexError`) map here too. `error_body` is the one JSON body of every
+refusal (the app's, the HTTP server's own, the drain's, in both protocols), and
 `openapi_errors` the routes' OpenAPI status tables, both read from here.
 """
 
@@ -56,6 +57,7 @@ from model_store import (
     VersionInUseError,
     VersionNotFoundError,
 )
+from window_index import InvalidQuery, NotIndexed, WindowIndexError, WrongSpace
 
 
 def _rebuild(cls: type[ServiceError], message: str, state: dict[str, Any]) -> ServiceError:
@@ -380,6 +382,11 @@ STATUS: dict[type[Exception], int] = {
     VersionInUseError: 409,
     IntegrityError: 500,
     StoreError: 500,
+    # The window index, reached through /index and /search.
+    InvalidQuery: 400,
+    NotIndexed: 404,
+    WrongSpace: 409,
+    WindowIndexError: 500,
 }
 
 STORE_CODES: dict[type[Exception], str] = {
@@ -390,6 +397,10 @@ STORE_CODES: dict[type[Exception], str] = {
     VersionInUseError: "conflict",
     IntegrityError: "integrity_error",
     StoreError: "store_error",
+    InvalidQuery: InvalidQuery.code,
+    NotIndexed: NotIndexed.code,
+    WrongSpace: WrongSpace.code,
+    WindowIndexError: WindowIndexError.code,
 }
 
 

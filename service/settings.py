@@ -8,6 +8,7 @@
     ├── admission: AdmissionSettings  bounds at the door (here; service/engine.py)
     ├── batching: BatchingSettings  view batching (service/batching.py)
     ├── http: HttpSettings          slow and oversized clients, the drain (here; service/server.py)
+    ├── search: SearchSettings      the window index (service/search/settings.py)
     ├── runtime: RuntimeOptions     which artifact runs where (service/runtimes/base.py)
     └── streams: StreamSettings     live streams (service/streams/settings.py)
 
@@ -40,6 +41,7 @@ from pydantic_settings import (
 
 from service.batching import BatchingSettings
 from service.runtimes.base import RuntimeOptions
+from service.search.settings import SearchSettings
 from service.streams.settings import StreamSettings
 from service.video.limits import VideoLimits, split_commas
 from service.video.pool import DecodeSettings
@@ -119,6 +121,7 @@ class Settings(BaseSettings):
         "batching": BatchingSettings,
         "runtime": RuntimeOptions,
         "http": HttpSettings,
+        "search": SearchSettings,
         "streams": StreamSettings,
     }
 
@@ -163,6 +166,9 @@ class Settings(BaseSettings):
     )
     http: HttpSettings = Field(
         default_factory=HttpSettings, description="Slow and oversized clients, the drain."
+    )
+    search: SearchSettings = Field(
+        default_factory=SearchSettings, description="The window index of /index and /search."
     )
     streams: StreamSettings = Field(
         default_factory=StreamSettings, description="Live streams (service/streams)."

@@ -47,6 +47,18 @@ def batch(
     cpus_per_actor: Annotated[
         int, typer.Option(min=1, help="With Ray: CPUs (decode workers) per model actor.")
     ] = 2,
+    index: Annotated[
+        bool,
+        typer.Option(
+            "--index",
+            help="Also keep every window's embedding in the window index (for actserve search); "
+            "each video's top-k then averages its windows.",
+        ),
+    ] = False,
+    index_dir: Annotated[
+        Path | None,
+        typer.Option(help="The window index (implies --index; default: ACTSERVE_INDEX_DIR)."),
+    ] = None,
 ) -> None:
     """Classify every video of an archive with the service's pipeline into a results file:
     all cores busy, resumable, a record per video (errors included)."""
@@ -62,7 +74,10 @@ def batch(
     skipped = len(paths) - len(todo)
     if skipped:
         console.print(f"{skipped} of {len(paths)} videos are already in {out}; skipping them")
-    options = BatchOptions(profile=profile, top_k=top_k, embedding=embedding)
+    index = index or index_dir is not None
+    if index and (ray or ray_address):
+        raise fail("--index runs on this machine: leave out --ray")
+    options = BatchOptions(profile=profile, top_k=top_k, embedding=embedding, windows=index)
     # Fail early, before workers start, on a model the store does not have.
     try:
         local = LocalPipeline(store, model, workers=workers, max_queue_views=100_000)
@@ -91,7 +106,10 @@ def batch(
                     cpus_per_actor=cpus_per_actor,
                 )
         else:
-            asyncio.run(_run_locally(local, todo, options, results, progress_bar))
+            keeper = _Indexer(index_dir or local.settings.search.dir) if index else None
+            asyncio.run(_run_locally(local, todo, options, results, progress_bar, keeper))
+            if keeper is not None:
+                keeper.finish(local.manifest)
     ok, failed = results.counts.get("ok", 0), results.counts.get("error", 0)
     console.print(
         f"{out}: {ok} videos classified, {failed} failed"
@@ -115,6 +133,7 @@ async def _run_locally(
     options: BatchOptions,
     results: Results,
     progress_bar: Callable[[], VideoProgress],
+    keeper: _Indexer | None = None,
 ) -> None:
     from actserve.batch import run_batch
 
@@ -123,6 +142,48 @@ async def _run_locally(
     try:
         with progress_bar() as progress:
             write = _recording(results, progress)
-            await run_batch(local.classify, todo, options, write, concurrency=2 * local.workers)
+            await run_batch(
+                local.classify,
+                todo,
+                options,
+                write,
+                concurrency=2 * local.workers,
+                keep=keeper.keep if keeper is not None else None,
+            )
     finally:
         await local.__aexit__()
+
+
+class _Indexer:
+    """Writes each run video's windows into the window index, under its path."""
+
+    def __init__(self, root: Path) -> None:
+        from window_index import WindowIndex
+
+        self.root = root
+        self.index = WindowIndex(root)
+        self.windows = 0
+
+    async def keep(self, path: str, run: object) -> None:
+        from service.search import index_windows
+        from service.search.embeddings import video_windows
+
+        windows = video_windows(run, path, uri=path)
+        _, count = await asyncio.to_thread(
+            index_windows,
+            self.index,
+            run.loaded.manifest,
+            windows,
+            video_id=path,
+            profile=str(run.profile),
+        )
+        self.windows += count
+
+    def finish(self, manifest: object) -> None:
+        from service.search.spaces import space_of
+
+        space = space_of(manifest)
+        if self.windows:
+            with rich_step(f"Updating the index of {space}"):
+                self.index.optimize(space)
+        console.print(f"indexed {self.windows} windows into {self.root} ({space})")

@@ -44,15 +44,32 @@ def probe(
     workers: Annotated[
         int | None, typer.Option(min=1, help="Decode workers (default: one per core).")
     ] = None,
+    open_set: Annotated[
+        bool,
+        typer.Option(
+            "--open-set",
+            help="Calibrate a reject threshold on the cross-validation: embeddings unlike "
+            "every class are `unknown` (class searches drop them).",
+        ),
+    ] = False,
+    extend: Annotated[
+        bool,
+        typer.Option(
+            "--extend", help="Keep the base model's classes and add the new ones after them."
+        ),
+    ] = False,
 ) -> None:
     """Fit a linear classifier on a model's embeddings of labelled videos (one sub-folder per
     class), report its cross-validated accuracy and publish base network + new head."""
     from actserve.probe import (
         ProbeError,
+        calibrate_open_set,
         calibrate_similarity,
         check_classes,
         check_fit,
+        extend_head,
         fit_probe,
+        mislabelled,
         read_labelled_folder,
     )
     from model_store import ProbeProvenance
@@ -97,6 +114,39 @@ def probe(
         f"over {fit.folds} folds (largest class {fit.chance:.1%}; binomial test p = "
         f"{fit.p_value:.2g})"
     )
+    for path, filed, guessed in mislabelled(fit, folder):
+        err_console.print(
+            f"[yellow]warning:[/] {path} is in {filed!r} but looks like {guessed!r} to a head "
+            "that never saw it: mislabelled, or unlike the rest of its class?",
+            highlight=False,
+        )
+    weight, bias, classes = fit.weight, fit.bias, folder.classes
+    if extend:
+        from service.search.spaces import linear_head
+
+        base_labels = base_manifest.spec.labels or ()
+        clash = sorted(set(base_labels) & set(folder.classes))
+        if clash:
+            raise fail(
+                f"--extend: {', '.join(map(repr, clash))} is already a class of "
+                f"{base_manifest.name}@{base_manifest.version}; rename the folder"
+            )
+        try:
+            base_weight, base_bias = linear_head(ModelStore(base_root), base_manifest)
+        except Exception as exc:
+            raise fail(f"--extend: cannot read the base model's head: {exc}") from None
+        weight, bias = extend_head(fit, base_weight, base_bias, x)
+        classes = (*base_labels, *folder.classes)
+        console.print(
+            f"extended {len(base_labels)} base classes with {len(folder.classes)} new ones"
+        )
+    reject = None
+    if open_set:
+        reject = calibrate_open_set(x, folder.labels, folds=folds)
+        console.print(
+            f"open set: below cosine {reject.threshold:.3f} to every class prototype is "
+            "unknown (calibrated on the cross-validation's held-out videos)"
+        )
     calibration = calibrate_similarity(
         x, folder.labels, source=f"{len(x)} videos of {len(folder.classes)} classes in {data.name}"
     )
@@ -114,6 +164,9 @@ def probe(
         cv_folds=fit.folds,
         cv_accuracy=fit.cv_accuracy,
         cv_p_value=fit.p_value,
+        reject_threshold=reject.threshold if reject else None,
+        prototypes=tuple(map(tuple, reject.prototypes.tolist())) if reject else None,
+        extends_base=extend,
     )
     description = (
         f"linear probe on {base_manifest.name}@{base_manifest.version}: "
@@ -128,9 +181,9 @@ def probe(
             ModelStore(store),
             base_manifest,
             ModelStore(base_root).version_dir(base_manifest.name, base_manifest.version),
-            fit.weight,
-            fit.bias,
-            folder.classes,
+            weight,
+            bias,
+            classes,
             name=name,
             alias=alias,
             description=description,

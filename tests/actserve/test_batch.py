@@ -157,3 +157,24 @@ def test_the_same_job_on_a_local_ray_instance(archive: Path, tmp_path: Path) -> 
         }
 
     assert summary(on_ray) == summary(local)
+
+
+def test_index_keeps_every_window_and_actserve_search_finds_them(archive, tmp_path) -> None:
+    from window_index import Space, WindowIndex
+
+    out, index_dir = tmp_path / "results.jsonl", tmp_path / "index"
+    result = run_batch(archive, out, "--index-dir", str(index_dir))
+    assert result.exit_code == 0, result.output
+    assert f"{len(GOOD)} videos classified, {len(BROKEN)} failed" in result.output
+    index = WindowIndex(index_dir)
+    videos = index.videos(Space("demo-actions", 1))
+    assert sorted(Path(v).name for v in videos) == sorted(GOOD)  # broken ones: none stored
+    assert f"indexed {sum(videos.values())} windows" in result.output
+    ok = [row for row in read_jsonl(out) if row["status"] == "ok"]
+    assert all(row["views"] == videos[row["path"]] for row in ok)  # one view a window (fast)
+    first = sorted(videos)[0]
+    found = CliRunner().invoke(
+        app, ["search", "--index-dir", str(index_dir), "--video", first, "--at", "0.5", "--json"]
+    )
+    assert found.exit_code == 0, found.output
+    assert json.loads(found.output)["index"] == "demo-actions@1"

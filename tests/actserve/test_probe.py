@@ -216,3 +216,51 @@ def test_the_similarity_threshold_separates_same_and_different_pairs() -> None:
     cosines = norm @ norm.T
     same = labels[:, None] == labels[None, :]
     assert cosines[~same].max() < calibration.threshold < cosines[same].min()
+
+
+def _three_classes(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    centres = 4 * np.random.default_rng(42).standard_normal((3, 16))
+    rng = np.random.default_rng(seed)
+    y = np.repeat(np.arange(3), 8)
+    return centres[y] + rng.standard_normal((len(y), 16)), y
+
+
+def test_a_video_filed_under_the_wrong_class_is_named() -> None:
+    from actserve.probe import LabelledVideos, mislabelled
+
+    x, y = _three_classes()
+    y_filed = y.copy()
+    y_filed[3] = 2  # a class-0 video filed under class 2
+    folder = LabelledVideos(
+        ("a", "b", "c"), tuple(Path(f"{i}.mp4") for i in range(len(y))), y_filed, ("0",) * len(y)
+    )
+    fit = fit_probe(x, y_filed, folds=4)
+    assert (Path("3.mp4"), "c", "a") in mislabelled(fit, folder)
+    assert len(mislabelled(fit, folder)) <= 2  # its folder-mates may be confused by it
+
+
+def test_the_open_set_threshold_rejects_motions_of_no_class() -> None:
+    from actserve.probe import calibrate_open_set
+
+    x, y = _three_classes()
+    reject = calibrate_open_set(x, y, folds=4)
+    fresh, _ = _three_classes(seed=1)  # the same classes, new samples
+    strangers = 4 * np.random.default_rng(2).standard_normal((20, 16))  # none of them
+    assert (reject.similarity(fresh) >= reject.threshold).mean() >= 0.9
+    assert (reject.similarity(strangers) < reject.threshold).mean() >= 0.9
+
+
+def test_extend_keeps_the_base_classes_and_adds_the_new_ones() -> None:
+    from actserve.probe import extend_head
+
+    x, y = _three_classes()
+    fit = fit_probe(x, y, folds=4)
+    rng = np.random.default_rng(3)
+    base_weight, base_bias = rng.standard_normal((5, 16)), np.zeros(5)
+    weight, bias = extend_head(fit, base_weight, base_bias, x)
+    assert weight.shape == (8, 16) and bias.shape == (8,)
+    np.testing.assert_allclose(weight[:5], base_weight, rtol=1e-6)
+    logits = x @ weight.T + bias
+    assert (logits.argmax(1) >= 5).mean() >= 0.9  # the labelled videos: new classes
+    base_like = 10 * base_weight[:2]  # far along a base class's own direction
+    assert list((base_like @ weight.T + bias).argmax(1)) == [0, 1]
