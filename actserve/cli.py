@@ -8,7 +8,18 @@ from __future__ import annotations
 
 import typer
 
-from actserve.commands import batch, classify, demo, export, models, probe, serve, zoo
+from actserve.commands import (
+    batch,
+    classify,
+    demo,
+    export,
+    jobs,
+    models,
+    probe,
+    serve,
+    worker,
+    zoo,
+)
 
 app = typer.Typer(
     name="actserve",
@@ -28,6 +39,8 @@ app.command("demo-video")(demo.demo_video)
 app.command("train-demo")(demo.train_demo)
 app.command("probe")(probe.probe)
 app.command("batch")(batch.batch)
+app.command("worker")(worker.worker)
+app.add_typer(jobs.jobs_app, name="jobs")
 
 
 def main() -> None:

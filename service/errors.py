@@ -6,7 +6,8 @@ ServiceError                          every error the service raises on purpose
 │   ├── BadRequest                    malformed parameters or body
 │   ├── Unauthorized                  missing or wrong admin token
 │   ├── ModelNotLoaded                the model, version or alias is not served here
-│   ├── Conflict                      an admin action that contradicts the routing
+│   ├── Conflict                      an action that contradicts the state (routing, a job's)
+│   ├── JobNotFound                   no job with that id (unknown, or past its retention)
 │   ├── ModelLoadError                a version that cannot run here (no usable artifact or device)
 │   ├── UnsupportedMediaType          neither multipart with a `video` field nor a video/* body
 │   ├── UploadTooLarge                the body exceeds max_upload_bytes (reading stops there)
@@ -25,6 +26,7 @@ ServiceError                          every error the service raises on purpose
 │           ├── DecodeTimeout         the job ran past its time limit and was stopped
 │           └── DecodeOutOfMemory     the job hit the worker's memory limit
 ├── NotReady                          starting, draining, or no default model
+├── InsufficientStorage               the jobs directory holds its limit of uploads
 ├── WorkerCrashed                     the decode worker died, twice (a server fault until proven)
 ├── DeadlineExceeded                  the request ran out of time
 ├── ClientDisconnected                the client left; its queued work was dropped
@@ -110,6 +112,12 @@ class Conflict(RequestError):
     """An admin action that contradicts the current routing."""
 
     code = "conflict"
+
+
+class JobNotFound(RequestError):
+    """No job with that id: never submitted, or removed after its retention."""
+
+    code = "job_not_found"
 
 
 class ModelLoadError(RequestError):
@@ -291,6 +299,12 @@ class NotReady(ServiceError):
     code = "not_ready"
 
 
+class InsufficientStorage(ServiceError):
+    """The jobs directory holds as many upload bytes as it may (ACTSERVE_JOBS_MAX_DISK_BYTES)."""
+
+    code = "insufficient_storage"
+
+
 class WorkerCrashed(ServiceError):
     """The decode worker died (a signal or an abnormal exit) on a job and again on a fresh
     worker. An idle worker killed from outside or by the kernel's OOM killer is not the
@@ -330,6 +344,7 @@ STATUS: dict[type[Exception], int] = {
     Unauthorized: 401,
     ModelNotLoaded: 404,
     Conflict: 409,
+    JobNotFound: 404,
     UploadTooLarge: 413,
     RequestTimeout: 408,
     ModelLoadError: 422,
@@ -342,6 +357,7 @@ STATUS: dict[type[Exception], int] = {
     ContainerNotAllowed: 415,
     UnsupportedCodec: 415,
     NotReady: 503,
+    InsufficientStorage: 507,
     WorkerCrashed: 503,
     DeadlineExceeded: 504,
     ClientDisconnected: 499,  # nginx's code: the client is gone, the metrics read it

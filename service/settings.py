@@ -8,6 +8,7 @@
     ├── admission: AdmissionSettings  bounds at the door (here; service/engine.py)
     ├── batching: BatchingSettings  view batching (service/batching.py)
     ├── http: HttpSettings          slow and oversized clients, the drain (here; service/server.py)
+    ├── jobs: JobSettings           durable jobs: directory, database, leases (service/jobs)
     └── runtime: RuntimeOptions     which artifact runs where (service/runtimes/base.py)
 
 Each group is defined beside the code it configures and handed to it whole, but every field
@@ -38,6 +39,7 @@ from pydantic_settings import (
 )
 
 from service.batching import BatchingSettings
+from service.jobs.settings import JobSettings
 from service.runtimes.base import RuntimeOptions
 from service.video.limits import VideoLimits, split_commas
 from service.video.pool import DecodeSettings
@@ -117,6 +119,7 @@ class Settings(BaseSettings):
         "batching": BatchingSettings,
         "runtime": RuntimeOptions,
         "http": HttpSettings,
+        "jobs": JobSettings,
     }
 
     # Store and models.
@@ -160,6 +163,9 @@ class Settings(BaseSettings):
     )
     http: HttpSettings = Field(
         default_factory=HttpSettings, description="Slow and oversized clients, the drain."
+    )
+    jobs: JobSettings = Field(
+        default_factory=JobSettings, description="Durable jobs: directory, database, leases."
     )
 
     @classmethod
