@@ -18,7 +18,13 @@ from model_store import ModelSpec
 from service.jobs.db import from_bytes
 from service.jobs.queue import Chunk, Job
 from service.jobs.schemas import JobResults, ResultsPage
-from service.jobs.serving import WindowPlan, merge_segments, softmax, top_labels
+from service.jobs.serving import (
+    SegmentRule,
+    WindowPlan,
+    segment_predictions,
+    softmax,
+    top_labels,
+)
 from service.schemas import ClipPrediction, Embedding, VideoMetadata, WindowEmbedding
 
 FEATURES = ("labels", "segments", "windows", "embeddings")
@@ -46,7 +52,8 @@ def summarize(chunks: Iterable[Chunk], plan: WindowPlan, spec: ModelSpec, segmen
     views = frames = 0
     warnings: list[str] = []
     video: dict[str, Any] | None = None
-    clips: list[ClipPrediction] = []
+    rows: list[np.ndarray] = []
+    times: list[tuple[float, float]] = []
     for chunk in chunks:
         logits, embedding = from_bytes(chunk.logits), from_bytes(chunk.embedding)
         chunk_probabilities = softmax(logits).sum(0)
@@ -58,12 +65,8 @@ def summarize(chunks: Iterable[Chunk], plan: WindowPlan, spec: ModelSpec, segmen
         warnings.extend(w for w in chunk.warnings if w not in warnings)
         video = video or chunk.video
         for window, probabilities, _ in window_rows(chunk):
-            start, end = plan.windows[window]
-            clips.append(
-                ClipPrediction(
-                    clip=window, start_s=start, end_s=end, top_k=top_labels(probabilities, spec, 1)
-                )
-            )
+            rows.append(probabilities)
+            times.append(plan.windows[window])
     if probability_sum is None or embedding_sum is None or video is None:
         raise ValueError("a job without chunks has no summary")
     video = {
@@ -77,7 +80,12 @@ def summarize(chunks: Iterable[Chunk], plan: WindowPlan, spec: ModelSpec, segmen
     return {
         "probabilities": (probability_sum / views).tolist(),
         "embedding": (embedding_sum / views).astype(np.float32).astype(float).tolist(),
-        "segments": [s.model_dump() for s in merge_segments(clips, segment_score)],
+        "segments": [
+            s.model_dump()
+            for s in segment_predictions(
+                np.asarray(rows), times, spec, SegmentRule(min_score=segment_score), ()
+            )
+        ],
         "video": video,
     }
 

@@ -24,8 +24,9 @@ from model_store import Modality, ModelSpec, Profile
 from service.engine import Engine, RunOptions
 from service.errors import BadRequest
 from service.loaded_models import LoadedModel
-from service.responses import merge_segments, top_labels, video_metadata
+from service.responses import segment_predictions, top_labels, video_metadata
 from service.scores import softmax
+from service.segments import SegmentRule
 from service.video import (
     DecodeOptions,
     VideoInfo,
@@ -40,9 +41,10 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ChunkOutputs",
+    "SegmentRule",
     "Serving",
     "WindowPlan",
-    "merge_segments",
+    "segment_predictions",
     "serving_without_http",
     "softmax",
     "top_labels",
