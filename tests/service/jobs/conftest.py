@@ -49,13 +49,21 @@ def wait(client: httpx.Client | TestClient, job_id: str, timeout: float = 60.0) 
 def postgres_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real PostgreSQL server for the session, started from the pgserver wheel (the dev
     extra brings it; nothing to install), reached over its unix socket."""
+    import shutil
+    import tempfile
+
     import pgserver
 
-    server = pgserver.get_server(tmp_path_factory.mktemp("postgres"), cleanup_mode="stop")
+    # Outside pytest's private (0700) temporary tree: run as root, pgserver runs PostgreSQL
+    # as an unprivileged user, who must reach the data directory, which pgserver creates.
+    root = Path(tempfile.mkdtemp(prefix="actserve-postgres-"))
+    root.chmod(0o755)
+    server = pgserver.get_server(root / "data", cleanup_mode="stop")
     try:
         yield server.get_uri()
     finally:
         server.cleanup()
+        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
