@@ -63,6 +63,10 @@ __all__ = ["DecodePool", "DecodeSettings"]
 T = TypeVar("T")
 logger = logging.getLogger("actserve.decode")
 
+#: A durable job's chunk waits for interactive requests at most this long before it takes
+#: the next freed worker (within the jobs' share): priority without starvation.
+JOB_MAX_WAIT_S = 2.0
+
 #: The worker's own memory limit, for the error message (set by `_start_worker`).
 _memory_limit: int | None = None
 
@@ -164,7 +168,11 @@ class DecodePool:
         self.memory_limit_bytes = settings.memory_mb * 2**20 if settings.memory_mb else None
         self.decoder_threads = settings.decoder_threads
         self.max_pending = settings.max_pending or 2 * settings.workers
-        self._slots = FairSlots(self.workers, background_slots=settings.job_workers)
+        self._slots = FairSlots(
+            self.workers,
+            background_slots=settings.job_workers,
+            background_max_wait_s=JOB_MAX_WAIT_S,
+        )
         self._pool: pebble.ProcessPool | None = None
         self._decode_s = _Average(initial=1.0)
 

@@ -122,3 +122,27 @@ def test_a_cancelled_background_wait_leaves_the_counts_straight() -> None:
             assert slots.busy == 1 and slots.background_busy == 1
 
     asyncio.run(scenario())
+
+
+def test_background_work_waiting_too_long_takes_the_next_freed_slot() -> None:
+    async def scenario() -> list[str]:
+        slots = FairSlots(1, background_slots=1, background_max_wait_s=0.05)
+        order: list[str] = []
+        go = asyncio.Event()
+
+        async def hold(name: str, background: bool = False) -> None:
+            async with slots.turn(name, background=background):
+                order.append(name)
+                await go.wait()
+
+        first = asyncio.create_task(hold("r1"))
+        await asyncio.sleep(0)
+        job = asyncio.create_task(hold("job", background=True))
+        await asyncio.sleep(0.06)  # the job is overdue
+        second = asyncio.create_task(hold("r2"))
+        await asyncio.sleep(0)
+        go.set()
+        await asyncio.gather(first, job, second)
+        return order
+
+    assert asyncio.run(scenario()) == ["r1", "job", "r2"]
