@@ -18,6 +18,8 @@ EXAMPLES: dict[type[ServiceError], tuple] = {
     errors.Unauthorized: ("no token",),
     errors.ModelNotLoaded: ("no model 'x'",),
     errors.Conflict: ("version 2 is routed",),
+    errors.JobNotFound: ("no job 'x'",),
+    errors.InsufficientStorage: ("the jobs directory is full",),
     errors.ModelLoadError: ("no ONNX or TorchScript artifact",),
     errors.UnsupportedMediaType: ("text/plain",),
     errors.UploadTooLarge: ("too big",),
@@ -115,6 +117,8 @@ def test_every_error_has_a_status_and_a_code(error: type[ServiceError]) -> None:
         (errors.DeadlineExceeded("x"), 504),
         (errors.NotReady("x"), 503),
         (errors.ModelLoadError("x"), 422),
+        (errors.JobNotFound("x"), 404),
+        (errors.InsufficientStorage("x"), 507),
     ],
 )
 def test_status_table(error: ServiceError, status: int) -> None:
