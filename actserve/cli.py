@@ -13,11 +13,13 @@ from actserve.commands import (
     classify,
     demo,
     export,
+    jobs,
     models,
     probe,
     search,
     serve,
     streams,
+    worker,
     zoo,
 )
 
@@ -41,6 +43,8 @@ app.command("probe")(probe.probe)
 app.command("batch")(batch.batch)
 app.command("search")(search.search)
 app.add_typer(streams.streams_app, name="streams")
+app.command("worker")(worker.worker)
+app.add_typer(jobs.jobs_app, name="jobs")
 
 
 def main() -> None:

@@ -26,7 +26,7 @@ Errors:
         ├── BadRequestError            400 malformed parameters or body
         ├── UnauthorizedError          401 admin call without the right token
         ├── NotFoundError              404 unknown model, version or alias
-        ├── ConflictError              409 an admin change against the routing
+        ├── ConflictError              409 an admin change against the routing, a finished job
         ├── UploadTooLargeError        413 over ACTSERVE_MAX_UPLOAD_BYTES
         ├── UnsupportedMediaTypeError  415 not a video, container or codec not allowed
         ├── UnusableVideoError         422 corrupt, over a limit, too costly to decode
@@ -43,6 +43,7 @@ import email.utils
 import logging
 import os
 import time
+import uuid
 from collections.abc import AsyncIterator, Callable, Generator, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
@@ -54,6 +55,7 @@ from urllib.parse import quote
 import httpx
 from pydantic import BaseModel
 
+from service.jobs.schemas import JobResults, JobStatus
 from service.schemas import (
     ClassifyResponse,
     EmbedResponse,
@@ -73,6 +75,8 @@ __all__ = [
     "Client",
     "ConflictError",
     "DeadlineExceededError",
+    "Job",
+    "JobFailed",
     "NotFoundError",
     "NotReadyError",
     "OverloadedError",
@@ -358,6 +362,46 @@ class _Calls:
 
         return build
 
+    def submit_job(
+        self,
+        video: Video,
+        *,
+        model: str | None,
+        version: int | None,
+        alias: str | None,
+        profile: Profile | str | None,
+        features: tuple[str, ...],
+        top_k: int | None,
+        segment_score: float | None,
+        idempotency_key: str,
+    ) -> Call[JobStatus]:
+        params: dict[str, Any] = {"model": model, "version": version, "alias": alias}
+        params |= {"profile": Profile(profile) if profile else None, "top_k": top_k}
+        params |= {"features": ",".join(features), "segment_score": segment_score}
+        query = {k: str(v) for k, v in params.items() if v is not None}
+
+        def build(parts: dict[str, tuple[str, IO[bytes] | bytes]]) -> httpx.Request:
+            files = {field: (*part, "application/octet-stream") for field, part in parts.items()}
+            headers = {"Idempotency-Key": idempotency_key}
+            return self.http.build_request(
+                "POST", "/jobs", params=query, files=files, headers=headers
+            )
+
+        return self._call(build, _parse(JobStatus), videos={"video": video})
+
+    def job_status(self, job_id: str) -> Call[JobStatus]:
+        path = f"/jobs/{_segment(job_id)}"
+        return self._call(lambda _: self.http.build_request("GET", path), _parse(JobStatus))
+
+    def job_results(self, job_id: str, *, offset: int, limit: int) -> Call[JobResults]:
+        path, params = f"/jobs/{_segment(job_id)}/results", {"offset": offset, "limit": limit}
+        build = lambda _: self.http.build_request("GET", path, params=params)  # noqa: E731
+        return self._call(build, _parse(JobResults))
+
+    def cancel_job(self, job_id: str) -> Call[JobStatus]:
+        path = f"/jobs/{_segment(job_id)}"
+        return self._call(lambda _: self.http.build_request("DELETE", path), _parse(JobStatus))
+
     def list_models(self) -> Call[ModelsPublic]:
         return self._call(lambda _: self.http.build_request("GET", "/models"), _parse(ModelsPublic))
 
@@ -620,6 +664,41 @@ class Client(_ClientBase):
             )
         )
 
+    def submit_job(
+        self,
+        video: Video,
+        *,
+        model: str | None = None,
+        version: int | None = None,
+        alias: str | None = None,
+        profile: Profile | str | None = None,
+        features: tuple[str, ...] = ("labels", "segments"),
+        top_k: int | None = None,
+        segment_score: float | None = None,
+        idempotency_key: str | None = None,
+    ) -> Job:
+        """Submit a video as a durable job (POST /jobs); `job.wait()` follows it. Retries of
+        the submit carry one Idempotency-Key (a new one unless given), so a retried upload
+        never makes a second job."""
+        status = self._run(
+            self._calls.submit_job(
+                video,
+                model=model,
+                version=version,
+                alias=alias,
+                profile=profile,
+                features=tuple(features),
+                top_k=top_k,
+                segment_score=segment_score,
+                idempotency_key=idempotency_key or uuid.uuid4().hex,
+            )
+        )
+        return Job(self, status)
+
+    def job(self, job_id: str) -> Job:
+        """A submitted job by its id."""
+        return Job(self, self._run(self._calls.job_status(job_id)))
+
     def list_models(self) -> ModelsPublic:
         """Every model, version and alias in the server's store, with their load state."""
         return self._run(self._calls.list_models())
@@ -692,6 +771,82 @@ class Client(_ClientBase):
             return self.http.send(request)
         except httpx.HTTPError as exc:
             raise _transport_error(exc, self.http.base_url) from exc
+
+
+class JobFailed(ActserveError):
+    """A job ended failed or cancelled; `status.error` says why (the sync API's error)."""
+
+    def __init__(self, status: JobStatus) -> None:
+        error = status.error
+        why = f"{error.error}: {error.message}" if error else status.state
+        super().__init__(f"job {status.id} {status.state}: {why}")
+        self.status = status
+
+
+class Job:
+    """A submitted job: its last known `status`, and the calls that follow it."""
+
+    def __init__(self, client: Client, status: JobStatus) -> None:
+        self.client = client
+        self.status = status
+
+    @property
+    def id(self) -> str:
+        return self.status.id
+
+    def refresh(self) -> JobStatus:
+        self.status = self.client._run(self.client._calls.job_status(self.id))
+        return self.status
+
+    def wait(
+        self,
+        *,
+        timeout: float | None = None,
+        poll_s: float = 1.0,
+        progress: Callable[[JobStatus], None] | None = None,
+    ) -> JobResults:
+        """Poll until the job finishes, calling `progress` with each status; its results
+        (every window) once it succeeds, `JobFailed` if it failed or was cancelled, and
+        `Timeout` after `timeout` seconds."""
+        started = time.monotonic()
+        while True:
+            status = self.refresh()
+            if progress is not None:
+                progress(status)
+            if status.state == "succeeded":
+                return self.results()
+            if status.state in ("failed", "cancelled"):
+                raise JobFailed(status)
+            if timeout is not None and time.monotonic() - started > timeout:
+                raise Timeout(f"job {self.id} is still {status.state} after {timeout:g} s")
+            time.sleep(poll_s)
+
+    def results(self, *, page_windows: int = 1024) -> JobResults:
+        """A succeeded job's results with every window (read a page at a time)."""
+        calls = self.client._calls
+        first = self.client._run(calls.job_results(self.id, offset=0, limit=page_windows))
+        clips, windows = list(first.clips or []), list(first.windows or [])
+        following = first.page.next_offset
+        while following is not None:
+            page = self.client._run(
+                calls.job_results(self.id, offset=following, limit=page_windows)
+            )
+            clips += page.clips or []
+            windows += page.windows or []
+            following = page.page.next_offset
+        return first.model_copy(
+            update={
+                "clips": clips if first.clips is not None else None,
+                "windows": windows if first.windows is not None else None,
+                "page": first.page.model_copy(
+                    update={"offset": 0, "limit": first.page.windows, "next_offset": None}
+                ),
+            }
+        )
+
+    def cancel(self) -> JobStatus:
+        self.status = self.client._run(self.client._calls.cancel_job(self.id))
+        return self.status
 
 
 class AsyncClient(_ClientBase):

@@ -14,6 +14,9 @@ from starlette.exceptions import HTTPException
 from model_store import StoreError
 from service.engine import Engine
 from service.errors import Overloaded, ServiceError, code_for, error_body, status_for
+from service.jobs import routes as jobs_routes
+from service.jobs.service import Jobs
+from service.jobs.serving import Serving
 from service.routes import admin, classify, docs, embeddings, health, models, search, v2
 from service.server import DrainGuard, RequestIds
 from service.settings import Settings
@@ -56,6 +59,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(docs.router)
     app.include_router(v2.router)
     app.include_router(streams.router)
+    app.include_router(jobs_routes.router)
     if settings.admin_token is not None:
         app.include_router(admin.router)
     app.add_exception_handler(ServiceError, handle_error)
@@ -82,9 +86,15 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             settings.store,
             engine.models.default_model,
         )
+        app.state.jobs = await Jobs.open_for_server(settings.jobs, Serving.of_engine(engine))
+        if isinstance(app.state.jobs, Jobs):
+            await app.state.jobs.start(run=settings.jobs.run)
         async with streams_running(app):
             yield
     finally:
+        if isinstance(jobs := getattr(app.state, "jobs", None), Jobs):
+            app.state.jobs = None
+            await jobs.close()  # running jobs go back to the queue, their chunks kept
         await engine.close()
 
 

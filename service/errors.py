@@ -6,10 +6,11 @@ ServiceError                          every error the service raises on purpose
 │   ├── BadRequest                    malformed parameters or body
 │   ├── Unauthorized                  missing or wrong admin token
 │   ├── ModelNotLoaded                the model, version or alias is not served here
-│   ├── Conflict                      an admin action that contradicts the routing
 │   ├── UrlNotAllowed                 a URL refused by its scheme, the allow-list or SSRF rules
 │   ├── StreamNotFound                no live stream has this id
 │   ├── TooManyStreams                ACTSERVE_STREAMS_MAX streams run already
+│   ├── Conflict                      an action that contradicts the state (routing, a job's)
+│   ├── JobNotFound                   no job with that id (unknown, or past its retention)
 │   ├── ModelLoadError                a version that cannot run here (no usable artifact or device)
 │   ├── UnsupportedMediaType          neither multipart with a `video` field nor a video/* body
 │   ├── UploadTooLarge                the body exceeds max_upload_bytes (reading stops there)
@@ -28,6 +29,7 @@ ServiceError                          every error the service raises on purpose
 │           ├── DecodeTimeout         the job ran past its time limit and was stopped
 │           └── DecodeOutOfMemory     the job hit the worker's memory limit
 ├── NotReady                          starting, draining, or no default model
+├── InsufficientStorage               the jobs directory holds its limit of uploads
 ├── WorkerCrashed                     the decode worker died, twice (a server fault until proven)
 ├── DeadlineExceeded                  the request ran out of time
 ├── ClientDisconnected                the client left; its queued work was dropped
@@ -134,6 +136,12 @@ class TooManyStreams(RequestError):
     """The service already runs ACTSERVE_STREAMS_MAX streams."""
 
     code = "too_many_streams"
+
+
+class JobNotFound(RequestError):
+    """No job with that id: never submitted, or removed after its retention."""
+
+    code = "job_not_found"
 
 
 class ModelLoadError(RequestError):
@@ -315,6 +323,12 @@ class NotReady(ServiceError):
     code = "not_ready"
 
 
+class InsufficientStorage(ServiceError):
+    """The jobs directory holds as many upload bytes as it may (ACTSERVE_JOBS_MAX_DISK_BYTES)."""
+
+    code = "insufficient_storage"
+
+
 class WorkerCrashed(ServiceError):
     """The decode worker died (a signal or an abnormal exit) on a job and again on a fresh
     worker. An idle worker killed from outside or by the kernel's OOM killer is not the
@@ -357,6 +371,7 @@ STATUS: dict[type[Exception], int] = {
     UrlNotAllowed: 403,
     StreamNotFound: 404,
     TooManyStreams: 409,
+    JobNotFound: 404,
     UploadTooLarge: 413,
     RequestTimeout: 408,
     ModelLoadError: 422,
@@ -369,6 +384,7 @@ STATUS: dict[type[Exception], int] = {
     ContainerNotAllowed: 415,
     UnsupportedCodec: 415,
     NotReady: 503,
+    InsufficientStorage: 507,
     WorkerCrashed: 503,
     DeadlineExceeded: 504,
     ClientDisconnected: 499,  # nginx's code: the client is gone, the metrics read it

@@ -9,6 +9,7 @@
     ├── batching: BatchingSettings  view batching (service/batching.py)
     ├── http: HttpSettings          slow and oversized clients, the drain (here; service/server.py)
     ├── search: SearchSettings      the window index (service/search/settings.py)
+    ├── jobs: JobSettings           durable jobs: directory, database, leases (service/jobs)
     ├── runtime: RuntimeOptions     which artifact runs where (service/runtimes/base.py)
     └── streams: StreamSettings     live streams (service/streams/settings.py)
 
@@ -40,6 +41,7 @@ from pydantic_settings import (
 )
 
 from service.batching import BatchingSettings
+from service.jobs.settings import JobSettings
 from service.runtimes.base import RuntimeOptions
 from service.search.settings import SearchSettings
 from service.streams.settings import StreamSettings
@@ -122,6 +124,7 @@ class Settings(BaseSettings):
         "runtime": RuntimeOptions,
         "http": HttpSettings,
         "search": SearchSettings,
+        "jobs": JobSettings,
         "streams": StreamSettings,
     }
 
@@ -169,6 +172,9 @@ class Settings(BaseSettings):
     )
     search: SearchSettings = Field(
         default_factory=SearchSettings, description="The window index of /index and /search."
+    )
+    jobs: JobSettings = Field(
+        default_factory=JobSettings, description="Durable jobs: directory, database, leases."
     )
     streams: StreamSettings = Field(
         default_factory=StreamSettings, description="Live streams (service/streams)."

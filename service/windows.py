@@ -90,15 +90,18 @@ async def classify_windows(
     return decoded, outputs, decode_s
 
 
-def chunk_bounds(plan: ViewPlan, recipe: Recipe, max_view_bytes: int) -> list[tuple[int, int]]:
-    """[start, stop) window ranges of the chunks: as many windows as fit `CHUNK_VIEWS` views
-    and `CHUNK_VIEW_BYTES` (or `max_view_bytes`, if smaller) of float32 views."""
+def chunk_bounds(
+    plan: ViewPlan, recipe: Recipe, max_view_bytes: int, max_views: int | None = None
+) -> list[tuple[int, int]]:
+    """[start, stop) window ranges of the chunks: as many windows as fit `max_views` views
+    (default `CHUNK_VIEWS`) and `CHUNK_VIEW_BYTES` (or `max_view_bytes`, if smaller) of
+    float32 views."""
     crops = len(plan.crops)
     window_bytes = crops * 4 * int(np.prod(recipe.clip_shape))
     budget = min(CHUNK_VIEW_BYTES, max_view_bytes)
     if window_bytes > budget:
         raise LimitExceeded("view_bytes", window_bytes, budget, "bytes")
-    step = max(1, min(CHUNK_VIEWS // crops, budget // window_bytes))
+    step = max(1, min((max_views or CHUNK_VIEWS) // crops, budget // window_bytes))
     count = len(plan.clips)
     return [(start, min(start + step, count)) for start in range(0, count, step)]
 

@@ -29,3 +29,14 @@ def store_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     export_tiny(store, seed=0, formats=("onnx", "torchscript"), alias="stable")
     export_tiny(store, seed=1)
     return root
+
+
+@pytest.fixture(scope="session", autouse=True)
+def jobs_dir(tmp_path_factory: pytest.TempPathFactory):
+    """Every app the tests start keeps its jobs (SQLite file, uploads) in the run's own
+    directory, not in the user's state directory (ACTSERVE_JOBS_DIR, inherited by the
+    servers the tests start as processes)."""
+    with pytest.MonkeyPatch.context() as patch:
+        path = tmp_path_factory.mktemp("jobs")
+        patch.setenv("ACTSERVE_JOBS_DIR", str(path))
+        yield path

@@ -36,17 +36,7 @@ def serve(
     from service.server import Server, server_config
     from service.settings import Settings
 
-    names = Settings.flat_names()
-    overrides: dict[str, object] = {}
-    for item in setting or []:
-        key, sep, value = item.partition("=")
-        key = key.strip().lower().removeprefix("actserve_")
-        if not sep or key not in names:
-            raise fail(
-                f"--set takes KEY=VALUE with KEY one of {', '.join(sorted(names))}; got {item!r}",
-                code=2,
-            )
-        overrides[key] = value
+    overrides = parse_overrides(setting)
     explicit = {"store": store, "host": host, "port": port, "default_model": model}
     overrides.update({k: v for k, v in explicit.items() if v is not None})
     try:
@@ -67,3 +57,21 @@ def serve(
     server.run()
     if not server.started:
         raise typer.Exit(3)  # uvicorn's start-up failure code; the log says why
+
+
+def parse_overrides(setting: list[str] | None) -> dict[str, object]:
+    """`--set KEY=VALUE` options as settings keyword arguments (their flat names)."""
+    from service.settings import Settings
+
+    names = Settings.flat_names()
+    overrides: dict[str, object] = {}
+    for item in setting or []:
+        key, sep, value = item.partition("=")
+        key = key.strip().lower().removeprefix("actserve_")
+        if not sep or key not in names:
+            raise fail(
+                f"--set takes KEY=VALUE with KEY one of {', '.join(sorted(names))}; got {item!r}",
+                code=2,
+            )
+        overrides[key] = value
+    return overrides

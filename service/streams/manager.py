@@ -38,7 +38,10 @@ class StreamManager:
         self.webhook_policy = UrlPolicy(
             networks=self.policy.networks, setting="ACTSERVE_STREAMS_ALLOWED"
         )
-        self.store = StreamStore(settings.database_url, settings.jobs_dir)
+        jobs = serving.jobs
+        self.store = StreamStore(
+            jobs.url(), None if jobs.database_url else jobs.directory() / "jobs.db"
+        )
         self.metrics = StreamMetrics(serving.registry)
         self._streams: dict[str, LiveStream] = {}
         self._lock = asyncio.Lock()

@@ -17,6 +17,7 @@ from prometheus_client import CollectorRegistry
 from model_store import Modality, Recipe
 from service.engine import Engine
 from service.errors import BadRequest
+from service.jobs.settings import JobSettings
 from service.scores import softmax
 from service.streams.settings import StreamSettings
 
@@ -40,9 +41,11 @@ class Scored:
 class Serving:
     """What streams need from the serving core."""
 
-    def __init__(self, engine: Engine, settings: StreamSettings) -> None:
+    def __init__(self, engine: Engine, settings: StreamSettings, jobs: JobSettings) -> None:
         self._engine = engine
         self.settings = settings
+        #: Stream definitions persist in the jobs database (ACTSERVE_JOBS_DATABASE_URL).
+        self.jobs = jobs
 
     @property
     def registry(self) -> CollectorRegistry:
@@ -81,7 +84,7 @@ async def streams_running(app: FastAPI) -> AsyncIterator[None]:
     from service.streams.manager import StreamManager
 
     engine: Engine = app.state.engine
-    manager = StreamManager(Serving(engine, engine.settings.streams))
+    manager = StreamManager(Serving(engine, engine.settings.streams, engine.settings.jobs))
     app.state.streams = manager
     await manager.start()
     try:

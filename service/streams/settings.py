@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated, ClassVar
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr
@@ -23,8 +22,6 @@ class StreamSettings(BaseModel):
     flat_names: ClassVar[dict[str, str]] = {
         "allowed": "streams_allowed",
         "max_streams": "streams_max",
-        "database_url": "jobs_database_url",
-        "jobs_dir": "jobs_dir",
         "webhook_secret": "webhook_secret",
         "connect_timeout_s": "streams_connect_timeout_s",
         "read_timeout_s": "streams_read_timeout_s",
@@ -41,15 +38,6 @@ class StreamSettings(BaseModel):
         "loopback, private, link-local or metadata address needs its network listed.",
     )
     max_streams: int = Field(16, ge=0, le=1024, description="Live streams this process runs.")
-    database_url: str | None = Field(
-        None,
-        description="SQLAlchemy URL of the jobs database, where stream definitions persist "
-        "(default: SQLite in jobs_dir).",
-    )
-    jobs_dir: Path = Field(
-        Path("actserve-jobs"),
-        description="Directory of the default SQLite jobs database (created on first use).",
-    )
     webhook_secret: SecretStr | None = Field(
         None,
         description="Standard Webhooks signing secret (whsec_<base64>, or any string); "

@@ -47,9 +47,11 @@ class StoredStream:
 
 
 class StreamStore:
-    def __init__(self, url: str | None, jobs_dir: Path) -> None:
-        self.sqlite_file = None if url else jobs_dir / "jobs.db"
-        self.url = url or f"sqlite:///{self.sqlite_file}"
+    def __init__(self, url: str, sqlite_file: Path | None) -> None:
+        """`url`: the jobs database; `sqlite_file`: its file when it is the default SQLite one
+        (created only when the first stream is stored)."""
+        self.sqlite_file = sqlite_file
+        self.url = url
         self._engine: Engine | None = None
 
     def _connect(self, create: bool) -> Engine | None:

@@ -63,6 +63,10 @@ __all__ = ["DecodePool", "DecodeSettings"]
 T = TypeVar("T")
 logger = logging.getLogger("actserve.decode")
 
+#: A durable job's chunk waits for interactive requests at most this long before it takes
+#: the next freed worker (within the jobs' share): priority without starvation.
+JOB_MAX_WAIT_S = 2.0
+
 #: The worker's own memory limit, for the error message (set by `_start_worker`).
 _memory_limit: int | None = None
 
@@ -87,6 +91,7 @@ class DecodeSettings(BaseModel):
         "max_pending": "max_pending_decodes",
         "max_wait_s": "max_decode_wait_s",
         "nice": "decode_nice",
+        "job_share": "jobs_decode_share",
     }
 
     workers: int = Field(2, ge=1, le=64, description="Decode worker processes.")
@@ -130,6 +135,19 @@ class DecodeSettings(BaseModel):
         description="Also refuse (429) while the decode backlog would keep a new request "
         "waiting longer than this many seconds, at the measured decode time (None: off).",
     )
+    job_share: float = Field(
+        0.5,
+        gt=0,
+        le=1,
+        description="Share of the decode workers that durable jobs (/jobs) may hold at once "
+        "(at least one worker). Jobs take a worker only when no interactive request is "
+        "waiting for one, so /classify keeps priority.",
+    )
+
+    @property
+    def job_workers(self) -> int:
+        """Decode workers jobs may hold at once."""
+        return max(1, math.floor(self.workers * self.job_share))
 
 
 class DecodePool:
@@ -150,7 +168,11 @@ class DecodePool:
         self.memory_limit_bytes = settings.memory_mb * 2**20 if settings.memory_mb else None
         self.decoder_threads = settings.decoder_threads
         self.max_pending = settings.max_pending or 2 * settings.workers
-        self._slots = FairSlots(self.workers)
+        self._slots = FairSlots(
+            self.workers,
+            background_slots=settings.job_workers,
+            background_max_wait_s=JOB_MAX_WAIT_S,
+        )
         self._pool: pebble.ProcessPool | None = None
         self._decode_s = _Average(initial=1.0)
 
@@ -239,9 +261,12 @@ class DecodePool:
         window_range: tuple[int, int] | None = None,
         *,
         client: str = "-",
+        background: bool = False,
     ) -> tuple[tuple[SampledFrames, ...], float]:
         """`sample_streams` in a worker in `client`'s turn, with the decoder threads chosen
-        when the job starts (`job_threads`); also returns the seconds waited for a worker."""
+        when the job starts (`job_threads`); also returns the seconds waited for a worker.
+        `background` work (a durable job's chunk) waits until no request does, within the
+        jobs' share of the workers (`DecodeSettings.job_share`)."""
         options = options or DecodeOptions()
 
         def arguments() -> tuple[Any, ...]:
@@ -249,7 +274,7 @@ class DecodePool:
             threaded = options.model_copy(update={"decoder_threads": threads})
             return os.fspath(path), recipes, threaded, self.limits, window_range
 
-        return await self._run(client, sample_streams, arguments)
+        return await self._run(client, sample_streams, arguments, background=background)
 
     def job_threads(self) -> int:
         """Decoder threads for a job starting now (0: FFmpeg's choice): the setting, or when
@@ -258,7 +283,9 @@ class DecodePool:
             return self.decoder_threads
         return max(1, self.workers // max(1, self._slots.busy))
 
-    async def run(self, function: Callable[..., T], *args: Any, client: str = "-") -> T:
+    async def run(
+        self, function: Callable[..., T], *args: Any, client: str = "-", background: bool = False
+    ) -> T:
         """Run a picklable module-level `function(*args)` in a worker under the pool's limits,
         in `client`'s turn.
 
@@ -266,18 +293,23 @@ class DecodePool:
         Worker failures become `DecodeTimeout`, `DecodeOutOfMemory` or `WorkerCrashed`;
         cancelling the awaiting task stops the worker running the job.
         """
-        result, _ = await self._run(client, function, lambda: args)
+        result, _ = await self._run(client, function, lambda: args, background=background)
         return result
 
     async def _run(
-        self, client: str, function: Callable[..., T], arguments: Callable[[], tuple[Any, ...]]
+        self,
+        client: str,
+        function: Callable[..., T],
+        arguments: Callable[[], tuple[Any, ...]],
+        *,
+        background: bool = False,
     ) -> tuple[T, float]:
         """`run` in `client`'s turn, its `arguments()` made once the turn comes; also returns
         the seconds waited for a worker. A worker that dies is replaced and the job tried once
         more on the fresh one: an idle worker killed from outside, or by the kernel's OOM
         killer, is not the request's fault; a second death is reported as `WorkerCrashed`
         (503)."""
-        async with self._slots.turn(client) as waited:
+        async with self._slots.turn(client, background=background) as waited:
             args = arguments()
             try:
                 return await self._run_once(function, args), waited

@@ -15,6 +15,7 @@ from prometheus_client.metrics import MetricWrapperBase
 from pydantic import ValidationError
 
 from service.app import create_app
+from service.jobs.metrics import JobMetrics, QueueCollector
 from service.metrics import ServiceMetrics
 from service.settings import Settings
 from service.video import DecodePool
@@ -69,10 +70,15 @@ def routes() -> frozenset[str]:
 def exposed_series() -> dict[str, frozenset[str]]:
     """Every series name /metrics can show, with its label names. Derived from the collectors
     rather than a scrape: a labelled metric shows no sample until it is first observed."""
-    metrics = ServiceMetrics()
+    metrics, jobs = _metrics()
     series: dict[str, frozenset[str]] = {}
     families = set()
-    for collector in vars(metrics).values():
+    for collector in [*vars(metrics).values(), *vars(jobs).values()]:
+        if isinstance(collector, QueueCollector):  # the jobs' gauges, read at each scrape
+            for family in collector.describe():
+                families.add(family.name)
+                series[family.name] = frozenset(QUEUE_LABELS.get(family.name, ()))
+            continue
         if not isinstance(collector, MetricWrapperBase):
             continue
         labels = frozenset(collector._labelnames)
@@ -86,11 +92,21 @@ def exposed_series() -> dict[str, frozenset[str]]:
     return series
 
 
+#: The label names of the jobs' queue gauges (custom families carry no label names).
+QUEUE_LABELS = {"actserve_jobs": ("state",)}
+
+
+def _metrics() -> tuple[ServiceMetrics, JobMetrics]:
+    """The service's metrics and the jobs' (which the app adds to the same registry)."""
+    metrics = ServiceMetrics()
+    return metrics, JobMetrics(metrics.registry)
+
+
 def metric_families() -> dict[str, str]:
     """Family name → type, as the `# TYPE` lines of /metrics give them."""
     return {
         family.name: family.type
-        for family in ServiceMetrics().registry.collect()
+        for family in _metrics()[0].registry.collect()
         if family.name.startswith("actserve_")
     }
 

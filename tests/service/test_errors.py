@@ -21,6 +21,8 @@ EXAMPLES: dict[type[ServiceError], tuple] = {
     errors.UrlNotAllowed: ("127.0.0.1 is a loopback address",),
     errors.StreamNotFound: ("no stream 'x'",),
     errors.TooManyStreams: ("16 streams run already",),
+    errors.JobNotFound: ("no job 'x'",),
+    errors.InsufficientStorage: ("the jobs directory is full",),
     errors.ModelLoadError: ("no ONNX or TorchScript artifact",),
     errors.UnsupportedMediaType: ("text/plain",),
     errors.UploadTooLarge: ("too big",),
@@ -118,6 +120,8 @@ def test_every_error_has_a_status_and_a_code(error: type[ServiceError]) -> None:
         (errors.DeadlineExceeded("x"), 504),
         (errors.NotReady("x"), 503),
         (errors.ModelLoadError("x"), 422),
+        (errors.JobNotFound("x"), 404),
+        (errors.InsufficientStorage("x"), 507),
     ],
 )
 def test_status_table(error: ServiceError, status: int) -> None:

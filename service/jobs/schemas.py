@@ -1,0 +1,118 @@
+"""Request and response models of the /jobs routes."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from model_store import Profile
+from service.schemas import (
+    ClipPrediction,
+    Embedding,
+    LabelScore,
+    Segment,
+    VideoMetadata,
+    WindowEmbedding,
+)
+
+Feature = Literal["labels", "segments", "windows", "embeddings"]
+State = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+
+
+class JobInput(BaseModel):
+    """Where the video is. Uploads come as multipart; `upload` here names a job's own upload
+    (a resubmit), and resolvers for other schemes (object stores) plug in by `kind`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    uri: str = Field(description="The video's address, e.g. `upload:<job id>`.")
+
+
+class JobRequest(BaseModel):
+    """A job's JSON body (a multipart upload takes the same fields as query parameters)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    input: JobInput
+    model: str | None = None
+    version: int | None = Field(None, ge=1)
+    alias: str | None = None
+    profile: Profile | None = None
+    features: list[Feature] = Field(default_factory=lambda: ["labels", "segments"])
+    top_k: int = Field(5, ge=1)
+    segment_score: float = Field(0.5, ge=0.0, le=1.0)
+
+
+class JobProgress(BaseModel):
+    windows_done: int = Field(description="Windows classified so far.")
+    windows_total: int | None = Field(description="Windows in the video (null until planned).")
+    fraction: float = Field(description="windows_done / windows_total (0 until planned).")
+    eta_s: float | None = Field(
+        None, description="Seconds left at this run's pace (null until a chunk has finished)."
+    )
+
+
+class JobError(BaseModel):
+    """The error the sync API would answer, with its HTTP status."""
+
+    error: str = Field(examples=["corrupt_video"])
+    status: int = Field(examples=[422])
+    message: str
+
+
+class JobStatus(BaseModel):
+    id: str
+    state: State
+    model: str
+    version: int
+    features: list[Feature]
+    progress: JobProgress
+    attempts: int = Field(description="Times a process took the job (a crash adds one).")
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    error: JobError | None = None
+    results: str | None = Field(None, description="Where the results are, once it succeeded.")
+
+
+class JobList(BaseModel):
+    jobs: list[JobStatus]
+    total: int = Field(description="Jobs matching the filter.")
+    offset: int
+    limit: int
+    next_offset: int | None
+
+
+class ResultsPage(BaseModel):
+    offset: int = Field(description="First window on this page.")
+    limit: int
+    windows: int = Field(description="Windows in the whole video.")
+    next_offset: int | None = Field(description="The next page's offset; null on the last.")
+
+
+class JobResults(BaseModel):
+    """The sync answer's fields (/classify with per_clip and segments, /embed with
+    per_window), the windows a page at a time."""
+
+    job_id: str
+    model: str
+    version: int
+    profile: Profile
+    features: list[Feature]
+    top_k: list[LabelScore] | None = Field(None, description="With the `labels` feature.")
+    embedding: Embedding | None = Field(None, description="With `embeddings`: the mean.")
+    segments: list[Segment] | None = Field(None, description="With the `segments` feature.")
+    clips: list[ClipPrediction] | None = Field(
+        None, description="With `windows`: this page's windows and their top-k."
+    )
+    windows: list[WindowEmbedding] | None = Field(
+        None, description="With `embeddings`: this page's windows' embeddings."
+    )
+    video: VideoMetadata
+    page: ResultsPage
+
+
+def timestamp(seconds: float | None) -> datetime | None:
+    return datetime.fromtimestamp(seconds, UTC) if seconds is not None else None

@@ -1,0 +1,112 @@
+"""The `jobs` group of the service's settings: where durable jobs live and how they run."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Annotated, ClassVar
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr
+from pydantic_settings import NoDecode
+
+from service.video.limits import split_commas
+
+
+def default_jobs_dir() -> Path:
+    """`$XDG_STATE_HOME/actserve/jobs` (`~/.local/state/actserve/jobs`): kept across restarts,
+    unlike the system's temporary directory."""
+    state = os.environ.get("XDG_STATE_HOME")
+    if not state:
+        try:
+            state = Path.home() / ".local" / "state"
+        except RuntimeError:  # no home directory at all
+            state = Path(tempfile.gettempdir()) / "actserve-state"
+    return Path(state) / "actserve" / "jobs"
+
+
+class JobSettings(BaseModel):
+    """Durable video jobs (`POST /jobs`); the `jobs` group of the service's settings."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    #: Flat `ACTSERVE_*` names that differ from the field's name.
+    flat_names: ClassVar[dict[str, str]] = {
+        "dir": "jobs_dir",
+        "database_url": "jobs_database_url",
+        "run": "jobs_run",
+        "concurrency": "jobs_concurrency",
+        "lease_s": "jobs_lease_s",
+        "poll_s": "jobs_poll_s",
+        "max_attempts": "jobs_max_attempts",
+        "retention_s": "jobs_retention_s",
+        "max_disk_bytes": "jobs_max_disk_bytes",
+        "max_queued": "jobs_max_queued",
+        "chunk_views": "jobs_chunk_views",
+        "input_dirs": "jobs_input_dirs",
+    }
+
+    dir: Path | None = Field(
+        None,
+        description="Where job uploads (and the default SQLite database) are kept; default "
+        "$XDG_STATE_HOME/actserve/jobs. Replicas that share a queue must share this directory.",
+    )
+    database_url: SecretStr | None = Field(
+        None,
+        description="SQLAlchemy URL of the jobs database, e.g. postgresql://user:pw@db/actserve "
+        "(several replicas share one queue); default: an SQLite file in the jobs directory.",
+    )
+    run: bool = Field(
+        True,
+        description="Run queued jobs in this server process too (false: only accept them, and "
+        "leave the running to `actserve worker` processes).",
+    )
+    concurrency: int = Field(1, ge=1, le=64, description="Jobs one process runs at once.")
+    lease_s: float = Field(
+        30.0,
+        ge=1,
+        description="A running job's lease: renewed every third of it; a job whose lease lapses "
+        "(its process died) is taken over by another process from its last finished chunk.",
+    )
+    poll_s: float = Field(1.0, gt=0, description="How often an idle runner looks for work (s).")
+    max_attempts: int = Field(
+        5,
+        ge=1,
+        description="Times a job may be taken (after crashes or transient failures) before it "
+        "fails for good.",
+    )
+    retention_s: float = Field(
+        7 * 86400.0,
+        gt=0,
+        description="Finished jobs (their results and records) are deleted this long after "
+        "they finish.",
+    )
+    max_disk_bytes: int = Field(
+        20 * 2**30,
+        ge=1,
+        description="Bytes of uploads the jobs directory may hold; a submit that would pass it "
+        "is refused (507).",
+    )
+    max_queued: int = Field(
+        1000, ge=1, description="Jobs queued or running; more submits are refused (429)."
+    )
+    chunk_views: int = Field(
+        24,
+        ge=1,
+        description="Views per chunk of a job (its unit of progress, of resumption and of "
+        "decode work): small chunks keep interactive requests' waits short.",
+    )
+
+    input_dirs: Annotated[tuple[Path, ...], NoDecode, BeforeValidator(split_commas)] = Field(
+        (),
+        description="Directories a JSON-bodied job may name files in (file:///...), "
+        "comma-separated; none by default (jobs then take uploads only).",
+    )
+
+    def directory(self) -> Path:
+        return self.dir if self.dir is not None else default_jobs_dir()
+
+    def url(self) -> str:
+        if self.database_url is not None:
+            return self.database_url.get_secret_value()
+        return f"sqlite:///{self.directory() / 'jobs.db'}"
