@@ -7,6 +7,8 @@ ServiceError                          every error the service raises on purpose
 │   ├── Unauthorized                  missing or wrong admin token
 │   ├── ModelNotLoaded                the model, version or alias is not served here
 │   ├── Conflict                      an action that contradicts the state (routing, a job's)
+│   ├── UrlNotAllowed                 a URL refused by its scheme, the allow-list or SSRF rules
+│   ├── RemoteUnavailable             a job's input or output URI failed after every retry
 │   ├── JobNotFound                   no job with that id (unknown, or past its retention)
 │   ├── ModelLoadError                a version that cannot run here (no usable artifact or device)
 │   ├── UnsupportedMediaType          neither multipart with a `video` field nor a video/* body
@@ -112,6 +114,20 @@ class Conflict(RequestError):
     """An admin action that contradicts the current routing."""
 
     code = "conflict"
+
+
+class UrlNotAllowed(RequestError):
+    """A URL the service will not open: its scheme, the operator's allow-list or the address
+    it resolves to (service/net_policy.py)."""
+
+    code = "url_not_allowed"
+
+
+class RemoteUnavailable(RequestError):
+    """A job's input could not be fetched (or its results written) at its URI after every
+    retry: the object is missing, access was denied, or the server kept failing."""
+
+    code = "remote_unavailable"
 
 
 class JobNotFound(RequestError):
@@ -344,6 +360,8 @@ STATUS: dict[type[Exception], int] = {
     Unauthorized: 401,
     ModelNotLoaded: 404,
     Conflict: 409,
+    UrlNotAllowed: 403,
+    RemoteUnavailable: 502,
     JobNotFound: 404,
     UploadTooLarge: 413,
     RequestTimeout: 408,
