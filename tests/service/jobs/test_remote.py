@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 from fastapi.testclient import TestClient
@@ -32,7 +33,7 @@ class Site(BaseHTTPRequestHandler):
     the limit with no length declared, and a webhook receiver that fails its first call."""
 
     video = b""
-    received: list[dict] = []
+    received: ClassVar[list[dict]] = []
 
     def do_GET(self) -> None:
         if self.path == "/video.mp4":
@@ -182,7 +183,8 @@ def test_s3_in_s3_out_with_a_signed_webhook_retried(app, s3, site) -> None:
         io.BytesIO(s3.get_object(Bucket="results", Key="run-1/windows.parquet")["Body"].read())
     )
     assert table.num_rows == 12
-    assert table.column("labels").to_pylist()[0] == [e["label"] for e in served["clips"][0]["top_k"]]
+    first = served["clips"][0]["top_k"]
+    assert table.column("labels").to_pylist()[0] == [e["label"] for e in first]
 
     status = delivered(app, job["id"])
     assert status["state"] == "delivered"
