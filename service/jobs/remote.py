@@ -107,15 +107,29 @@ class RemoteFiles:
     def fetch(self, job: Job) -> Path:
         """The job's video on local disk, downloaded unless a previous run completed it."""
         target = self.fetched / job.id
-        if target.is_file():
-            return target
+        return target if target.is_file() else self.download(job.input_ref, target)
+
+    def download(self, uri: str, target: Path) -> Path:
+        """Fetch an allowed URI to `target` (whole, or not at all), retrying."""
+        self._allowed(uri, self.inputs, "ACTSERVE_JOBS_ALLOWED_INPUTS")
         part = target.with_name(target.name + ".part")
         try:
-            self._retrying(job.input_ref, lambda: self._download(job.input_ref, part))
+            self._retrying(uri, lambda: self._download(uri, part))
             part.replace(target)
         finally:
             part.unlink(missing_ok=True)
         return target
+
+    def list(self, prefix: str, keep: Callable[[str], bool]) -> list[str]:
+        """The URIs of the objects under an allowed object-store prefix that `keep` keeps
+        (an `https://` URI names one video: itself)."""
+        self._allowed(prefix, self.inputs, "ACTSERVE_JOBS_ALLOWED_INPUTS")
+        scheme = urlsplit(prefix).scheme
+        if scheme in HTTP:
+            return [prefix]
+        filesystem, path = self._filesystem(prefix)
+        found = self._retrying(prefix, lambda: filesystem.find(path))
+        return [f"{scheme}://{name}" for name in sorted(found) if keep(name)]
 
     def discard(self, job: Job) -> None:
         (self.fetched / job.id).unlink(missing_ok=True)

@@ -22,6 +22,7 @@ from service.app import create_app
 from service.errors import UploadTooLarge, UrlNotAllowed
 from service.jobs.remote import RemoteFiles
 from service.jobs.settings import JobSettings
+from tests.s3_server import s3_server
 from tests.service.jobs.conftest import jobs_settings, wait
 
 SECRET = "whsec_" + base64.b64encode(b"actserve-test-secret-0123").decode()
@@ -97,33 +98,12 @@ def site(videos) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def s3(videos) -> Iterator[object]:
-    """moto's S3 server on a loopback port of its own, the SDKs pointed at it through the
-    environment (as an operator would: credentials and endpoint never in a request)."""
-    import boto3
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    patch = pytest.MonkeyPatch()
-    for name, value in {
-        "AWS_ENDPOINT_URL": f"http://{host}:{port}",
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }.items():
-        patch.setenv(name, value)
-    client = boto3.client("s3")
-    for bucket in ("videos", "results", "private"):
-        client.create_bucket(Bucket=bucket)
-    client.put_object(Bucket="videos", Key="a/h264.mp4", Body=videos["h264.mp4"].read_bytes())
-    client.put_object(Bucket="videos", Key="big.mp4", Body=b"\0" * (LIMIT + 1))
-    client.put_object(Bucket="private", Key="h264.mp4", Body=b"\0")
-    try:
+    with s3_server("videos", "results", "private") as client:
+        video = videos["h264.mp4"].read_bytes()
+        client.put_object(Bucket="videos", Key="a/h264.mp4", Body=video)
+        client.put_object(Bucket="videos", Key="big.mp4", Body=b"\0" * (LIMIT + 1))
+        client.put_object(Bucket="private", Key="h264.mp4", Body=b"\0")
         yield client
-    finally:
-        patch.undo()
-        server.stop()
 
 
 @pytest.fixture(scope="module")
