@@ -361,7 +361,7 @@ STATUS: dict[type[Exception], int] = {
     ModelNotLoaded: 404,
     Conflict: 409,
     UrlNotAllowed: 403,
-    RemoteUnavailable: 502,
+    RemoteUnavailable: 424,  # Failed Dependency: the job's input or output store
     JobNotFound: 404,
     UploadTooLarge: 413,
     RequestTimeout: 408,

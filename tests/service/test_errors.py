@@ -18,6 +18,8 @@ EXAMPLES: dict[type[ServiceError], tuple] = {
     errors.Unauthorized: ("no token",),
     errors.ModelNotLoaded: ("no model 'x'",),
     errors.Conflict: ("version 2 is routed",),
+    errors.UrlNotAllowed: ("10.0.0.5 is a private address",),
+    errors.RemoteUnavailable: ("s3://archive/v.mp4: failed 4 times",),
     errors.ModelLoadError: ("no ONNX or TorchScript artifact",),
     errors.UnsupportedMediaType: ("text/plain",),
     errors.UploadTooLarge: ("too big",),
