@@ -97,9 +97,14 @@ class RemoteFiles:
         """At submit: the URI is allowed, the object exists and is not too large; its size."""
         self._allowed(uri, self.inputs, "ACTSERVE_JOBS_ALLOWED_INPUTS")
         try:
-            size = self._retrying(uri, lambda: self._size(uri), attempts=1)
-        except RemoteUnavailable as error:
-            raise BadRequest(str(error)) from None
+            size = self._size(uri)
+        except (UrlNotAllowed, UploadTooLarge, BadRequest):
+            raise
+        except (RemoteUnavailable, FileNotFoundError, PermissionError) as error:
+            raise BadRequest(f"{redact(uri)}: {error}") from None
+        except Exception as error:  # a passing failure: the run's download retries it
+            logger.warning("%s: size unknown at submit (%s)", redact(uri), error)
+            size = None
         if size is not None and size > self.max_bytes:
             raise self._too_large(uri, size)
         return max(size or 0, 1)  # > 0: the sweep removes its download if a process dies
