@@ -128,24 +128,29 @@ class JobWebhooks:
 
     async def resume(self) -> int:
         """Take over the deliveries a dead process left pending; how many."""
+        taken = await asyncio.to_thread(self._take_stale)
+        for job_id, url, created_at, attempts in taken:
+            job = await asyncio.to_thread(self.queue.get, job_id)
+            self._spawn(job, url, created_at, first_number=attempts + 1)
+        return len(taken)
+
+    def _take_stale(self) -> list[tuple[str, str, float, int]]:
         stale = time.time() - STALE_S
         with self._sessions() as session:
             pending = (WebhookRow.state == "pending", WebhookRow.updated_at < stale)
             rows = session.scalars(select(WebhookRow).where(*pending)).all()
-        resumed = 0
+        taken = []
         for row in rows:
             with self._sessions() as session:  # compare-and-set: one process takes it
-                taken = session.execute(
+                result = session.execute(
                     update(WebhookRow)
                     .where(WebhookRow.job_id == row.job_id, WebhookRow.updated_at == row.updated_at)
                     .values(updated_at=time.time())
                 )
                 session.commit()
-            if taken.rowcount == 1:
-                job = await asyncio.to_thread(self.queue.get, row.job_id)
-                self._spawn(job, row.url, row.created_at, first_number=len(row.attempts) + 1)
-                resumed += 1
-        return resumed
+            if result.rowcount == 1:
+                taken.append((row.job_id, row.url, row.created_at, len(row.attempts)))
+        return taken
 
     async def close(self) -> None:
         """Stop delivering (rows stay pending for `resume`)."""
