@@ -240,3 +240,16 @@ def test_a_stream_past_the_limit_is_cut_while_copying(tmp_path) -> None:
     with pytest.raises(UploadTooLarge, match="grew past 12 bytes"):
         remote._copy("s3://v/x", iter([b"123456", b"789012", b"345"]), out)
     assert out.getvalue() == b"123456"
+
+
+def test_an_upload_names_its_webhook_as_a_parameter(app, site, videos) -> None:
+    from tests.service.jobs.conftest import submit
+
+    response = submit(app, videos["h264.mp4"], features="labels", webhook=f"{site}/hook")
+    assert response.status_code == 202, response.text
+    job = wait(app, response.json()["id"])
+    assert job["state"] == "succeeded" and job["input_uri"] is None
+    hook = delivered(app, job["id"])
+    assert hook["state"] == "delivered" and hook["message_id"] == f"msg_{job['id']}"
+    refused = submit(app, videos["h264.mp4"], webhook="http://10.1.2.3/hook")
+    assert refused.status_code == 403 and refused.json()["error"] == "url_not_allowed"
