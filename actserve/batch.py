@@ -1,7 +1,7 @@
 """Bulk runs over an archive: every video of a folder, glob or list file through the service's
 pipeline, one result record per video in a JSON Lines or Parquet file.
 
-    paths = list_inputs("archive/**/*.mp4")
+    paths = list_inputs("archive/**/*.mp4")     # or "s3://archive/2026/" (remote_inputs)
     with Results(Path("results.jsonl")) as results:
         todo = [key(p) for p in paths if key(p) not in results.done]    # resumable
         async with LocalPipeline(store, "demo-actions") as local:
@@ -11,6 +11,11 @@ A video that cannot be read gets a record with its error code and message, as th
 would answer it, and the run goes on. Records are written as they come, so a run that is
 stopped (Ctrl-C, a crash, a lost machine) resumes where it was by skipping the videos its
 output already holds. The same job runs on a Ray cluster (`actserve.batch_ray`).
+
+Inputs may be URIs too (`s3://bucket/prefix/`, `gs://`, `az://`, one `https://` video): they
+go through the jobs' resolvers (service/jobs/remote.py) with the same allow-list
+(ACTSERVE_JOBS_ALLOWED_INPUTS), SSRF rules and size limit, each video fetched to a temporary
+file just before it is classified and removed after.
 """
 
 from __future__ import annotations
@@ -19,13 +24,18 @@ import asyncio
 import glob
 import json
 import os
+import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
-from actserve.local import is_video_file
+from actserve.local import VIDEO_SUFFIXES, is_video_file
 from model_store.spec import Profile
+
+if TYPE_CHECKING:
+    from service.jobs.remote import RemoteFiles
 
 #: Every record has these keys (None where they do not apply), with their Parquet types.
 FIELDS = {
@@ -63,15 +73,39 @@ class BatchOptions:
     windows: bool = False
 
 
+def is_uri(spec: str | os.PathLike[str]) -> bool:
+    return isinstance(spec, str) and "://" in spec and urlsplit(spec).scheme != "file"
+
+
 def key(path: str | os.PathLike[str]) -> str:
-    """A video's identity in the output: its absolute path."""
-    return os.path.abspath(path)
+    """A video's identity in the output: its absolute path, or its URI."""
+    return path if is_uri(path) else os.path.abspath(path)  # type: ignore[return-value]
 
 
-def list_inputs(spec: str) -> list[Path]:
+def remote_inputs(directory: Path) -> RemoteFiles:
+    """The jobs' URI resolvers, set up from the environment (ACTSERVE_JOBS_ALLOWED_INPUTS,
+    ACTSERVE_JOBS_MAX_INPUT_BYTES, the cloud's credentials), downloading into `directory`."""
+    from service.jobs.remote import RemoteFiles
+    from service.settings import Settings
+
+    return RemoteFiles(Settings().jobs, directory)
+
+
+def list_inputs(spec: str, remote: RemoteFiles | None = None) -> list[Path] | list[str]:
     """The videos `spec` names: a folder (every video file below it), a glob pattern (`**`
     recursive; every file it matches, video or not), or a list file (one path per line,
-    relative to the list's folder; blank lines and `#` comments skipped)."""
+    relative to the list's folder; blank lines and `#` comments skipped); with `remote`, an
+    object-store prefix (every video object below it) or an https URL."""
+    if is_uri(spec):
+        if remote is None:
+            raise BatchInputError(f"{spec} is a URI: list it with remote inputs")
+        try:
+            found_uris = remote.list(spec, _video_name)
+        except Exception as error:  # refused, missing, unreachable: the message says which
+            raise BatchInputError(f"{spec}: {error}") from None
+        if not found_uris:
+            raise BatchInputError(f"{spec} names no videos")
+        return found_uris
     path = Path(spec)
     if path.is_dir():
         found = sorted(p for p in path.rglob("*") if is_video_file(p))
@@ -85,6 +119,27 @@ def list_inputs(spec: str) -> list[Path]:
     if not found:
         raise BatchInputError(f"{spec} names no videos")
     return list(dict.fromkeys(found))  # in order, each once
+
+
+def _video_name(name: str) -> bool:
+    base = name.rsplit("/", 1)[-1]
+    return Path(base).suffix.lower() in VIDEO_SUFFIXES and not base.startswith(".")
+
+
+def fetching(classify: Callable[..., Any], remote: RemoteFiles) -> Callable[..., Any]:
+    """`classify` that takes URIs too: each is downloaded just before and removed after."""
+
+    async def run(path: str, options: Any) -> Any:
+        if not is_uri(path):
+            return await classify(path, options)
+        target = remote.fetched / f"{uuid.uuid4().hex}{Path(urlsplit(path).path).suffix}"
+        local = await asyncio.to_thread(remote.download, path, target)
+        try:
+            return await classify(str(local), options)
+        finally:
+            local.unlink(missing_ok=True)
+
+    return run
 
 
 def ok_record(path: str, run: Any, options: BatchOptions, seconds: float) -> dict:

@@ -10,6 +10,7 @@ ServiceError                          every error the service raises on purpose
 │   ├── StreamNotFound                no live stream has this id
 │   ├── TooManyStreams                ACTSERVE_STREAMS_MAX streams run already
 │   ├── Conflict                      an action that contradicts the state (routing, a job's)
+│   ├── RemoteUnavailable             a job's input or output URI failed after every retry
 │   ├── JobNotFound                   no job with that id (unknown, or past its retention)
 │   ├── ModelLoadError                a version that cannot run here (no usable artifact or device)
 │   ├── UnsupportedMediaType          neither multipart with a `video` field nor a video/* body
@@ -136,6 +137,13 @@ class TooManyStreams(RequestError):
     """The service already runs ACTSERVE_STREAMS_MAX streams."""
 
     code = "too_many_streams"
+
+
+class RemoteUnavailable(RequestError):
+    """A job's input could not be fetched (or its results written) at its URI after every
+    retry: the object is missing, access was denied, or the server kept failing."""
+
+    code = "remote_unavailable"
 
 
 class JobNotFound(RequestError):
@@ -371,6 +379,7 @@ STATUS: dict[type[Exception], int] = {
     UrlNotAllowed: 403,
     StreamNotFound: 404,
     TooManyStreams: 409,
+    RemoteUnavailable: 424,  # Failed Dependency: the job's input or output store
     JobNotFound: 404,
     UploadTooLarge: 413,
     RequestTimeout: 408,

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -22,8 +24,9 @@ def batch(
     input: Annotated[
         str,
         typer.Argument(
-            help="A folder (every video below it), a glob pattern (quote it; ** recurses) or "
-            "a list file (one path per line)."
+            help="A folder (every video below it), a glob pattern (quote it; ** recurses), "
+            "a list file (one path per line), or a URI: an object-store prefix (s3://, gs://, "
+            "az://) or an https video, allowed by ACTSERVE_JOBS_ALLOWED_INPUTS."
         ),
     ],
     model: Annotated[str, typer.Option(help="NAME, NAME@VERSION or NAME@ALIAS.")],
@@ -62,11 +65,26 @@ def batch(
 ) -> None:
     """Classify every video of an archive with the service's pipeline into a results file:
     all cores busy, resumable, a record per video (errors included)."""
-    from actserve.batch import BatchInputError, BatchOptions, Results, key, list_inputs
+    from actserve.batch import (
+        BatchInputError,
+        BatchOptions,
+        Results,
+        fetching,
+        is_uri,
+        key,
+        list_inputs,
+        remote_inputs,
+    )
     from actserve.local import LocalPipeline
 
+    remote, downloads = None, contextlib.nullcontext()
+    if is_uri(input):
+        downloads = tempfile.TemporaryDirectory(prefix="actserve-batch-")
+        remote = remote_inputs(Path(downloads.name))
+    if remote is not None and (ray or ray_address):
+        raise fail("--ray reads local paths; run URIs without it")
     try:
-        paths = [key(p) for p in list_inputs(input)]
+        paths = [key(p) for p in list_inputs(input, remote)]
         results = Results(out)
     except BatchInputError as exc:
         raise fail(str(exc)) from None
@@ -107,7 +125,11 @@ def batch(
                 )
         else:
             keeper = _Indexer(index_dir or local.settings.search.dir) if index else None
-            asyncio.run(_run_locally(local, todo, options, results, progress_bar, keeper))
+            classify = fetching(local.classify, remote) if remote else local.classify
+            with downloads:
+                asyncio.run(
+                    _run_locally(local, classify, todo, options, results, progress_bar, keeper)
+                )
             if keeper is not None:
                 keeper.finish(local.manifest)
     ok, failed = results.counts.get("ok", 0), results.counts.get("error", 0)
@@ -129,6 +151,7 @@ def _recording(results: Results, progress: VideoProgress) -> Callable[[dict], No
 
 async def _run_locally(
     local: LocalPipeline,
+    classify: Callable[..., Any],
     todo: list[str],
     options: BatchOptions,
     results: Results,
@@ -143,7 +166,7 @@ async def _run_locally(
         with progress_bar() as progress:
             write = _recording(results, progress)
             await run_batch(
-                local.classify,
+                classify,
                 todo,
                 options,
                 write,

@@ -2,6 +2,7 @@
 
     actserve_jobs        one row per job: what was asked, its state, lease and progress
     actserve_job_chunks  one row per finished chunk: its windows' logits and embeddings
+    actserve_job_webhooks  one row per job with a webhook: its delivery and every attempt
 
 Times are UNIX seconds (floats), the same on every database. Results are stored per chunk
 as `.npy` bytes, so a resumed job reads back exactly what the chunks computed.
@@ -84,6 +85,23 @@ class ChunkRow(Base):
     warnings: Mapped[list[str]] = mapped_column(JSON)
     video: Mapped[dict[str, Any]] = mapped_column(JSON)  # the video's description
     created_at: Mapped[float] = mapped_column(Double)
+
+
+class WebhookRow(Base):
+    __tablename__ = "actserve_job_webhooks"
+
+    job_id: Mapped[str] = mapped_column(
+        String(32), ForeignKey("actserve_jobs.id", ondelete="CASCADE"), primary_key=True
+    )
+    url: Mapped[str] = mapped_column(String(2000))
+    message_id: Mapped[str] = mapped_column(String(64))
+    #: pending, delivered or failed (gave up).
+    state: Mapped[str] = mapped_column(String(16))
+    #: Every attempt: number, at, duration_s, status_code, error.
+    attempts: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    created_at: Mapped[float] = mapped_column(Double)
+    #: Last written by the process delivering it (a pending row left stale is resumed).
+    updated_at: Mapped[float] = mapped_column(Double)
 
 
 def to_bytes(array: np.ndarray) -> bytes:

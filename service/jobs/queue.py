@@ -28,7 +28,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.errors import Conflict, JobNotFound
-from service.jobs.db import ChunkRow, JobRow, connect
+from service.jobs.db import ChunkRow, JobRow, WebhookRow, connect
 
 
 class JobState(StrEnum):
@@ -480,5 +480,6 @@ class JobQueue:
     def delete(self, job_id: str) -> None:
         with self._session() as session:
             session.execute(delete(ChunkRow).where(ChunkRow.job_id == job_id))
+            session.execute(delete(WebhookRow).where(WebhookRow.job_id == job_id))
             session.execute(delete(JobRow).where(JobRow.id == job_id))
             session.commit()

@@ -37,6 +37,7 @@ from service.jobs.schemas import (
     JobRequest,
     JobResults,
     JobStatus,
+    WebhookStatus,
     timestamp,
 )
 from service.jobs.service import Jobs
@@ -64,7 +65,7 @@ def jobs_of(request: Request) -> Jobs:
     return jobs
 
 
-def status_of(job: Job) -> JobStatus:
+def status_of(job: Job, webhook: dict | None = None) -> JobStatus:
     total, done = job.windows_total, job.windows_done
     eta = None
     if job.state == JobState.RUNNING and total and job.run_started_at is not None:
@@ -90,6 +91,9 @@ def status_of(job: Job) -> JobStatus:
         finished_at=timestamp(job.finished_at),
         error=JobError(**job.error) if job.error and job.state == JobState.FAILED else None,
         results=f"/jobs/{job.id}/results" if job.state == JobState.SUCCEEDED else None,
+        input_uri=job.input_ref if job.input_kind != "upload" else None,
+        output_uri=job.request.get("output_uri"),
+        webhook=WebhookStatus(**webhook) if webhook is not None else None,
     )
 
 
@@ -130,6 +134,10 @@ async def submit_job(
     ] = "labels,segments",
     top_k: Annotated[int, Query(ge=1, description="Classes per window and overall.")] = 5,
     segment_score: Annotated[float, Query(ge=0.0, le=1.0)] = 0.5,
+    webhook: Annotated[
+        str | None,
+        Query(max_length=2000, description="POSTed the job's status, signed, once it ends."),
+    ] = None,
     idempotency_key: Annotated[
         str | None,
         Header(max_length=200, description="A retried submit with the same key gets the same job."),
@@ -146,6 +154,11 @@ async def submit_job(
         model, version, alias, profile = body.model, body.version, body.alias, body.profile
         wanted = list(dict.fromkeys(body.features))
         top_k, segment_score = body.top_k, body.segment_score
+        webhook = body.webhook
+        if body.output_uri is not None:
+            await asyncio.to_thread(
+                jobs.remote.check_output, body.output_uri, parquet=body.output_parquet
+            )
     else:
         body, wanted = None, parse_features(features)
     if top_k > settings.max_top_k:
@@ -158,12 +171,18 @@ async def submit_job(
             "ACTSERVE_JOBS_MAX_QUEUED); retry later",
             retry_after=60,
         )
+    if webhook is not None:
+        await asyncio.to_thread(jobs.webhooks.check, webhook)
     job_request = {
         "profile": profile,
         "features": wanted,
         "top_k": top_k,
         "segment_score": segment_score,
     }
+    if body is not None and body.output_uri is not None:
+        job_request |= {"output_uri": body.output_uri, "output_parquet": body.output_parquet}
+    if webhook is not None:
+        job_request["webhook"] = webhook
     new = dict(
         request=job_request,
         model=loaded.manifest.name,
@@ -171,12 +190,12 @@ async def submit_job(
         idempotency_key=idempotency_key,
     )
     if body is not None:
-        kind, size = jobs.inputs.check(body.input.uri)
-        if (local := jobs.inputs.local_path(kind, body.input.uri)) is not None:
+        kind, size = await asyncio.to_thread(jobs.inputs.check, body.uri)
+        if (local := jobs.inputs.local_path(kind, body.uri)) is not None:
             await _refuse_over_limits(jobs, local)
         job, created = await asyncio.to_thread(
             jobs.queue.submit,
-            NewJob(**new, input_kind=kind, input_ref=body.input.uri, input_bytes=size),
+            NewJob(**new, input_kind=kind, input_ref=body.uri, input_bytes=size),
         )
     else:
         job, created = await _submit_upload(request, engine, client, jobs, new)
@@ -280,8 +299,10 @@ async def list_jobs(
 
 @router.get("/{job_id}", response_model=JobStatus, responses=JOB_ERRORS)
 async def get_job(request: Request, job_id: str) -> JobStatus:
-    """A job's state, progress (windows done of total, ETA) and error."""
-    return status_of(await asyncio.to_thread(jobs_of(request).queue.get, job_id))
+    """A job's state, progress (windows done of total, ETA), error and webhook deliveries."""
+    jobs = jobs_of(request)
+    job = await asyncio.to_thread(jobs.queue.get, job_id)
+    return status_of(job, await asyncio.to_thread(jobs.webhooks.status, job_id))
 
 
 @router.get(
@@ -333,4 +354,5 @@ async def cancel_job(request: Request, job_id: str) -> JobStatus:
     if not jobs.runner.interrupt(job_id):  # not running here: nothing else will need the file
         await asyncio.to_thread(jobs.inputs.discard, job)
         await asyncio.to_thread(jobs.queue.input_removed, job_id)
+        await jobs.webhooks.finished(job)
     return status_of(job)

@@ -32,6 +32,7 @@ from service.jobs.db import to_bytes
 from service.jobs.inputs import InputResolvers
 from service.jobs.metrics import JobMetrics
 from service.jobs.queue import Chunk, Job, JobQueue, JobState
+from service.jobs.remote import RemoteFiles
 from service.jobs.results import summarize
 from service.jobs.serving import Serving, WindowPlan
 from service.jobs.settings import JobSettings
@@ -72,6 +73,8 @@ class JobRunner:
         self.metrics = metrics
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.on_finished: list[FinishedHook] = []
+        #: Writes a succeeded job's results to its `output_uri` (service/jobs/remote.py).
+        self.outputs: RemoteFiles | None = None
         self._running: dict[str, asyncio.Task[None]] = {}
         self._why: dict[str, str] = {}
         self._wake = asyncio.Event()
@@ -247,6 +250,9 @@ class JobRunner:
         summary = await asyncio.to_thread(
             lambda: summarize(self.queue.chunks(job.id), plan, spec, score)
         )
+        if self.outputs is not None and job.request.get("output_uri"):
+            chunks = self.queue.chunks(job.id)
+            await asyncio.to_thread(self.outputs.write_results, job, plan, summary, chunks, spec)
         finished = await asyncio.to_thread(
             self.queue.finish, job.id, self.owner, JobState.SUCCEEDED, summary=summary
         )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from model_store import Profile
 from service.schemas import (
@@ -35,7 +35,28 @@ class JobRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    input: JobInput
+    input: JobInput | None = None
+    input_uri: str | None = Field(
+        None,
+        max_length=2000,
+        description="The video by URI: `s3://`, `gs://`, `az://`, `https://` (allowed by "
+        "ACTSERVE_JOBS_ALLOWED_INPUTS), or `file:///` (under ACTSERVE_JOBS_INPUT_DIRS).",
+    )
+    output_uri: str | None = Field(
+        None,
+        max_length=2000,
+        description="An object-store prefix to write `results.json` under once the job "
+        "succeeds (allowed by ACTSERVE_JOBS_ALLOWED_OUTPUTS).",
+    )
+    output_parquet: bool = Field(
+        False, description="Also write `windows.parquet` there: a row per window."
+    )
+    webhook: str | None = Field(
+        None,
+        max_length=2000,
+        description="A URL POSTed the job's status, signed (Standard Webhooks), once it "
+        "succeeds, fails or is cancelled.",
+    )
     model: str | None = None
     version: int | None = Field(None, ge=1)
     alias: str | None = None
@@ -43,6 +64,31 @@ class JobRequest(BaseModel):
     features: list[Feature] = Field(default_factory=lambda: ["labels", "segments"])
     top_k: int = Field(5, ge=1)
     segment_score: float = Field(0.5, ge=0.0, le=1.0)
+
+    @model_validator(mode="after")
+    def _one_input(self) -> JobRequest:
+        if (self.input is None) == (self.input_uri is None):
+            raise ValueError("name the video once: `input_uri` (or `input.uri`)")
+        return self
+
+    @property
+    def uri(self) -> str:
+        return self.input_uri if self.input_uri is not None else self.input.uri  # type: ignore[union-attr]
+
+
+class WebhookAttempt(BaseModel):
+    number: int
+    at: datetime
+    duration_s: float
+    status_code: int | None = Field(description="The receiver's answer (null: none came).")
+    error: str | None = Field(description="Why no answer came, or why it was not sent.")
+
+
+class WebhookStatus(BaseModel):
+    url: str = Field(description="The webhook's URL (any password hidden).")
+    message_id: str = Field(description="The `webhook-id` header, the same on every attempt.")
+    state: Literal["pending", "delivered", "failed"]
+    attempts: list[WebhookAttempt]
 
 
 class JobProgress(BaseModel):
@@ -75,6 +121,11 @@ class JobStatus(BaseModel):
     finished_at: datetime | None
     error: JobError | None = None
     results: str | None = Field(None, description="Where the results are, once it succeeded.")
+    input_uri: str | None = Field(None, description="The video's URI, for a job given one.")
+    output_uri: str | None = Field(None, description="Where the results are written too.")
+    webhook: WebhookStatus | None = Field(
+        None, description="The webhook's delivery and its attempts (GET /jobs/{id} only)."
+    )
 
 
 class JobList(BaseModel):

@@ -3,7 +3,7 @@ and stopped with the app (or `actserve worker`).
 
     jobs = Jobs(settings.jobs, serving)
     await jobs.start(run=True)       # lifespan, after the models are served
-    jobs.runner.on_finished.append(notify)   # e.g. a webhook, once a job has finished
+    jobs.runner.on_finished.append(notify)   # run once a job has finished (jobs.webhooks)
     await jobs.close()               # stops taking work; running jobs go back to the queue
 """
 
@@ -17,7 +17,9 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from service.jobs.inputs import InputResolvers
 from service.jobs.metrics import JobMetrics
-from service.jobs.queue import JobQueue
+from service.jobs.notify import JobWebhooks
+from service.jobs.queue import Job, JobQueue
+from service.jobs.remote import RemoteFiles
 from service.jobs.runner import JobRunner
 from service.jobs.serving import Serving
 from service.jobs.settings import JobSettings
@@ -26,6 +28,13 @@ logger = logging.getLogger("actserve.jobs")
 
 #: An upload file with no job row is left alone this long (its submit may be under way).
 ORPHAN_GRACE_S = 3600.0
+
+
+def describe(job: Job) -> dict:
+    """A job's status as GET /jobs/{id} answers it (a webhook's `data`)."""
+    from service.jobs.routes import status_of  # the routes import this module
+
+    return status_of(job).model_dump(mode="json", exclude={"webhook"})
 
 
 class Jobs:
@@ -37,6 +46,11 @@ class Jobs:
         self.inputs = InputResolvers(self.directory, settings.input_dirs)
         self.metrics = JobMetrics(serving.registry, queue)
         self.runner = JobRunner(queue, serving, self.inputs, settings, self.metrics)
+        self.remote = RemoteFiles(settings, self.directory)
+        self.remote.register(self.inputs)
+        self.runner.outputs = self.remote
+        self.webhooks = JobWebhooks(queue, settings, describe)
+        self.runner.on_finished.append(self.webhooks.finished)
         self._sweeper: asyncio.Task[None] | None = None
 
     @classmethod
@@ -69,11 +83,13 @@ class Jobs:
     async def start(self, *, run: bool) -> None:
         """Sweep retention now and then; with `run`, take and run queued jobs too."""
         self._sweeper = asyncio.create_task(self._sweep_forever(), name="actserve-jobs-retention")
+        await self.webhooks.resume()
         if run:
             self.runner.start()
 
     async def close(self) -> None:
         await self.runner.stop()
+        await self.webhooks.close()
         if self._sweeper is not None:
             self._sweeper.cancel()
             await asyncio.gather(self._sweeper, return_exceptions=True)

@@ -44,6 +44,13 @@ class JobSettings(BaseModel):
         "max_queued": "jobs_max_queued",
         "chunk_views": "jobs_chunk_views",
         "input_dirs": "jobs_input_dirs",
+        "allowed_inputs": "jobs_allowed_inputs",
+        "allowed_outputs": "jobs_allowed_outputs",
+        "allowed_webhooks": "jobs_allowed_webhooks",
+        "max_input_bytes": "jobs_max_input_bytes",
+        "fetch_attempts": "jobs_fetch_attempts",
+        "webhook_retry_s": "jobs_webhook_retry_s",
+        "webhook_secret": "webhook_secret",
     }
 
     dir: Path | None = Field(
@@ -101,6 +108,49 @@ class JobSettings(BaseModel):
         (),
         description="Directories a JSON-bodied job may name files in (file:///...), "
         "comma-separated; none by default (jobs then take uploads only).",
+    )
+
+    # Inputs and outputs by URI, webhooks (service/jobs/remote.py, service/jobs/notify.py)
+    allowed_inputs: Annotated[tuple[str, ...], NoDecode, BeforeValidator(split_commas)] = Field(
+        (),
+        description="Input URIs a job may name, comma-separated: URL patterns "
+        "(`s3://archive/*`, `https://media.example.com/*`) and networks (`10.0.0.0/8`) an "
+        "https host may resolve into besides public ones. Empty (the default): jobs fetch no "
+        "URI at all.",
+    )
+    allowed_outputs: Annotated[tuple[str, ...], NoDecode, BeforeValidator(split_commas)] = Field(
+        (),
+        description="Output URI patterns a job may write its results under (`s3://results/*`), "
+        "comma-separated; empty (the default): no job names an output_uri.",
+    )
+    allowed_webhooks: Annotated[tuple[str, ...], NoDecode, BeforeValidator(split_commas)] = Field(
+        (),
+        description="Webhook URL patterns and networks, as ACTSERVE_JOBS_ALLOWED_INPUTS; "
+        "empty (the default): any https URL whose host resolves to public addresses only.",
+    )
+    max_input_bytes: int = Field(
+        4 * 2**30,
+        ge=1,
+        description="Largest video a job fetches by URI: refused at submit (413) when the "
+        "object's size says more, cut off when a download grows past it.",
+    )
+    fetch_attempts: int = Field(
+        4,
+        ge=1,
+        le=20,
+        description="Tries to fetch an input (or write results) by URI, with exponential "
+        "backoff, before the job fails with `remote_unavailable`.",
+    )
+    webhook_retry_s: float = Field(
+        3600.0,
+        gt=0,
+        description="How long a job's webhook is retried (exponential backoff with jitter) "
+        "before the delivery gives up; it is always tried at least once.",
+    )
+    webhook_secret: SecretStr | None = Field(
+        None,
+        description="The Standard Webhooks signing secret (`whsec_` + base64) of every webhook "
+        "the service sends (jobs and live streams); a webhook is refused while it is unset.",
     )
 
     def directory(self) -> Path:

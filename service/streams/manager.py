@@ -74,7 +74,7 @@ class StreamManager:
             if unknown:
                 raise BadRequest(f"{target.key} has no label(s) {', '.join(map(repr, unknown))}")
         if definition.webhook_url is not None:
-            if self.serving.settings.webhook_secret is None:
+            if self.serving.jobs.webhook_secret is None:
                 raise BadRequest("webhooks need a signing secret: set ACTSERVE_WEBHOOK_SECRET")
             await asyncio.to_thread(self.webhook_policy.check, definition.webhook_url)
         async with self._lock:
@@ -115,7 +115,7 @@ class StreamManager:
     # ------------------------------------------------------------------ helpers
 
     def _make(self, stream_id: str, definition: StreamCreate, created: datetime) -> LiveStream:
-        secret = self.serving.settings.webhook_secret
+        secret = self.serving.jobs.webhook_secret
         webhook = None
         if definition.webhook_url is not None and secret is not None:
             url, policy, metrics = definition.webhook_url, self.webhook_policy, self.metrics

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, ClassVar
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from pydantic_settings import NoDecode
 
 from service.video.limits import split_commas
@@ -22,7 +22,6 @@ class StreamSettings(BaseModel):
     flat_names: ClassVar[dict[str, str]] = {
         "allowed": "streams_allowed",
         "max_streams": "streams_max",
-        "webhook_secret": "webhook_secret",
         "connect_timeout_s": "streams_connect_timeout_s",
         "read_timeout_s": "streams_read_timeout_s",
         "reconnect_min_s": "streams_reconnect_min_s",
@@ -38,11 +37,6 @@ class StreamSettings(BaseModel):
         "loopback, private, link-local or metadata address needs its network listed.",
     )
     max_streams: int = Field(16, ge=0, le=1024, description="Live streams this process runs.")
-    webhook_secret: SecretStr | None = Field(
-        None,
-        description="Standard Webhooks signing secret (whsec_<base64>, or any string); "
-        "webhooks are refused while unset.",
-    )
     connect_timeout_s: float = Field(
         10.0, gt=0, le=300, description="Longest wait to open a stream's URL."
     )

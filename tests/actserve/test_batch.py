@@ -16,6 +16,7 @@ from actserve.batch import FIELDS, BatchInputError, Results, key, list_inputs
 from actserve.cli import app
 from service.app import create_app
 from service.settings import BUNDLED_STORE, Settings
+from tests.s3_server import s3_server
 from tests.service.conftest import post_video
 
 GOOD = ("h264.mp4", "vp9.webm", "mjpeg.avi", "vfr.mp4")
@@ -133,6 +134,27 @@ def test_inputs_a_folder_a_glob_or_a_list(archive: Path, tmp_path: Path) -> None
     arguments = ["batch", str(archive), "--model", "nope", "--out", str(tmp_path / "o.jsonl")]
     unknown = CliRunner().invoke(app, [*arguments, "--store", str(BUNDLED_STORE)])
     assert unknown.exit_code == 1 and "nope" in unknown.output
+
+
+def test_inputs_by_uri_from_an_s3_prefix(videos, tmp_path: Path, monkeypatch) -> None:
+    with s3_server("archive", "other") as s3:
+        for name in ("h264.mp4", "vp9.webm", "no_moov.mp4"):
+            s3.put_object(Bucket="archive", Key=f"2026/{name}", Body=videos[name].read_bytes())
+        s3.put_object(Bucket="archive", Key="2026/notes.txt", Body=b"not a video")
+        s3.put_object(Bucket="other", Key="h264.mp4", Body=videos["h264.mp4"].read_bytes())
+        monkeypatch.setenv("ACTSERVE_JOBS_ALLOWED_INPUTS", "s3://archive/*")
+        out = tmp_path / "results.jsonl"
+        result = run_batch("s3://archive/2026/", out)
+        assert result.exit_code == 0, result.output
+        rows = {row["path"]: row for row in read_jsonl(out)}
+        assert {p: r["status"] for p, r in rows.items()} == {
+            "s3://archive/2026/h264.mp4": "ok",
+            "s3://archive/2026/vp9.webm": "ok",
+            "s3://archive/2026/no_moov.mp4": "error",
+        }
+        assert rows["s3://archive/2026/no_moov.mp4"]["error"] == "corrupt_video"
+        refused = run_batch("s3://other/", tmp_path / "other.jsonl")
+        assert refused.exit_code == 1 and "matches no pattern" in refused.output
 
 
 @pytest.mark.slow

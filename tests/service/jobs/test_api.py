@@ -173,8 +173,10 @@ def test_listing_and_metrics(jobs_client, videos) -> None:
 
 def test_bad_parameters_are_400(jobs_client, videos) -> None:
     assert submit(jobs_client, videos["h264.mp4"], features="labels,colour").status_code == 400
-    body = jobs_client.post("/jobs", json={"input": {"uri": "s3://bucket/video.mp4"}})
+    body = jobs_client.post("/jobs", json={"input": {"uri": "ftp://host/video.mp4"}})
     assert body.status_code == 400 and "no input resolver" in body.json()["message"]
+    remote = jobs_client.post("/jobs", json={"input_uri": "s3://bucket/video.mp4"})
+    assert remote.status_code == 403 and remote.json()["error"] == "url_not_allowed"
     outside = jobs_client.post("/jobs", json={"input": {"uri": "file:///etc/passwd"}})
     assert outside.status_code == 400
     assert jobs_client.get("/jobs", params={"state": "lost"}).status_code == 400
