@@ -10,9 +10,10 @@ Four things measured on the same model artifact and the same video, side by side
 - **LitServe**: `benchmarks/litserve_peer.py`, the same ONNX artifact and the same PyAV decode
   (actserve's `decode_video`) in LitServe's workers, tuned for this box (see that file).
   Needs the `bench` extra; skipped with a message when LitServe is not installed.
-- **the inference-bound limit**: the bare ONNX Runtime's views/s on this video's views in
+- **the inference-bound limit**: the bare runtime's views/s on this video's views in
   batches of `--max-batch-views` (all cores, nothing else running), divided by the views of
-  one request.
+  one request. The runtime is the one the service picks (`--runtime`, default `auto`:
+  OpenVINO on x86 CPUs); the LitServe peer keeps ONNX Runtime, as its users would.
 - **the decode-bound limit**: files/s of a plain PyAV decode of the same file (every frame,
   one decoder thread, no conversion) in `--decode-workers` processes at once.
 
@@ -89,6 +90,12 @@ def main() -> None:
     parser.add_argument("--decode-workers", type=int, default=2)
     parser.add_argument("--servers", default="actserve,litserve")
     parser.add_argument(
+        "--runtime",
+        default="auto",
+        choices=("auto", "onnxruntime", "openvino", "torchscript"),
+        help="actserve's runtime (ACTSERVE_RUNTIME), and the bare runtime's",
+    )
+    parser.add_argument(
         "--set", dest="settings", action="append", default=[], help="actserve KEY=VALUE"
     )
     parser.add_argument(
@@ -121,12 +128,16 @@ def main() -> None:
         f"{os.cpu_count()} CPUs; {args.requests} requests × {args.rounds} rounds per level"
     )
 
-    raw = raw_throughput(args.store, args.model, video_path, args.max_batch_views, profile)
+    raw, bare = raw_throughput(
+        args.store, args.model, video_path, args.max_batch_views, profile, args.runtime
+    )
     print(
         f"inference-bound limit: {raw:.1f} views/s = {raw / per_request:.1f} req/s "
-        f"(bare ONNX Runtime, batches of {args.max_batch_views})\n",
+        f"(bare {bare}, batches of {args.max_batch_views}); load average "
+        f"{' '.join(f'{v:.1f}' for v in os.getloadavg())}\n",
         flush=True,
     )
+    args.settings.insert(0, f"runtime={args.runtime}")
     limits: dict[int, float] = {}
 
     args.variants = dict(_variant(v, parser) for v in args.variant)
@@ -322,9 +333,16 @@ def scrape(server: Server) -> dict[str, float]:
 
 
 def raw_throughput(
-    store: Path, model: str | None, video_path: Path, batch: int, profile: str, seconds: float = 5.0
-) -> float:
-    """Views per second of the bare runtime on this video's views, in full batches."""
+    store: Path,
+    model: str | None,
+    video_path: Path,
+    batch: int,
+    profile: str,
+    runtime_kind: str = "auto",
+    seconds: float = 5.0,
+) -> tuple[float, str]:
+    """Views per second of the bare runtime on this video's views, in full batches, and the
+    runtime's description."""
     manifest = ModelStore(store).resolve(model)
     recipe = manifest.spec.recipe
     views = decode_video(video_path, recipe, DecodeOptions(profile=profile), VideoLimits()).views
@@ -332,7 +350,7 @@ def raw_throughput(
     runtime = load_runtime(
         manifest,
         ModelStore(store).version_dir(manifest.name, manifest.version),
-        RuntimeOptions(device="cpu"),
+        RuntimeOptions(kind=runtime_kind, device="cpu"),
     )
     runtime.run(clips)
     done, started = 0, time.perf_counter()
@@ -341,7 +359,7 @@ def raw_throughput(
         done += batch
     rate = done / (time.perf_counter() - started)
     runtime.close()
-    return rate
+    return rate, runtime.description
 
 
 def plain_decode_rate(path: Path, processes: int, seconds: float = 4.0) -> float:

@@ -1,7 +1,13 @@
 """Turn a trained backbone into TorchScript and ONNX artifacts with a recorded parity check,
 publish them to the model store, and write Triton repositories from the store."""
 
-from exporters.errors import ExportError, OutputShapeError, ParityError, TritonExportError
+from exporters.errors import (
+    ExportError,
+    OutputShapeError,
+    ParityError,
+    PrecisionError,
+    TritonExportError,
+)
 from exporters.onnx import export_onnx, onnx_runner
 from exporters.parity import check_parity
 from exporters.pipeline import (
@@ -17,6 +23,7 @@ __all__ = [
     "ExportError",
     "OutputShapeError",
     "ParityError",
+    "PrecisionError",
     "Stream",
     "TritonExportError",
     "check_parity",

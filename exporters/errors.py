@@ -3,12 +3,13 @@
 ExportError            an export could not be produced
 ├── OutputShapeError   the exported artifact returns outputs of other shapes than the model
 ├── ParityError        the exported artifact does not compute what the eager model computes
+├── PrecisionError     a lower serving precision disagrees with fp32 beyond the bar
 └── TritonExportError  a store version cannot become (or join) a Triton model repository
 """
 
 from __future__ import annotations
 
-from model_store.manifest import ParityReport
+from model_store.manifest import ParityReport, PrecisionAgreement
 
 
 class ExportError(Exception):
@@ -36,6 +37,23 @@ class ParityError(ExportError):
             + "\n  ".join(lines)
         )
         self.report = report
+
+
+class PrecisionError(ExportError):
+    """The lower precision disagrees with fp32 beyond the bar; nothing was published."""
+
+    def __init__(self, agreement: PrecisionAgreement) -> None:
+        lines = [
+            f"{c.weights}: top-1 agreement {c.top1_agreement:.1%}, max |Δp| "
+            f"{c.max_abs_prob_diff:.2g}"
+            for c in agreement.checks
+        ]
+        super().__init__(
+            f"{agreement.precision} on {agreement.runtime} disagrees with fp32 beyond the bar "
+            f"(top-1 ≥ {agreement.min_top1:.0%}, max |Δp| ≤ {agreement.max_prob_diff:g}); "
+            "nothing was published (--force publishes anyway):\n  " + "\n  ".join(lines)
+        )
+        self.agreement = agreement
 
 
 class TritonExportError(ExportError):

@@ -11,7 +11,7 @@ import logging
 import platform
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from importlib import metadata
@@ -22,8 +22,10 @@ from pydantic import ValidationError
 from backbones import VideoClassifier
 from exporters.errors import ExportError, ParityError
 from exporters.onnx import DEFAULT_OPSET, export_onnx, onnx_runner
+from exporters.openvino import cpu_bf16, openvino_runner, openvino_version
 from exporters.outputs import tensor_infos
-from exporters.parity import check_parity
+from exporters.parity import Runner, check_parity
+from exporters.precision import measure_agreement
 from exporters.torchscript import export_torchscript, torchscript_runner
 from model_store import (
     Artifact,
@@ -31,6 +33,8 @@ from model_store import (
     Manifest,
     ManifestDraft,
     ModelStore,
+    Precision,
+    PrecisionAgreement,
     SourceCheckpoint,
     StreamMember,
 )
@@ -60,7 +64,7 @@ def describe_checkpoint(path: Path, layout: str) -> SourceCheckpoint:
 
 def tool_versions() -> dict[str, str]:
     versions = {"python": platform.python_version()}
-    for package in ("actserve", "torch", "onnx", "onnxruntime-gpu", "onnxruntime"):
+    for package in ("actserve", "torch", "onnx", "onnxruntime-gpu", "onnxruntime", "openvino"):
         try:
             versions[package] = metadata.version(package)
         except metadata.PackageNotFoundError:
@@ -77,6 +81,9 @@ def export_to_store(
     name: str | None = None,
     formats: Sequence[str] = ("onnx",),
     fp16: bool = False,
+    precision: Precision = "fp32",
+    force: bool = False,
+    agreement_weights: Mapping[str, VideoClassifier] | None = None,
     opset: int = DEFAULT_OPSET,
     alias: str | None = None,
     source: SourceCheckpoint | None = None,
@@ -86,12 +93,26 @@ def export_to_store(
 ) -> Manifest:
     """Export `model` in `formats` (plus an fp16 ONNX artifact with `fp16`), check each
     against the eager model, publish them as the next version of `name` (default: the
-    backbone's name) and point `alias` at it."""
-    name = _check_request(name or spec.backbone, alias, formats, fp16)
+    backbone's name) and point `alias` at it.
+
+    `precision` is the version's serving precision: below fp32 (`bf16`: OpenVINO on a CPU with
+    bf16; `fp16`, the same as `fp16=True`: the fp16 artifact on GPUs) its agreement with fp32 is
+    measured on the exported weights and on `agreement_weights` (e.g. the family's parity
+    fixture) and recorded; below the bar nothing is published unless `force`."""
+    if fp16:
+        precision = "fp16" if precision == "fp32" else precision
+    fp16 = precision == "fp16"
+    name = _check_request(name or spec.backbone, alias, formats, fp16, precision)
     with tempfile.TemporaryDirectory(prefix="actserve-export-") as tmp:
         artifacts, files = export_artifacts(
             model, spec, Path(tmp), formats=formats, fp16=fp16, opset=opset, step=step
         )
+        agreement = None
+        if precision != "fp32":
+            with step(f"Measuring {precision} against fp32"):
+                agreement = _measure_precision(
+                    model, spec, precision, files, opset, agreement_weights or {}, force
+                )
         draft = ManifestDraft(
             backbone=spec.backbone,
             trained=trained,
@@ -100,9 +121,45 @@ def export_to_store(
             source_checkpoint=source,
             spec=spec,
             artifacts=artifacts,
+            precision=precision,
+            precision_agreement=agreement,
             exporter=tool_versions(),
         )
         return publish_version(store, name, draft, files, alias, step)
+
+
+def _measure_precision(
+    model: VideoClassifier,
+    spec: ModelSpec,
+    precision: str,
+    files: dict[str, Path],
+    opset: int,
+    others: Mapping[str, VideoClassifier],
+    force: bool,
+) -> PrecisionAgreement:
+    """The exported artifact at `precision` (and each of `others`, exported alike) against the
+    eager fp32 model."""
+
+    def runner_of(path: Path) -> tuple[Runner, str]:
+        return openvino_runner(path, "bf16") if precision == "bf16" else onnx_runner(path)
+
+    def make_runner(other: VideoClassifier, directory: Path) -> tuple[Runner, str]:
+        path = directory / "model.onnx"
+        export_onnx(other.eval().float(), spec, path, opset=opset, fp16=precision == "fp16")
+        return runner_of(path)
+
+    artifact = files["model.fp16.onnx" if precision == "fp16" else "model.onnx"]
+    runner, runtime = runner_of(artifact)
+    return measure_agreement(
+        model,
+        spec,
+        precision,
+        runner,
+        runtime,
+        also_on=others,
+        make_runner=make_runner,
+        force=force,
+    )
 
 
 @dataclass(frozen=True)
@@ -181,6 +238,9 @@ def export_two_stream_to_store(
                     update={"embedding_dim": rgb.spec.embedding_dim + flow.spec.embedding_dim}
                 ),
                 artifacts=(),
+                # fp16 artifacts are checked against tolerance; agreement is measured for
+                # one-stream versions only.
+                precision="fp16" if fp16 else "fp32",
                 exporter=tool_versions(),
                 streams=tuple(members),
                 fusion=Fusion(weights={Modality.RGB: weights[0], Modality.FLOW: weights[1]}),
@@ -227,6 +287,14 @@ def export_artifacts(
             report = check_parity(model, runner, spec, runtime=runtime, precision=precision)
         if not report.passed:
             raise ParityError(file_name, report)
+        also = []  # the same file on OpenVINO, which serves ONNX fp32 on x86 CPUs
+        if fmt == "onnx" and precision == "fp32" and openvino_version() is not None:
+            ov_runner, ov_runtime = openvino_runner(path, "fp32")
+            with step(f"Checking {label} against the eager model on {ov_runtime}"):
+                more = check_parity(model, ov_runner, spec, runtime=ov_runtime)
+            if not more.passed:
+                raise ParityError(file_name, more)
+            also.append(more)
         artifacts.append(
             Artifact(
                 format=fmt,
@@ -236,13 +304,16 @@ def export_artifacts(
                 inputs=inputs,
                 outputs=outputs,
                 parity=report,
+                runtime_parity=tuple(also),
             )
         )
         files[file_name] = path
     return tuple(artifacts), files
 
 
-def _check_request(name: str, alias: str | None, formats: Sequence[str], fp16: bool) -> str:
+def _check_request(
+    name: str, alias: str | None, formats: Sequence[str], fp16: bool, precision: str = "fp32"
+) -> str:
     name = check_name(name)
     if alias is not None:
         check_alias(alias)
@@ -251,6 +322,16 @@ def _check_request(name: str, alias: str | None, formats: Sequence[str], fp16: b
         raise ExportError(f"formats must be among {', '.join(FORMATS)}; got {list(formats)}")
     if fp16 and "onnx" not in formats:
         raise ExportError("--fp16 makes an fp16 ONNX artifact; include the onnx format")
+    if precision == "bf16":
+        if "onnx" not in formats:
+            raise ExportError("bf16 runs the ONNX artifact on OpenVINO; include the onnx format")
+        if openvino_version() is None:
+            raise ExportError("bf16 runs on OpenVINO, which cannot be imported here")
+        if not cpu_bf16():
+            raise ExportError(
+                "bf16 is measured where it runs: this CPU has no AVX512-BF16 or AMX, so "
+                "OpenVINO would compute in fp32; export bf16 versions on a CPU that has them"
+            )
     return name
 
 

@@ -12,6 +12,7 @@ from model_store.errors import (
     VersionNotFoundError,
 )
 from model_store.manifest import (
+    AgreementCheck,
     Artifact,
     FileDigest,
     Fusion,
@@ -19,6 +20,8 @@ from model_store.manifest import (
     ManifestDraft,
     ParityCheck,
     ParityReport,
+    Precision,
+    PrecisionAgreement,
     ProbeProvenance,
     SimilarityCalibration,
     SourceCheckpoint,
@@ -41,6 +44,7 @@ from model_store.spec import (
 from model_store.store import AliasState, ModelStore
 
 __all__ = [
+    "AgreementCheck",
     "AliasNotFoundError",
     "AliasState",
     "Artifact",
@@ -60,6 +64,8 @@ __all__ = [
     "ParityCheck",
     "ParityReport",
     "PreScale",
+    "Precision",
+    "PrecisionAgreement",
     "ProbeProvenance",
     "Profile",
     "PublishError",

@@ -63,6 +63,35 @@ class Artifact(_Frozen):
     inputs: tuple[TensorInfo, ...]
     outputs: tuple[TensorInfo, ...]
     parity: ParityReport
+    #: The same file checked on the other runtimes that serve it (OpenVINO, for ONNX fp32).
+    runtime_parity: tuple[ParityReport, ...] = ()
+
+
+Precision = Literal["fp32", "bf16", "fp16"]
+
+
+class AgreementCheck(_Frozen):
+    """A lower precision against fp32 on one network's weights, over a set of inputs."""
+
+    weights: str = Field(description="Which weights, e.g. 'exported' or 'parity fixture p3d63'.")
+    samples: int
+    #: Fraction of inputs whose arg-max class is fp32's.
+    top1_agreement: float
+    #: Largest difference of a class probability (softmax of the logits) from fp32's.
+    max_abs_prob_diff: float
+
+
+class PrecisionAgreement(_Frozen):
+    """How a version's serving precision agrees with fp32, measured at export."""
+
+    precision: Precision
+    runtime: str = Field(description="Where the lower precision ran, e.g. 'openvino 2026.4 CPU'.")
+    checks: tuple[AgreementCheck, ...]
+    #: The bar: top-1 agreement ≥ min_top1 and max |Δp| ≤ max_prob_diff on every check.
+    min_top1: float
+    max_prob_diff: float
+    passed: bool
+    forced: bool = Field(False, description="Published below the bar on the exporter's --force.")
 
 
 class FileDigest(_Frozen):
@@ -168,6 +197,11 @@ class ManifestDraft(_Frozen):
     source_checkpoint: SourceCheckpoint | None = None
     spec: ModelSpec
     artifacts: tuple[Artifact, ...]
+    #: The precision the version is served at (at most: a runtime without it runs fp32):
+    #: fp32; bf16 on CPUs with AVX512-BF16 or AMX (OpenVINO); fp16 on GPUs (the fp16 artifact).
+    precision: Precision = "fp32"
+    #: The measured agreement of `precision` with fp32 (None for fp32 versions).
+    precision_agreement: PrecisionAgreement | None = None
     exporter: dict[str, str] = Field(default_factory=dict, description="Tool versions.")
     #: `POST /similarity`'s threshold for this version (None: the service's documented default).
     similarity: SimilarityCalibration | None = None

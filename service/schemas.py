@@ -10,6 +10,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from model_store import (
     Artifact,
     Fusion,
+    Precision,
+    PrecisionAgreement,
     ProbeProvenance,
     Profile,
     Recipe,
@@ -313,6 +315,14 @@ class ModelVersionPublic(BaseModel):
     label_set: str | None
     labels_count: int
     embedding_dim: int
+    precision: Precision = Field(
+        description="The precision the version was exported and checked at: it runs at this "
+        "precision or higher (a bf16 version runs in fp32 on a CPU without bf16), never lower."
+    )
+    precision_agreement: PrecisionAgreement | None = Field(
+        None,
+        description="Below fp32: its recorded agreement with fp32 (top-1, max |Δp|) per weights.",
+    )
     artifacts: list[Artifact] = Field(
         description="Files with their parity reports (a two-stream version's rgb.* and flow.*)."
     )

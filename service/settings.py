@@ -19,6 +19,9 @@ has one environment name, flat: `ACTSERVE_<FIELD>` (`ACTSERVE_MAX_PIXELS` for
 for `decode.workers`). Keyword arguments take the same flat names (lower case), or the groups
 as objects or dicts. `Settings.reference()` lists every setting for the documentation.
 
+`ACTSERVE_RUNTIME` is `runtime.kind` (the runtime's name; `runtime` is also the group's name:
+as a keyword argument a string sets `kind`, an object or dict the group).
+
 Built once (`create_app(settings)`, `Engine(settings)`) and handed down; nothing reads the
 environment at import time. This module imports no server: `actserve batch` reads it too.
 """
@@ -231,6 +234,9 @@ class Settings(BaseSettings):
         out: dict[str, Any] = {}
         moved: list[tuple[str, str, Any]] = []
         for key, value in values.items():
+            if key in cls.groups and not isinstance(value, str):
+                out[key] = value  # the group itself (`runtime` is also a flat name)
+                continue
             group, field = names.get(key, (None, key))
             if group is not None:
                 moved.append((group, field, value))

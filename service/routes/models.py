@@ -89,6 +89,8 @@ def _version_public(
         label_set=spec.label_set,
         labels_count=len(spec.labels) if spec.labels else 0,
         embedding_dim=spec.embedding_dim,
+        precision=manifest.precision,
+        precision_agreement=manifest.precision_agreement,
         artifacts=list(manifest.all_artifacts),
         fusion=manifest.fusion,
         similarity=manifest.similarity,

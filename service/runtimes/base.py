@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import ClassVar, Literal, NamedTuple, Protocol
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 Device = Literal["auto", "cpu", "cuda"]
+RuntimeKind = Literal["auto", "onnxruntime", "openvino", "torchscript"]
 
 
 class Outputs(NamedTuple):
@@ -33,10 +35,17 @@ class RuntimeOptions(BaseModel):
 
     #: The `ACTSERVE_*` names (lower case, no prefix) that differ from the field's name.
     flat_names: ClassVar[dict[str, str]] = {
+        "kind": "runtime",
         "threads": "runtime_threads",
         "spinning": "runtime_spinning",
     }
 
+    kind: RuntimeKind = Field(
+        "auto",
+        description="Which runtime runs the models (ACTSERVE_RUNTIME): auto = ONNX Runtime's "
+        "CUDA provider where a GPU is usable, OpenVINO on x86 CPUs, ONNX Runtime otherwise; "
+        "or onnxruntime, openvino, torchscript. The choice is logged at start-up.",
+    )
     device: Device = Field("auto", description="auto (CUDA when usable), cpu or cuda.")
     prefer_torchscript: bool = Field(
         False, description="Serve the TorchScript artifact when a version has both."
@@ -50,4 +59,14 @@ class RuntimeOptions(BaseModel):
         description="Let idle intra-op threads busy-wait for the next op (ONNX Runtime's "
         "allow_spinning). Off: between batches they sleep instead of taking the cores the "
         "decode workers and the event loop need.",
+    )
+    openvino_hint: Literal["latency", "throughput"] = Field(
+        "latency",
+        description="OpenVINO's performance hint: latency = one stream runs each batch on all "
+        "its threads; throughput = several streams, each batch split across them.",
+    )
+    openvino_cache_dir: Path | None = Field(
+        None,
+        description="Where OpenVINO caches compiled models, so a restart does not compile "
+        "again (default: $XDG_CACHE_HOME or ~/.cache, then actserve/openvino).",
     )

@@ -97,6 +97,20 @@ def test_export_refuses_what_does_not_fit(checkpoint, tmp_path) -> None:
     assert not (tmp_path / "store").exists()
 
 
+def test_export_refuses_bf16_where_the_cpu_cannot_measure_it(tmp_path) -> None:
+    from exporters.openvino import cpu_bf16, openvino_version
+
+    if openvino_version() is not None and cpu_bf16():
+        pytest.skip("this CPU computes bf16: the export would run (tests/exporters covers it)")
+    store = tmp_path / "store"
+    args = ["export", "r3d_10", "--precision", "bf16", "--store", str(store)]
+    refused = runner.invoke(app, args)
+    assert refused.exit_code == 1 and "AVX512-BF16 or AMX" in refused.output
+    two_stream = runner.invoke(app, [*args, "--two-stream"])
+    assert two_stream.exit_code == 1 and "not bf16" in two_stream.output
+    assert not store.exists()
+
+
 def test_export_two_streams_and_show_them(checkpoint, tmp_path) -> None:
     """--two-stream: the RGB stream from its file, a random flow stream beside it."""
     store = tmp_path / "store"

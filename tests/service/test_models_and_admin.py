@@ -25,7 +25,8 @@ def test_models_list_every_version_with_recipe_parity_and_state(client) -> None:
     first, second = model["versions"]
     assert (first["version"], first["state"], first["aliases"]) == (1, "loaded", ["stable"])
     assert (second["version"], second["state"], second["runtime"]) == (2, "available", None)
-    assert first["runtime"].startswith("onnxruntime") and first["load_seconds"] >= 0
+    assert first["runtime"].startswith(("openvino", "onnxruntime")) and first["load_seconds"] >= 0
+    assert first["precision"] == "fp32" and first["precision_agreement"] is None
     assert first["recipe"]["clip_len"] == 4 and first["labels_count"] == 5
     assert first["embedding_dim"] == 512 and first["trained"] is False
     assert {a["format"] for a in first["artifacts"]} == {"onnx", "torchscript"}

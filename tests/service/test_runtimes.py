@@ -1,9 +1,11 @@
-"""Which artifact runs where: the fp32 ONNX artifact on CPU without a GPU (and why), the fp16
-one on CUDA, TorchScript when asked; all give the exported model's numbers."""
+"""Which artifact runs where: OpenVINO on x86 CPUs, ONNX Runtime's CPU provider when asked (and
+why), the fp16 artifact on CUDA, TorchScript when asked; all give the exported model's numbers;
+OpenVINO computes in fp32 unless a version was exported at bf16 and caches what it compiles."""
 
 from __future__ import annotations
 
 import logging
+import platform
 
 import numpy as np
 import pytest
@@ -12,6 +14,9 @@ from exporters.parity import parity_batch
 from service.errors import ModelLoadError
 from service.runtimes import RuntimeOptions, load_runtime
 from service.runtimes.onnx import cuda_unavailable_reason
+from service.runtimes.openvino import OpenVinoRuntime, serving_precision
+
+X86 = platform.machine().lower() in ("x86_64", "amd64")
 
 
 def _outputs(runtime, spec):
@@ -24,7 +29,7 @@ def test_without_a_gpu_the_fp32_onnx_artifact_runs_on_cpu_and_says_why(exported,
     _, _, store, manifest = exported
     directory = store.version_dir(manifest.name, manifest.version)
     with caplog.at_level(logging.INFO, logger="actserve.runtime"):
-        runtime = load_runtime(manifest, directory, RuntimeOptions())
+        runtime = load_runtime(manifest, directory, RuntimeOptions(kind="onnxruntime"))
     assert "CPU fp32 (model.onnx)" in runtime.description
     (line,) = [r.getMessage() for r in caplog.records]
     assert f"because {cuda_unavailable_reason()}" in line
@@ -35,7 +40,7 @@ def test_without_a_gpu_the_fp32_onnx_artifact_runs_on_cpu_and_says_why(exported,
 def test_torchscript_and_onnx_give_the_same_numbers(exported) -> None:
     _, spec, store, manifest = exported
     directory = store.version_dir(manifest.name, manifest.version)
-    onnx = load_runtime(manifest, directory, RuntimeOptions(device="cpu"))
+    onnx = load_runtime(manifest, directory, RuntimeOptions(kind="onnxruntime", device="cpu"))
     torchscript = load_runtime(manifest, directory, RuntimeOptions(prefer_torchscript=True))
     assert torchscript.description.startswith("torch.jit")
     for a, b in zip(_outputs(onnx, spec), _outputs(torchscript, spec), strict=True):
@@ -47,7 +52,7 @@ def test_on_cuda_the_fp16_artifact_runs_close_to_fp32(exported) -> None:
     _, spec, store, manifest = exported
     directory = store.version_dir(manifest.name, manifest.version)
     cuda = load_runtime(manifest, directory, RuntimeOptions(device="cuda"))
-    cpu = load_runtime(manifest, directory, RuntimeOptions(device="cpu"))
+    cpu = load_runtime(manifest, directory, RuntimeOptions(kind="onnxruntime", device="cpu"))
     assert "CUDA fp16 (model.fp16.onnx)" in cuda.description
     logits16, embedding16 = _outputs(cuda, spec)
     logits32, embedding32 = _outputs(cpu, spec)
@@ -61,7 +66,83 @@ def test_idle_runtime_threads_sleep_unless_told_to_spin(exported, spinning: bool
     """Spinning threads busy-wait between batches on the cores the decode workers need."""
     _, _, store, manifest = exported
     directory = store.version_dir(manifest.name, manifest.version)
-    runtime = load_runtime(manifest, directory, RuntimeOptions(device="cpu", spinning=spinning))
+    options = RuntimeOptions(kind="onnxruntime", device="cpu", spinning=spinning)
+    runtime = load_runtime(manifest, directory, options)
     options = runtime._session.get_session_options()
     for key in ("session.intra_op.allow_spinning", "session.inter_op.allow_spinning"):
         assert options.get_session_config_entry(key) == ("1" if spinning else "0")
+
+
+# --------------------------------------------------------------------------- OpenVINO
+
+
+@pytest.mark.skipif(cuda_unavailable_reason() is None, reason="a GPU is usable here")
+def test_auto_picks_openvino_on_x86_cpus_and_logs_why(exported, caplog, tmp_path) -> None:
+    _, _, store, manifest = exported
+    directory = store.version_dir(manifest.name, manifest.version)
+    with caplog.at_level(logging.INFO, logger="actserve.runtime"):
+        runtime = load_runtime(manifest, directory, RuntimeOptions(openvino_cache_dir=tmp_path))
+    line = caplog.records[0].getMessage()
+    if X86:
+        assert runtime.description.startswith("openvino ")
+        assert "because an x86 CPU and " + cuda_unavailable_reason() in line
+    else:
+        assert runtime.description.startswith("onnxruntime ")
+
+
+@pytest.mark.skipif(not X86, reason="OpenVINO's CPU plugin is x86-only here")
+@pytest.mark.parametrize("hint", ["latency", "throughput"])
+def test_openvino_gives_onnx_runtimes_numbers_in_fp32(exported, tmp_path, hint: str) -> None:
+    """Pinned to f32 (OpenVINO would pick bf16 on its own on AMX CPUs); the throughput hint
+    splits a batch across its infer requests and puts the parts back in order."""
+    _, spec, store, manifest = exported
+    directory = store.version_dir(manifest.name, manifest.version)
+    options = RuntimeOptions(kind="openvino", openvino_hint=hint, openvino_cache_dir=tmp_path)
+    openvino = load_runtime(manifest, directory, options)
+    onnx = load_runtime(manifest, directory, RuntimeOptions(kind="onnxruntime"))
+    assert isinstance(openvino, OpenVinoRuntime) and openvino.precision == "fp32"
+    assert openvino._compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name() == "f32"
+    assert not openvino._compiled.get_property("ENABLE_CPU_PINNING")
+    clips = np.concatenate([parity_batch(spec, 2).numpy(), parity_batch(spec, 3).numpy()])
+    for ours, theirs in zip(openvino.run(clips), onnx.run(clips), strict=True):
+        assert np.abs(ours - theirs).max() <= 1e-5 * np.abs(theirs).max()
+    assert (openvino.run(clips).logits.argmax(1) == onnx.run(clips).logits.argmax(1)).all()
+
+
+@pytest.mark.skipif(not X86, reason="OpenVINO's CPU plugin is x86-only here")
+def test_openvino_caches_the_compiled_model_on_disk(exported, tmp_path) -> None:
+    _, _, store, manifest = exported
+    directory = store.version_dir(manifest.name, manifest.version)
+    options = RuntimeOptions(kind="openvino", openvino_cache_dir=tmp_path / "cache", threads=1)
+    first = load_runtime(manifest, directory, options)
+    assert not first._compiled.get_property("LOADED_FROM_CACHE")
+    assert list((tmp_path / "cache").glob("*.blob"))
+    again = load_runtime(manifest, directory, options)  # a restart
+    assert again._compiled.get_property("LOADED_FROM_CACHE")
+    assert "1 threads" in again.description
+
+
+def test_a_version_runs_at_its_precision_or_higher_never_lower(monkeypatch) -> None:
+    import service.runtimes.openvino as ov_runtime
+
+    assert serving_precision("fp32") == ("fp32", None)
+    assert serving_precision("fp16")[0] == "fp32"  # a GPU precision: fp32 on the CPU
+    monkeypatch.setattr(ov_runtime, "cpu_has_bf16", lambda: False)
+    precision, why = serving_precision("bf16")
+    assert precision == "fp32" and "no bf16" in why
+    monkeypatch.setattr(ov_runtime, "cpu_has_bf16", lambda: True)
+    assert serving_precision("bf16") == ("bf16", None)
+
+
+def test_an_explicit_runtime_that_cannot_run_says_why(exported) -> None:
+    _, _, store, manifest = exported
+    directory = store.version_dir(manifest.name, manifest.version)
+    onnx_only = manifest.model_copy(
+        update={"artifacts": tuple(a for a in manifest.artifacts if a.format == "onnx")}
+    )
+    with pytest.raises(ModelLoadError, match="ACTSERVE_RUNTIME=torchscript but .* no TorchScript"):
+        load_runtime(onnx_only, directory, RuntimeOptions(kind="torchscript"))
+    ts_only = manifest.model_copy(
+        update={"artifacts": tuple(a for a in manifest.artifacts if a.format == "torchscript")}
+    )
+    assert load_runtime(ts_only, directory, RuntimeOptions()).description.startswith("torch.jit")

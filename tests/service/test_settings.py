@@ -7,6 +7,7 @@ from pydantic import ValidationError
 from typer.testing import CliRunner
 
 from actserve.cli import app
+from service.runtimes import RuntimeOptions
 from service.settings import BUNDLED_STORE, Settings
 
 
@@ -25,6 +26,19 @@ def test_environment_variables_set_every_group(monkeypatch, tmp_path) -> None:
     assert "s3cret-xyz" not in repr(settings)
 
 
+def test_actserve_runtime_names_the_runtime_beside_the_runtime_group(monkeypatch) -> None:
+    """`runtime` is a settings group and ACTSERVE_RUNTIME its runtime's name: both work."""
+    monkeypatch.setenv("ACTSERVE_RUNTIME", "openvino")
+    monkeypatch.setenv("ACTSERVE_RUNTIME_THREADS", "1")
+    monkeypatch.setenv("ACTSERVE_OPENVINO_HINT", "throughput")
+    runtime = Settings().runtime
+    assert (runtime.kind, runtime.threads, runtime.openvino_hint) == ("openvino", 1, "throughput")
+    assert Settings(runtime="torchscript").runtime.kind == "torchscript"
+    assert Settings(runtime={"threads": 2}).runtime.threads == 2
+    assert Settings(runtime=RuntimeOptions(kind="onnxruntime")).runtime.kind == "onnxruntime"
+    assert "ACTSERVE_RUNTIME" in Settings.env_names()
+
+
 def test_defaults_serve_the_bundled_store_on_loopback(monkeypatch) -> None:
     for key in list(__import__("os").environ):
         if key.startswith("ACTSERVE_"):
@@ -36,7 +50,12 @@ def test_defaults_serve_the_bundled_store_on_loopback(monkeypatch) -> None:
 
 @pytest.mark.parametrize(
     ("name", "value"),
-    [("ACTSERVE_MAX_BATCH_VIEWS", "0"), ("ACTSERVE_DEVICE", "tpu"), ("ACTSERVE_PORT", "99999")],
+    [
+        ("ACTSERVE_MAX_BATCH_VIEWS", "0"),
+        ("ACTSERVE_DEVICE", "tpu"),
+        ("ACTSERVE_PORT", "99999"),
+        ("ACTSERVE_RUNTIME", "tensorrt"),
+    ],
 )
 def test_invalid_values_are_refused(monkeypatch, name: str, value: str) -> None:
     monkeypatch.setenv(name, value)

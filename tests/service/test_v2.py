@@ -72,7 +72,7 @@ def test_health_and_metadata(client) -> None:
     assert not client.is_model_ready("tiny", "2")  # in the store, not loaded
     meta = client.get_model_metadata("tiny")
     assert meta["name"] == "tiny" and meta["versions"] == ["1"]
-    assert meta["platform"].startswith("onnxruntime")
+    assert meta["platform"].startswith(("openvino", "onnxruntime"))  # auto: OpenVINO on x86
     assert meta["inputs"] == [{"name": "clips", "datatype": "FP32", "shape": [-1, *SHAPE]}]
     outputs = {o["name"]: o for o in meta["outputs"]}
     assert outputs["logits"] == {"name": "logits", "datatype": "FP32", "shape": [-1, len(LABELS)]}

@@ -100,6 +100,26 @@ BUILDERS: dict[str, Builder] = {
     "flat_yuvj.avi": lambda p, _: media.write_video(
         p, codec="mjpeg", pix_fmt="yuvj420p", size=(96, 64), num_frames=8
     ),
+    # P3D's protocol on the inputs that once broke it (issue 27): a VP9 640×360 stored turned
+    # 90° (the Caffe stretch to 182×242 applies to the displayed frame) and a full-range
+    # MJPEG AVI (the BGR route's colour range and matrix against FFmpeg's conversion)
+    "p3d_rotated_vp9.webm": lambda p, _: media.write_video(
+        p,
+        codec="libvpx-vp9",
+        size=(640, 360),
+        rotation=90,
+        num_frames=12,
+        painter=media.paint_texture,
+        options={"deadline": "realtime", "cpu-used": "8"},
+    ),
+    "p3d_full_range.avi": lambda p, _: media.write_video(
+        p,
+        codec="mjpeg",
+        pix_fmt="yuvj420p",
+        size=(640, 360),
+        num_frames=12,
+        painter=media.paint_texture,
+    ),
     # damaged
     "faststart.mp4": lambda p, _: media.write_video(p, container_options={"movflags": "faststart"}),
     "faststart_cut.mp4": lambda p, lib: media.cut_file(lib["faststart.mp4"], p, 0.5, b"mdat"),

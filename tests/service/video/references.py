@@ -298,6 +298,36 @@ def caffe_p3d_frame(rgb: np.ndarray, height: int, width: int, crop: int) -> np.n
     return resized[top : top + crop, left : left + crop]
 
 
+def opencv_frames(path: Path) -> list[np.ndarray]:
+    """Every frame as the Caffe-era loaders read it: `cv2.VideoCapture`, packed BGR from
+    FFmpeg's own conversion, turned upright by the display rotation (OpenCV's default)."""
+    capture = cv2.VideoCapture(str(path))
+    frames = []
+    try:
+        while True:
+            ok, frame = capture.read()
+            if not ok:
+                return frames
+            frames.append(frame)
+    finally:
+        capture.release()
+
+
+def caffe_p3d_views(path: Path, recipe) -> tuple[np.ndarray, np.ndarray]:
+    """P3D's test views from OpenCV's frames: mmaction2's uniform clips, each displayed BGR
+    frame stretched to `stretch_to` and centre-cropped (`caffe_p3d_frame` without the flip)."""
+    frames = [np.ascontiguousarray(f[..., ::-1]) for f in opencv_frames(path)]
+    rows = mmaction_sample_frames(
+        len(frames), recipe.clip_len, recipe.frame_interval, recipe.num_clips
+    )
+    height, width = recipe.stretch_to
+    views = [
+        np.stack([caffe_p3d_frame(frames[i], height, width, recipe.crop_size) for i in row])
+        for row in rows
+    ]
+    return normalise(views, recipe.mean, recipe.std, recipe.pixel_scale), np.arange(len(rows))
+
+
 # --------------------------------------------------------------------------- scoring
 
 

@@ -256,6 +256,27 @@ def test_views_equal_the_reference_pipeline(videos, family: str, windows: bool) 
     assert levels.max() < tolerance
 
 
+@pytest.mark.parametrize("name", ["p3d_rotated_vp9.webm", "p3d_full_range.avi"])
+def test_p3d_views_equal_caffes_on_rotated_vp9_and_full_range_mjpeg(videos, name: str) -> None:
+    """P3D's registered recipe at its own sizes (182×242 stretch, 160 crop; two clips of four
+    frames) on 640×360 inputs, against OpenCV's own decode: the displayed frame is stretched,
+    and the BGR frames are FFmpeg's conversion level for level, full range included."""
+    from backbones import default_spec
+
+    recipe = default_spec("p3d_63", num_classes=7).recipe.model_copy(
+        update={"clip_len": 4, "frame_interval": 2, "num_clips": 2}
+    )
+    assert (recipe.stretch_to, recipe.channel_order) == ((182, 242), "BGR")
+    path = videos[name]
+    ours = decode_video(path, recipe, DecodeOptions(), LIMITS)
+    views, clips = ref.caffe_p3d_views(path, recipe)
+    assert ours.plan.frame_size == (182, 242)
+    assert ours.views.shape == views.shape == (2, 3, 4, 160, 160)
+    np.testing.assert_array_equal(ours.view_clip, clips)
+    levels = np.abs(ours.views - views) * np.array(recipe.std)[None, :, None, None, None]
+    assert levels.max() < 1e-3
+
+
 def test_fast_profile_takes_one_centred_clip_and_crop(videos) -> None:
     """actserve's own profile (not a paper protocol) under every sampler: one clip, one crop."""
     path = videos["protocol.avi"]
