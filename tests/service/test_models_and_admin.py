@@ -83,6 +83,10 @@ def test_openapi_documents_the_api(client) -> None:
         "per_clip",
         "segments",
         "segment_score",
+        "segment_smooth",
+        "segment_gap_s",
+        "segment_min_s",
+        "shots",
     }
     response = schema["components"]["schemas"]["ClassifyResponse"]
     assert response["examples"] and "timings" in response["properties"]
