@@ -99,6 +99,15 @@ class WindowTail(StrEnum):
     END = "end"
 
 
+class Layout(StrEnum):
+    """How an artifact's input tensor orders a batch of views."""
+
+    #: (N, C, T, H, W): 3-D convolutions (every zoo family, PyTorchVideo, mmaction2's 3D heads).
+    NCTHW = "NCTHW"
+    #: (N, T, C, H, W): a sequence of frames (`transformers` VideoMAE, TimeSformer, ViViT).
+    NTCHW = "NTCHW"
+
+
 class Modality(StrEnum):
     """What a model's views hold."""
 
@@ -221,6 +230,11 @@ class Recipe(BaseModel):
             "1 for 3-D flow nets (P3D, I3D: 2 channels); L for TSN-style stacks (2L)."
         ),
     )
+    layout: Layout = Field(
+        Layout.NCTHW,
+        description="The artifact's input layout. The service builds views as (C, T, H, W) "
+        "whatever it is; an NTCHW artifact gets them transposed at the runtime's boundary.",
+    )
     # Where these values come from, for people reading a manifest.
     source: str = ""
 
@@ -306,6 +320,12 @@ class Recipe(BaseModel):
         return self
 
     @property
+    def input_shape(self) -> tuple[int, int, int, int]:
+        """One view as the artifact takes it: `clip_shape` in the recipe's `layout`."""
+        c, t, h, w = self.clip_shape
+        return (c, t, h, w) if self.layout == Layout.NCTHW else (t, c, h, w)
+
+    @property
     def num_views(self) -> int:
         """Views per video in the full test protocol (clips × crops; per window for sliding)."""
         return self.num_clips * self.num_crops
@@ -339,6 +359,28 @@ class Recipe(BaseModel):
         )
 
 
+class TensorNames(BaseModel):
+    """Which tensors of the artifact are the clips, the logits and the embedding.
+
+    actserve's own artifacts use the defaults. An imported one names its own: ONNX graph input
+    and output names; for TorchScript, an output is a key of the dict the module returns or a
+    position (`0`, `1`, ...) in its tuple (a module returning one tensor has position `0`).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    input: str = Field("clips", min_length=1, description="The clip batch.")
+    logits: str = Field("logits", min_length=1, description="Class scores before softmax, (N, K).")
+    embedding: str = Field(
+        "embedding", min_length=1, description="The pooled features the classifier reads, (N, D)."
+    )
+
+    @property
+    def canonical(self) -> bool:
+        """Named as actserve's own exporters name them."""
+        return self == TensorNames()
+
+
 class ModelSpec(BaseModel):
     """A model's input recipe, outputs and label names."""
 
@@ -353,6 +395,9 @@ class ModelSpec(BaseModel):
     )
     labels: tuple[str, ...] | None = Field(
         None, description="Class names by index; filled from `label_set` when not given."
+    )
+    tensors: TensorNames = Field(
+        default_factory=TensorNames, description="The artifact's names for clips and outputs."
     )
 
     @model_validator(mode="before")

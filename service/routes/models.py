@@ -90,6 +90,11 @@ def _version_public(
         labels_count=len(spec.labels) if spec.labels else 0,
         embedding_dim=spec.embedding_dim,
         artifacts=list(manifest.all_artifacts),
+        parity=(
+            "declared, not checked"
+            if any(a.parity.status == "declared" for a in manifest.all_artifacts)
+            else "checked"
+        ),
         fusion=manifest.fusion,
         similarity=manifest.similarity,
         probe=manifest.probe,

@@ -20,7 +20,9 @@ def load_runtime(manifest: Manifest, version_dir: Path, options: RuntimeOptions)
     onnx_fp32 = manifest.artifact("onnx", "fp32")
     torchscript = manifest.artifact("torchscript")
     if torchscript is not None and (options.prefer_torchscript or onnx_fp32 is None):
-        runtime: Runtime = TorchScriptRuntime(version_dir / torchscript.file, options)
+        runtime: Runtime = TorchScriptRuntime(
+            version_dir / torchscript.file, options, manifest.spec
+        )
         logger.info("%s v%s: %s", manifest.name, manifest.version, runtime.description)
         return runtime
     if onnx_fp32 is None:
@@ -33,7 +35,11 @@ def load_runtime(manifest: Manifest, version_dir: Path, options: RuntimeOptions)
     fp16 = manifest.artifact("onnx", "fp16")
     artifact = fp16 if reason is None and fp16 is not None and options.prefer_fp16 else onnx_fp32
     runtime = OnnxRuntime(
-        version_dir / artifact.file, options, cuda=reason is None, precision=artifact.precision
+        version_dir / artifact.file,
+        options,
+        cuda=reason is None,
+        precision=artifact.precision,
+        spec=manifest.spec,
     )
     why = "a CUDA device is usable" if reason is None else reason
     logger.info("%s v%s: %s, because %s", manifest.name, manifest.version, runtime.description, why)
