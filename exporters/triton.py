@@ -76,7 +76,10 @@ def _file_tensors(manifest: Manifest, infos: tuple[TensorInfo, ...]) -> list[Ten
     shapes = {"clips": ("batch", *spec.recipe.input_shape)}
     return [
         info.model_copy(
-            update={"name": names.get(info.name, info.name), "shape": shapes.get(info.name, info.shape)}
+            update={
+                "name": names.get(info.name, info.name),
+                "shape": shapes.get(info.name, info.shape),
+            }
         )
         for info in infos
     ]

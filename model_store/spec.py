@@ -380,6 +380,23 @@ class TensorNames(BaseModel):
         """Named as actserve's own exporters name them."""
         return self == TensorNames()
 
+    def pick(self, result: object, role: Literal["logits", "embedding"]) -> object:
+        """One output of a TorchScript module's `result`: a dict key, a tuple position, or the
+        single tensor (position 0). Named tuple entries are actserve's own (logits, embedding)."""
+        name = self.logits if role == "logits" else self.embedding
+        if isinstance(result, dict):
+            if name not in result:
+                raise KeyError(f"the module's outputs are {sorted(result)}, not {name!r}")
+            return result[name]
+        if isinstance(result, tuple | list):
+            index = int(name) if name.isdigit() else ("logits", "embedding").index(role)
+            if index >= len(result):
+                raise KeyError(f"the module returns {len(result)} outputs, no position {index}")
+            return result[index]
+        if name != "0":
+            raise KeyError(f"the module returns one tensor (position 0), not {name!r}")
+        return result
+
 
 class ModelSpec(BaseModel):
     """A model's input recipe, outputs and label names."""

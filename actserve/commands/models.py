@@ -119,8 +119,7 @@ def _print_manifest(manifest: Manifest, integrity: str) -> None:
         size = f"{digest.bytes:,} bytes" if digest else "no recorded size"
         table.add_row(
             artifact.file,
-            f"{artifact.format} {artifact.precision}, {size}, "
-            f"parity {artifact.parity.describe()}",
+            f"{artifact.format} {artifact.precision}, {size}, parity {artifact.parity.describe()}",
         )
     table.add_row("integrity", integrity)
     console.print(table)

@@ -12,18 +12,6 @@ from service.errors import ModelLoadError
 from service.runtimes.base import Outputs, RuntimeOptions, to_layout
 
 
-def pick_output(result: object, name: str, role: str) -> object:
-    """One output of a TorchScript module: a dict key, a tuple position, or the single tensor
-    (position 0). actserve's own artifacts return (logits, embedding) in that order."""
-    if isinstance(result, dict):
-        return result[name]
-    if isinstance(result, tuple | list):
-        return result[int(name)] if name.isdigit() else result[("logits", "embedding").index(role)]
-    if name == "0":
-        return result
-    raise ModelLoadError(f"the module returns one tensor, not an output named {name!r}")
-
-
 class TorchScriptRuntime:
     def __init__(self, path: Path, options: RuntimeOptions, spec: ModelSpec | None = None) -> None:
         import torch
@@ -50,8 +38,8 @@ class TorchScriptRuntime:
             clips = to_layout(clips, self._layout)
         with torch.inference_mode():
             result = self._module(torch.from_numpy(clips).to(self._device))
-        logits = pick_output(result, self._names.logits, "logits")
-        embedding = pick_output(result, self._names.embedding, "embedding")
+        logits = self._names.pick(result, "logits")
+        embedding = self._names.pick(result, "embedding")
         return Outputs(logits.float().cpu().numpy(), embedding.float().cpu().numpy())
 
     def close(self) -> None:
