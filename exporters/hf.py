@@ -139,6 +139,9 @@ def load_hf(source: str) -> tuple[nn.Module, dict[str, Any]]:
         from transformers.image_processing_base import ImageProcessingMixin
     except ImportError:
         raise ExportError("export-hf needs transformers: pip install 'actserve[hf]'") from None
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
     local = Path(source).is_dir()
     try:
         config = AutoConfig.from_pretrained(source, local_files_only=local)

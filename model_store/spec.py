@@ -356,6 +356,7 @@ class Recipe(BaseModel):
             f"{clips} × {self.num_crops} crops; {resize}, {self.resize_filter.value} filter, "
             f"crop {self.crop_size} ({self.crop_rule.value} offsets); {self.channel_order} "
             f"{scale}, mean {list(self.mean)}, std {list(self.std)}"
+            + ("; input NTCHW" if self.layout == Layout.NTCHW else "")
         )
 
 
