@@ -147,7 +147,8 @@ class Recipe(BaseModel):
     """The test-time input recipe of a model: sampling, resizing, cropping, normalisation.
 
     A clip tensor is built as `(pixel / 255 * pixel_scale - mean) / std`, channels in
-    `channel_order`, laid out (C, T, H, W) with T = `clip_len` and H = W = `crop_size`.
+    `channel_order`, laid out (C, T, H, W) with T = `clip_len` and H = W = `crop_size` (an
+    artifact declared `layout` NTCHW is given its views as (T, C, H, W)).
 
     The fields after `short_side` and `crop_size` (schema 2) say exactly how the reference code
     resized and cut frames; their defaults are actserve's behaviour before them (FFmpeg's area
@@ -375,11 +376,6 @@ class TensorNames(BaseModel):
     embedding: str = Field(
         "embedding", min_length=1, description="The pooled features the classifier reads, (N, D)."
     )
-
-    @property
-    def canonical(self) -> bool:
-        """Named as actserve's own exporters name them."""
-        return self == TensorNames()
 
     def pick(self, result: object, role: Literal["logits", "embedding"]) -> object:
         """One output of a TorchScript module's `result`: a dict key, a tuple position, or the

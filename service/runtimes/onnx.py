@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from model_store.spec import ModelSpec
+from model_store.spec import ModelSpec, TensorNames
 from service.runtimes.base import Outputs, RuntimeOptions, to_layout
 
 
@@ -93,9 +93,8 @@ class OnnxRuntime:
         device = self._session.get_providers()[0].removesuffix("ExecutionProvider")
         self.description = f"onnxruntime {ort.__version__} {device} {precision} ({path.name})"
         # An imported artifact names its own tensors and may take (N, T, C, H, W).
-        names = spec.tensors if spec is not None else None
-        self._input = names.input if names else "clips"
-        self._outputs = [names.logits, names.embedding] if names else ["logits", "embedding"]
+        names = spec.tensors if spec is not None else TensorNames()
+        self._input, self._outputs = names.input, [names.logits, names.embedding]
         self._layout = spec.recipe.layout if spec is not None else None
 
     def run(self, clips: np.ndarray) -> Outputs:

@@ -112,3 +112,31 @@ def test_other_model_types_and_missing_processors_are_refused(tmp_path) -> None:
     with pytest.raises(ExportError, match="no image-processor configuration"):
         export_hf(str(tmp_path / "bare"), store)
     assert store.list_models() == []
+
+
+@pytest.mark.slow
+def test_the_command_prints_the_checks_and_the_derived_recipe(hf_store, tmp_path) -> None:
+    from typer.testing import CliRunner
+
+    from actserve.cli import app
+
+    source = hf_store / "vivit"
+    store = tmp_path / "store"
+    args = [
+        "export-hf",
+        str(source),
+        "--store",
+        str(store),
+        "--num-clips",
+        "2",
+        "--alias",
+        "stable",
+    ]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "published vivit version 1, alias 'stable'" in result.output
+    assert "ViViT (Arnab et al., ICCV 2021)" in result.output and "input NTCHW" in result.output
+    manifest = ModelStore(store).resolve("vivit", alias="stable")
+    assert manifest.spec.recipe.num_clips == 2 and manifest.spec.recipe.frame_interval == 2
+    refused = CliRunner().invoke(app, ["export-hf", str(tmp_path), "--store", str(store)])
+    assert refused.exit_code == 1 and "cannot read a transformers model" in refused.output

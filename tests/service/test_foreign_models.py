@@ -150,7 +150,8 @@ def transformers_probabilities(source: Path, video: Path, recipe) -> np.ndarray:
         stream = container.streams.video[0]
         fps = float(stream.average_rate)
         frames = [f.to_ndarray(format="rgb24") for f in container.decode(stream)]
-    picked = [frames[round(t * fps)] for t in plan.times_s[0]]
+    # A slot's time is the middle of its frame's display interval: floor, not round.
+    picked = [frames[int(t * fps + 1e-6)] for t in plan.times_s[0]]
     processor = tf.AutoImageProcessor.from_pretrained(source)
     model = tf.AutoModelForVideoClassification.from_pretrained(source).eval()
     inputs = processor(picked, return_tensors="pt")
