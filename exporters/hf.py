@@ -136,7 +136,6 @@ def load_hf(source: str) -> tuple[nn.Module, dict[str, Any]]:
     id. Raises ExportError with what is missing."""
     try:
         from transformers import AutoConfig, AutoModelForVideoClassification
-        from transformers.image_processing_base import ImageProcessingMixin
     except ImportError:
         raise ExportError("export-hf needs transformers: pip install 'actserve[hf]'") from None
     from transformers.utils import logging as hf_logging
@@ -153,19 +152,32 @@ def load_hf(source: str) -> tuple[nn.Module, dict[str, Any]]:
             f"{', '.join(FAMILIES)} (import any other ONNX/TorchScript model with "
             "actserve import-artifact)"
         )
-    try:
-        processor, _ = ImageProcessingMixin.get_image_processor_dict(source, local_files_only=local)
-    except OSError as exc:
-        raise ExportError(
-            f"{source!r} has no image-processor configuration (preprocessor_config.json) to "
-            f"derive the recipe from: {exc}"
-        ) from None
+    processor = _processor_config(source, local)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model = AutoModelForVideoClassification.from_pretrained(
             source, local_files_only=local, attn_implementation="eager"
         )
     return model.eval().float(), processor
+
+
+def _processor_config(source: str, local: bool) -> dict[str, Any]:
+    """The image processor's configuration, or the video processor's (transformers 5 saves
+    VideoMAE's as video_preprocessor_config.json): the same resize, crop and normalisation."""
+    from transformers.image_processing_base import ImageProcessingMixin
+    from transformers.video_processing_utils import BaseVideoProcessor
+
+    try:
+        return ImageProcessingMixin.get_image_processor_dict(source, local_files_only=local)[0]
+    except OSError:
+        pass
+    try:
+        return BaseVideoProcessor.get_video_processor_dict(source, local_files_only=local)[0]
+    except OSError as exc:
+        raise ExportError(
+            f"{source!r} has no image-processor configuration (preprocessor_config.json or "
+            f"video_preprocessor_config.json) to derive the recipe from: {exc}"
+        ) from None
 
 
 def derive_recipe(
@@ -200,7 +212,9 @@ def derive_recipe(
         if crop.get("height") != crop.get("width"):
             raise ExportError(f"the image processor's crop {crop} is not square")
         crop_size = int(crop["height"])
-    processor_type = processor.get("image_processor_type", "unnamed")
+    processor_type = (
+        processor.get("image_processor_type") or processor.get("video_processor_type") or "unnamed"
+    )
     image_size = model_config.image_size
     if crop_size != image_size:
         raise ExportError(f"the processor crops {crop_size} px but the model takes {image_size}")

@@ -3,8 +3,6 @@ message (and nothing published) when it disagrees, stored with its parity declar
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import onnxruntime as ort
 import pytest
@@ -189,3 +187,25 @@ def test_the_command_reads_a_recipe_file_and_flags(zoo_model, tmp_path) -> None:
     )
     assert result.exit_code == 1
     assert "the declared recipe is not valid" in result.output and "Traceback" not in result.output
+
+
+def test_triton_serves_the_file_with_its_own_names_and_layout(zoo_model, tmp_path) -> None:
+    from exporters.triton import build_config
+
+    path = to_onnx(TimeFirst(zoo_model), tmp_path / "r3d.onnx", TIME_FIRST)
+    names = {"logits": "scores", "embedding": "features"}
+    manifest = import_artifact(
+        path,
+        ModelStore(tmp_path / "store"),
+        name="mine",
+        recipe=NTCHW,
+        labels=LABELS,
+        tensors=names,
+    )
+    config = build_config(manifest)
+    assert [(t.name, list(t.dims)) for t in config.input] == [("video", [4, 3, 32, 32])]
+    assert [(t.name, list(t.dims)) for t in config.output] == [
+        ("scores", [5]),
+        ("features", [512]),
+    ]
+    assert config.output[0].label_filename == "labels.txt"
