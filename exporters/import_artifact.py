@@ -8,8 +8,7 @@ an artifact that fails any of it is refused before the store is touched:
 - the file loads (ONNX: the checker; TorchScript: `torch.jit.load`);
 - ONNX: the named input exists, is float32 and its static axes agree with the recipe in its
   layout, with a dynamic batch axis; the named outputs exist (an intermediate tensor may be
-  named as the embedding: it is then added to the graph's outputs) and their static axes agree
-  with the labels;
+  named as the embedding: it is then added to the graph's outputs);
 - a synthetic clip batch (1 and 2 views, standard-normal values in the recipe's shape and
   layout) runs and gives finite logits (N, K) and embeddings (N, D), with K the labels' count;
 - the batch of two gives the batch of one's answer for its first view (a model whose answer
