@@ -13,6 +13,8 @@ from actserve.commands import (
     classify,
     demo,
     export,
+    export_hf,
+    import_artifact,
     jobs,
     models,
     probe,
@@ -34,6 +36,8 @@ app.command("zoo")(zoo.list_zoo)
 app.add_typer(zoo.checkpoint_app, name="checkpoint")
 app.command("export")(export.export)
 app.command("export-triton")(export.export_triton)
+app.command("import-artifact")(import_artifact.import_artifact)
+app.command("export-hf")(export_hf.export_hf)
 app.add_typer(models.models_app, name="models")
 app.command("serve")(serve.serve)
 app.command("classify")(classify.classify)

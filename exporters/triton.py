@@ -56,15 +56,33 @@ def build_config(
     config = schema.ModelConfig(
         name=manifest.name, backend="onnxruntime", max_batch_size=max_batch_size
     )
-    for info in artifact.inputs:
+    for info in _file_tensors(manifest, artifact.inputs):
         config.input.add(**_tensor(schema, info))
-    for info in artifact.outputs:
+    for info in _file_tensors(manifest, artifact.outputs):
         output = config.output.add(**_tensor(schema, info))
-        if info.name == "logits" and manifest.spec.labels:
+        if info.name == manifest.spec.tensors.logits and manifest.spec.labels:
             output.label_filename = LABELS_FILE
     config.dynamic_batching.max_queue_delay_microseconds = max_queue_delay_us
     config.version_policy.latest.num_versions = 1
     return config
+
+
+def _file_tensors(manifest: Manifest, infos: tuple[TensorInfo, ...]) -> list[TensorInfo]:
+    """The manifest records tensors as actserve serves them (clips in NCTHW, logits,
+    embedding); Triton serves the file itself: an imported artifact's own names and layout."""
+    spec = manifest.spec
+    names = {"clips": spec.tensors.input, "logits": spec.tensors.logits}
+    names["embedding"] = spec.tensors.embedding
+    shapes = {"clips": ("batch", *spec.recipe.input_shape)}
+    return [
+        info.model_copy(
+            update={
+                "name": names.get(info.name, info.name),
+                "shape": shapes.get(info.name, info.shape),
+            }
+        )
+        for info in infos
+    ]
 
 
 def _tensor(schema: ModuleType, info: TensorInfo) -> dict[str, Any]:

@@ -7,7 +7,11 @@ readers refuse (or upgrade) manifests they do not understand:
 - 2: the recipe also says how the reference code resized and cut frames (filter, size
   rounding, stretch, pre-scale, crop offsets, fps-normalised and sliding samplers, the tail of
   back-to-back windows). A version-1 manifest still reads: the new fields take defaults that
-  mean what actserve did then, so a published model keeps serving the same numbers.
+  mean what actserve did then, so a published model keeps serving the same numbers;
+- 3: artifacts from elsewhere (issue 28): the recipe's input `layout`, the spec's `tensors`
+  (the artifact's names for clips, logits and embedding) and a parity report's `status`
+  ("declared" for an imported artifact nobody compared with a reference). Versions 1 and 2 read
+  as before: NCTHW, actserve's names, "checked".
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from model_store.spec import Modality, ModelSpec, Profile
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 MANIFEST_FILE = "manifest.json"
 LABELS_FILE = "labels.txt"
 
@@ -49,13 +53,44 @@ class ParityCheck(_Frozen):
 
 
 class ParityReport(_Frozen):
+    """How far an artifact is known to compute what its source model computes.
+
+    `checked`: the exporter ran the artifact and the source model on the same inputs and
+    compared them (`checks`, within `tolerance`). `declared`: an imported artifact whose source
+    actserve never saw (`actserve import-artifact`); the recipe and outputs are its publisher's
+    word, `checks` is empty and `note` says what was validated instead.
+    """
+
+    status: Literal["checked", "declared"] = "checked"
     runtime: str = Field(description="Where the artifact ran, e.g. 'onnxruntime CPU'.")
-    tolerance: float = Field(description="Largest max_rel_diff accepted.")
+    tolerance: float | None = Field(
+        description="Largest max_rel_diff accepted (None when nothing was compared)."
+    )
     checks: tuple[ParityCheck, ...]
-    passed: bool
+    passed: bool = Field(description="Checked: every check within tolerance. Declared: validated.")
+    note: str = ""
+
+    @model_validator(mode="after")
+    def _check_status(self) -> ParityReport:
+        if self.status == "declared" and self.checks:
+            raise ValueError("a declared parity has no checks: nothing was compared")
+        if self.status == "checked" and (self.tolerance is None or not self.checks):
+            raise ValueError("a checked parity records its tolerance and checks")
+        return self
+
+    def describe(self) -> str:
+        """One line for people: the worst difference, or that nobody checked."""
+        if self.status == "declared":
+            return f"declared, not checked ({self.runtime})"
+        worst = max(c.max_rel_diff for c in self.checks)
+        return f"checked: worst rel diff {worst:.2g} (tolerance {self.tolerance:g}, {self.runtime})"
 
 
 class Artifact(_Frozen):
+    """One file of a version. `inputs` and `outputs` are the tensors as actserve exchanges
+    them (`clips` in (batch, C, T, H, W), `logits`, `embedding`; what /v2 serves); an imported
+    file's own tensor names and layout are the spec's `tensors` and the recipe's `layout`."""
+
     format: Literal["onnx", "torchscript"]
     file: str
     precision: Literal["fp32", "fp16"] = "fp32"
@@ -256,7 +291,7 @@ class ManifestDraft(_Frozen):
 
 
 class Manifest(ManifestDraft):
-    schema_version: Literal[1, 2] = SCHEMA_VERSION
+    schema_version: Literal[1, 2, 3] = SCHEMA_VERSION
     name: str
     version: int
     created_at: datetime

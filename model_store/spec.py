@@ -99,6 +99,15 @@ class WindowTail(StrEnum):
     END = "end"
 
 
+class Layout(StrEnum):
+    """How an artifact's input tensor orders a batch of views."""
+
+    #: (N, C, T, H, W): 3-D convolutions (every zoo family, PyTorchVideo, mmaction2's 3D heads).
+    NCTHW = "NCTHW"
+    #: (N, T, C, H, W): a sequence of frames (`transformers` VideoMAE, TimeSformer, ViViT).
+    NTCHW = "NTCHW"
+
+
 class Modality(StrEnum):
     """What a model's views hold."""
 
@@ -138,7 +147,8 @@ class Recipe(BaseModel):
     """The test-time input recipe of a model: sampling, resizing, cropping, normalisation.
 
     A clip tensor is built as `(pixel / 255 * pixel_scale - mean) / std`, channels in
-    `channel_order`, laid out (C, T, H, W) with T = `clip_len` and H = W = `crop_size`.
+    `channel_order`, laid out (C, T, H, W) with T = `clip_len` and H = W = `crop_size` (an
+    artifact declared `layout` NTCHW is given its views as (T, C, H, W)).
 
     The fields after `short_side` and `crop_size` (schema 2) say exactly how the reference code
     resized and cut frames; their defaults are actserve's behaviour before them (FFmpeg's area
@@ -220,6 +230,11 @@ class Recipe(BaseModel):
             "Consecutive flow fields per time step, stacked on channels (x1, y1, x2, y2, ...): "
             "1 for 3-D flow nets (P3D, I3D: 2 channels); L for TSN-style stacks (2L)."
         ),
+    )
+    layout: Layout = Field(
+        Layout.NCTHW,
+        description="The artifact's input layout. The service builds views as (C, T, H, W) "
+        "whatever it is; an NTCHW artifact gets them transposed at the runtime's boundary.",
     )
     # Where these values come from, for people reading a manifest.
     source: str = ""
@@ -306,6 +321,12 @@ class Recipe(BaseModel):
         return self
 
     @property
+    def input_shape(self) -> tuple[int, int, int, int]:
+        """One view as the artifact takes it: `clip_shape` in the recipe's `layout`."""
+        c, t, h, w = self.clip_shape
+        return (c, t, h, w) if self.layout == Layout.NCTHW else (t, c, h, w)
+
+    @property
     def num_views(self) -> int:
         """Views per video in the full test protocol (clips × crops; per window for sliding)."""
         return self.num_clips * self.num_crops
@@ -336,7 +357,42 @@ class Recipe(BaseModel):
             f"{clips} × {self.num_crops} crops; {resize}, {self.resize_filter.value} filter, "
             f"crop {self.crop_size} ({self.crop_rule.value} offsets); {self.channel_order} "
             f"{scale}, mean {list(self.mean)}, std {list(self.std)}"
+            + ("; input NTCHW" if self.layout == Layout.NTCHW else "")
         )
+
+
+class TensorNames(BaseModel):
+    """Which tensors of the artifact are the clips, the logits and the embedding.
+
+    actserve's own artifacts use the defaults. An imported one names its own: ONNX graph input
+    and output names; for TorchScript, an output is a key of the dict the module returns or a
+    position (`0`, `1`, ...) in its tuple (a module returning one tensor has position `0`).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    input: str = Field("clips", min_length=1, description="The clip batch.")
+    logits: str = Field("logits", min_length=1, description="Class scores before softmax, (N, K).")
+    embedding: str = Field(
+        "embedding", min_length=1, description="The pooled features the classifier reads, (N, D)."
+    )
+
+    def pick(self, result: object, role: Literal["logits", "embedding"]) -> object:
+        """One output of a TorchScript module's `result`: a dict key, a tuple position, or the
+        single tensor (position 0). Named tuple entries are actserve's own (logits, embedding)."""
+        name = self.logits if role == "logits" else self.embedding
+        if isinstance(result, dict):
+            if name not in result:
+                raise KeyError(f"the module's outputs are {sorted(result)}, not {name!r}")
+            return result[name]
+        if isinstance(result, tuple | list):
+            index = int(name) if name.isdigit() else ("logits", "embedding").index(role)
+            if index >= len(result):
+                raise KeyError(f"the module returns {len(result)} outputs, no position {index}")
+            return result[index]
+        if name != "0":
+            raise KeyError(f"the module returns one tensor (position 0), not {name!r}")
+        return result
 
 
 class ModelSpec(BaseModel):
@@ -353,6 +409,9 @@ class ModelSpec(BaseModel):
     )
     labels: tuple[str, ...] | None = Field(
         None, description="Class names by index; filled from `label_set` when not given."
+    )
+    tensors: TensorNames = Field(
+        default_factory=TensorNames, description="The artifact's names for clips and outputs."
     )
 
     @model_validator(mode="before")

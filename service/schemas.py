@@ -326,6 +326,12 @@ class ModelVersionPublic(BaseModel):
     artifacts: list[Artifact] = Field(
         description="Files with their parity reports (a two-stream version's rgb.* and flow.*)."
     )
+    parity: Literal["checked", "declared, not checked"] = Field(
+        "checked",
+        description="checked: every artifact was compared with its source model at export. "
+        "declared, not checked: an imported artifact; its recipe and outputs are its "
+        "publisher's word (shapes and finite outputs were validated, the numbers were not).",
+    )
     fusion: Fusion | None = Field(
         None, description="Two-stream versions: the weights of the rgb and flow softmaxes."
     )

@@ -40,3 +40,20 @@ def jobs_dir(tmp_path_factory: pytest.TempPathFactory):
         path = tmp_path_factory.mktemp("jobs")
         patch.setenv("ACTSERVE_JOBS_DIR", str(path))
         yield path
+
+
+@pytest.fixture(scope="session")
+def hf_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small random model of each `transformers` family (`tests.exporters.hf_models`),
+    saved as a user saves one and exported by `export_hf` as `hf-<family>`; read-only. Each
+    model's directory is beside the store, `<family>/`."""
+    from exporters.hf import export_hf
+    from model_store import ModelStore
+    from tests.exporters.hf_models import FAMILIES, build_hf_model
+
+    root = tmp_path_factory.mktemp("hf")
+    store = ModelStore(root / "store")
+    for seed, family in enumerate(FAMILIES):
+        source = build_hf_model(family, root / family, seed=seed)
+        export_hf(str(source), store, name=f"hf-{family.replace('_', '-')}", trained=False)
+    return root

@@ -115,13 +115,11 @@ def _print_manifest(manifest: Manifest, integrity: str) -> None:
             what += f", TV-L1 bound {flow.flow_bound:g} px, {flow.frames_per_clip} frames per clip"
         table.add_row(f"{member.modality} stream", what)
     for artifact in manifest.all_artifacts:
-        worst = max((c.max_rel_diff for c in artifact.parity.checks), default=float("nan"))
         digest = manifest.files.get(artifact.file)
         size = f"{digest.bytes:,} bytes" if digest else "no recorded size"
         table.add_row(
             artifact.file,
-            f"{artifact.format} {artifact.precision}, {size}, "
-            f"parity {worst:.2g} on {artifact.parity.runtime}",
+            f"{artifact.format} {artifact.precision}, {size}, parity {artifact.parity.describe()}",
         )
     table.add_row("integrity", integrity)
     console.print(table)

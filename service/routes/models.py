@@ -92,6 +92,11 @@ def _version_public(
         precision=manifest.precision,
         precision_agreement=manifest.precision_agreement,
         artifacts=list(manifest.all_artifacts),
+        parity=(
+            "declared, not checked"
+            if any(a.parity.status == "declared" for a in manifest.all_artifacts)
+            else "checked"
+        ),
         fusion=manifest.fusion,
         similarity=manifest.similarity,
         probe=manifest.probe,

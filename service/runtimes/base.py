@@ -8,6 +8,8 @@ from typing import ClassVar, Literal, NamedTuple, Protocol
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from model_store.spec import Layout
+
 Device = Literal["auto", "cpu", "cuda"]
 RuntimeKind = Literal["auto", "onnxruntime", "openvino", "torchscript"]
 
@@ -15,6 +17,13 @@ RuntimeKind = Literal["auto", "onnxruntime", "openvino", "torchscript"]
 class Outputs(NamedTuple):
     logits: np.ndarray  # (N, K) float32
     embedding: np.ndarray  # (N, D) float32
+
+
+def to_layout(clips: np.ndarray, layout: Layout) -> np.ndarray:
+    """The service's (N, C, T, H, W) views in the artifact's input layout."""
+    if layout == Layout.NCTHW:
+        return clips
+    return np.ascontiguousarray(clips.transpose(0, 2, 1, 3, 4))
 
 
 class Runtime(Protocol):

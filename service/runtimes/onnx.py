@@ -11,7 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from service.runtimes.base import Outputs, RuntimeOptions
+from model_store.spec import ModelSpec, TensorNames
+from service.runtimes.base import Outputs, RuntimeOptions, to_layout
 
 
 @cache
@@ -66,7 +67,13 @@ def _probe_session(ort: ModuleType) -> Any:
 
 class OnnxRuntime:
     def __init__(
-        self, path: Path, options: RuntimeOptions, *, cuda: bool, precision: str = "fp32"
+        self,
+        path: Path,
+        options: RuntimeOptions,
+        *,
+        cuda: bool,
+        precision: str = "fp32",
+        spec: ModelSpec | None = None,
     ) -> None:
         import onnxruntime as ort
 
@@ -85,9 +92,15 @@ class OnnxRuntime:
         self._session = ort.InferenceSession(str(path), session_options, providers=providers)
         device = self._session.get_providers()[0].removesuffix("ExecutionProvider")
         self.description = f"onnxruntime {ort.__version__} {device} {precision} ({path.name})"
+        # An imported artifact names its own tensors and may take (N, T, C, H, W).
+        names = spec.tensors if spec is not None else TensorNames()
+        self._input, self._outputs = names.input, [names.logits, names.embedding]
+        self._layout = spec.recipe.layout if spec is not None else None
 
     def run(self, clips: np.ndarray) -> Outputs:
-        logits, embedding = self._session.run(["logits", "embedding"], {"clips": clips})
+        if self._layout is not None:
+            clips = to_layout(clips, self._layout)
+        logits, embedding = self._session.run(self._outputs, {self._input: clips})
         return Outputs(logits, embedding)
 
     def close(self) -> None:

@@ -29,8 +29,9 @@ from pathlib import Path
 
 import numpy as np
 
+from model_store.spec import ModelSpec, TensorNames
 from service.errors import ModelLoadError
-from service.runtimes.base import Outputs, RuntimeOptions
+from service.runtimes.base import Outputs, RuntimeOptions, to_layout
 
 logger = logging.getLogger("actserve.runtime")
 
@@ -89,7 +90,14 @@ def serving_precision(version_precision: str) -> tuple[str, str | None]:
 
 
 class OpenVinoRuntime:
-    def __init__(self, path: Path, options: RuntimeOptions, *, precision: str = "fp32") -> None:
+    def __init__(
+        self,
+        path: Path,
+        options: RuntimeOptions,
+        *,
+        precision: str = "fp32",
+        spec: ModelSpec | None = None,
+    ) -> None:
         import openvino as ov
 
         reason = openvino_unavailable_reason()
@@ -107,7 +115,11 @@ class OpenVinoRuntime:
             self._compiled = core.compile_model(str(path), "CPU", config)
         except RuntimeError as exc:
             raise ModelLoadError(f"OpenVINO cannot compile {path.name}: {exc}") from None
-        self._outputs = [self._compiled.output(name) for name in ("logits", "embedding")]
+        # An imported artifact names its own tensors and may take (N, T, C, H, W).
+        names = spec.tensors if spec is not None else TensorNames()
+        self._outputs = [self._compiled.output(name) for name in (names.logits, names.embedding)]
+        self._input = names.input
+        self._layout = spec.recipe.layout if spec is not None else None
         requests = 1
         if options.openvino_hint == "throughput":
             requests = int(self._compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
@@ -124,13 +136,15 @@ class OpenVinoRuntime:
         )
 
     def run(self, clips: np.ndarray) -> Outputs:
+        if self._layout is not None:
+            clips = to_layout(clips, self._layout)
         clips = np.ascontiguousarray(clips, dtype=np.float32)
         if len(self._requests) == 1 or len(clips) == 1:
             return self._infer(self._requests[0], clips)
         # Throughput: the batch in parts, one per infer request (stream), run at once.
         parts = np.array_split(clips, min(len(self._requests), len(clips)))
         for request, part in zip(self._requests, parts, strict=False):
-            request.start_async({0: part}, share_inputs=True)
+            request.start_async({self._input: part}, share_inputs=True)
         results = []
         for request, _ in zip(self._requests, parts, strict=False):
             request.wait()
@@ -138,7 +152,7 @@ class OpenVinoRuntime:
         return Outputs(*(np.concatenate(r) for r in zip(*results, strict=True)))
 
     def _infer(self, request, clips: np.ndarray) -> Outputs:
-        result = request.infer({0: clips}, share_inputs=True)
+        result = request.infer({self._input: clips}, share_inputs=True)
         return Outputs(*(np.array(result[o], dtype=np.float32) for o in self._outputs))
 
     def close(self) -> None:

@@ -39,7 +39,9 @@ def load_runtime(manifest: Manifest, version_dir: Path, options: RuntimeOptions)
         options.kind == "auto" and (options.prefer_torchscript or onnx_fp32 is None)
     )
     if wants_torchscript and torchscript is not None:
-        runtime: Runtime = TorchScriptRuntime(version_dir / torchscript.file, options)
+        runtime: Runtime = TorchScriptRuntime(
+            version_dir / torchscript.file, options, manifest.spec
+        )
         logger.info("%s: %s", label, runtime.description)
         return runtime
     if options.kind == "torchscript":
@@ -56,7 +58,9 @@ def load_runtime(manifest: Manifest, version_dir: Path, options: RuntimeOptions)
             raise ModelLoadError(f"ACTSERVE_RUNTIME=openvino but {ov_reason}")
         if ov_reason is None:
             precision, changed = serving_precision(manifest.precision)
-            runtime = OpenVinoRuntime(version_dir / onnx_fp32.file, options, precision=precision)
+            runtime = OpenVinoRuntime(
+                version_dir / onnx_fp32.file, options, precision=precision, spec=manifest.spec
+            )
             why = "ACTSERVE_RUNTIME=openvino" if options.kind == "openvino" else "an x86 CPU"
             why += f" and {cuda_reason}" if options.kind == "auto" else ""
             logger.info("%s: %s, because %s", label, runtime.description, why)
@@ -69,7 +73,11 @@ def load_runtime(manifest: Manifest, version_dir: Path, options: RuntimeOptions)
     use_cuda = cuda_reason is None
     artifact = fp16 if use_cuda and fp16 is not None and options.prefer_fp16 else onnx_fp32
     runtime = OnnxRuntime(
-        version_dir / artifact.file, options, cuda=use_cuda, precision=artifact.precision
+        version_dir / artifact.file,
+        options,
+        cuda=use_cuda,
+        precision=artifact.precision,
+        spec=manifest.spec,
     )
     why = "a CUDA device is usable" if use_cuda else cuda_reason
     if options.kind == "onnxruntime":

@@ -7,12 +7,13 @@ from pathlib import Path
 
 import numpy as np
 
+from model_store.spec import ModelSpec, TensorNames
 from service.errors import ModelLoadError
-from service.runtimes.base import Outputs, RuntimeOptions
+from service.runtimes.base import Outputs, RuntimeOptions, to_layout
 
 
 class TorchScriptRuntime:
-    def __init__(self, path: Path, options: RuntimeOptions) -> None:
+    def __init__(self, path: Path, options: RuntimeOptions, spec: ModelSpec | None = None) -> None:
         import torch
 
         cuda = options.device != "cpu" and torch.cuda.is_available()
@@ -25,14 +26,20 @@ class TorchScriptRuntime:
             warnings.simplefilter("ignore", category=DeprecationWarning)
             self._module = torch.jit.load(str(path), map_location=self._device).eval()
         self._torch = torch
+        self._names = spec.tensors if spec is not None else TensorNames()
+        self._layout = spec.recipe.layout if spec is not None else None
         self.description = (
             f"torch.jit {torch.__version__} {self._device.type.upper()} ({path.name})"
         )
 
     def run(self, clips: np.ndarray) -> Outputs:
         torch = self._torch
+        if self._layout is not None:
+            clips = to_layout(clips, self._layout)
         with torch.inference_mode():
-            logits, embedding = self._module(torch.from_numpy(clips).to(self._device))
+            result = self._module(torch.from_numpy(clips).to(self._device))
+        logits = self._names.pick(result, "logits")
+        embedding = self._names.pick(result, "embedding")
         return Outputs(logits.float().cpu().numpy(), embedding.float().cpu().numpy())
 
     def close(self) -> None:

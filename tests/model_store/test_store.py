@@ -54,7 +54,7 @@ def test_publish_then_list_and_show(tmp_path, artifact_file) -> None:
     assert not os.access(directory / "model.onnx", os.W_OK) or os.geteuid() == 0
     assert (directory / "model.onnx").stat().st_mode & 0o222 == 0  # published files are read-only
     on_disk = json.loads((directory / "manifest.json").read_text())
-    assert on_disk["schema_version"] == 2 and on_disk["name"] == "clf" and on_disk["version"] == 1
+    assert on_disk["schema_version"] == 3 and on_disk["name"] == "clf" and on_disk["version"] == 1
 
 
 def test_resolve_prefers_version_then_alias_then_stable_then_newest(
