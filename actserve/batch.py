@@ -220,7 +220,7 @@ class Results:
     crash leaves the journal, which the next run reads and folds in).
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, retry_failed: bool = False) -> None:
         if path.suffix not in (".jsonl", ".parquet"):
             raise BatchInputError(f"write the results as .jsonl or .parquet, not {path.name}")
         self.path = path
@@ -228,9 +228,29 @@ class Results:
         self.journal = path.with_name(path.name + ".partial.jsonl") if self.parquet else path
         self.done: set[str] = set()
         self.counts = {"ok": 0, "error": 0}
+        #: The failed videos whose records `retry_failed` dropped, to run again.
+        self.retrying: set[str] = set()
+        if retry_failed:
+            self._drop_failed()
         for row in self._old_rows():
             self._count(row)
         self._file = None
+
+    def _drop_failed(self) -> None:
+        """Remove the records of failed videos (atomically), so the run classifies them again."""
+        rows = list(self._old_rows())
+        self.retrying = {row["path"] for row in rows if row["status"] != "ok"}
+        if not self.retrying:
+            return
+        kept = [row for row in rows if row["status"] == "ok"]
+        tmp = self.path.with_name(f".{self.path.name}.tmp")
+        if self.parquet:
+            _parquet().write_table(_table(kept), tmp)
+        else:
+            tmp.write_text("".join(json.dumps(row, allow_nan=False) + "\n" for row in kept))
+        os.replace(tmp, self.path)
+        if self.parquet:
+            self.journal.unlink(missing_ok=True)
 
     def _old_rows(self) -> Iterator[dict]:
         if self.parquet and self.path.exists():

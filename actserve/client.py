@@ -33,7 +33,13 @@ Errors:
         ├── OverloadedError            429 the queue is full (retried)
         └── ServerError                5xx
             ├── NotReadyError          503 starting, draining (retried)
+            ├── ConnectionLimitError   503 the server is at its connection limit (retried)
+            ├── VersionBrokenError     503 the version failed to load on the server
             └── DeadlineExceededError  504 the request's deadline passed
+
+`Client()` with no URL reads `ACTSERVE_URL` (as the CLI does), else http://127.0.0.1:8000.
+With OpenTelemetry installed, each request carries the current trace context (W3C
+`traceparent`), so the service's spans join the caller's trace.
 """
 
 from __future__ import annotations
@@ -42,6 +48,7 @@ import asyncio
 import email.utils
 import logging
 import os
+import random
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Generator, Iterator
@@ -74,6 +81,7 @@ __all__ = [
     "BadRequestError",
     "Client",
     "ConflictError",
+    "ConnectionLimitError",
     "DeadlineExceededError",
     "Job",
     "JobFailed",
@@ -88,6 +96,7 @@ __all__ = [
     "UnsupportedMediaTypeError",
     "UnusableVideoError",
     "UploadTooLargeError",
+    "VersionBrokenError",
 ]
 
 logger = logging.getLogger("actserve.client")
@@ -181,6 +190,15 @@ class NotReadyError(ServerError):
     """503: the service is starting or draining, or has no default model."""
 
 
+class ConnectionLimitError(ServerError):
+    """503: the server holds as many connections as it takes (ACTSERVE_LIMIT_CONCURRENCY);
+    it is up and ready, just full."""
+
+
+class VersionBrokenError(ServerError):
+    """503: the version asked for failed to load on the server (the others serve)."""
+
+
 class DeadlineExceededError(ServerError):
     """504: the request's deadline on the server passed."""
 
@@ -194,8 +212,15 @@ ERRORS_BY_STATUS: dict[int, type[APIError]] = {
     415: UnsupportedMediaTypeError,
     422: UnusableVideoError,
     429: OverloadedError,
-    503: NotReadyError,
+    503: ServerError,
     504: DeadlineExceededError,
+}
+
+#: Where one status covers several situations, the body's `error` code tells them apart.
+ERRORS_BY_CODE: dict[str, type[APIError]] = {
+    "not_ready": NotReadyError,
+    "too_many_connections": ConnectionLimitError,
+    "version_broken": VersionBrokenError,
 }
 
 
@@ -210,7 +235,9 @@ def error_from(response: httpx.Response) -> APIError:
         body = {"error": "http_error", "message": response.text[:500] or response.reason_phrase}
     details = {k: v for k, v in body.items() if k not in ("error", "message", "request_id")}
     status = response.status_code
-    cls = ERRORS_BY_STATUS.get(status, ServerError if status >= 500 else APIError)
+    cls = ERRORS_BY_CODE.get(body["error"]) or ERRORS_BY_STATUS.get(
+        status, ServerError if status >= 500 else APIError
+    )
     return cls(
         status,
         body["error"],
@@ -244,11 +271,13 @@ def retry_after_seconds(value: str | None, now: datetime | None = None) -> float
 class Retry:
     """When to try a call again.
 
-    An answer whose status is in `statuses` (429: the queue is full; 503: starting or
-    draining) is retried after its Retry-After, or after `backoff_s` doubling per attempt
-    when it has none; at most `attempts` tries in all and at most `max_wait_s` of waiting in
-    all. A wait that would pass that budget ends the retries at once: the error is raised
-    with its `retry_after`, so the caller can decide. `Retry(attempts=1)` never retries.
+    An answer whose status is in `statuses` (429: the queue is full; 503: starting, draining
+    or at the connection limit) is retried with full jitter, so that clients refused together
+    do not come back together: after a random wait between its Retry-After and twice that,
+    or, when it has none, between 0 and `backoff_s` doubling per attempt. At most `attempts`
+    tries in all and at most `max_wait_s` of waiting in all; a wait that would pass that
+    budget ends the retries at once: the error is raised with its `retry_after`, so the
+    caller can decide. `Retry(attempts=1)` never retries; `jitter=False` waits the bounds.
 
         Client(url, retry=Retry(attempts=5, max_wait_s=60))
     """
@@ -257,6 +286,9 @@ class Retry:
     max_wait_s: float = 30.0
     backoff_s: float = 0.5
     statuses: frozenset[int] = frozenset({429, 503})
+    jitter: bool = True
+    #: Draws a wait in [low, high]; replaceable for reproducible tests.
+    uniform: Callable[[float, float], float] = random.uniform
 
     def __post_init__(self) -> None:
         if self.attempts < 1 or self.max_wait_s < 0 or self.backoff_s < 0:
@@ -267,8 +299,11 @@ class Retry:
         if response.status_code not in self.statuses or attempt >= self.attempts:
             return None
         given = retry_after_seconds(response.headers.get("retry-after"))
-        delay = given if given is not None else self.backoff_s * 2 ** (attempt - 1)
-        return delay if waited + delay <= self.max_wait_s else None
+        low, high = (given, 2 * given) if given else (0.0, self.backoff_s * 2 ** (attempt - 1))
+        if waited + low > self.max_wait_s:
+            return None
+        high = min(high, self.max_wait_s - waited)
+        return self.uniform(low, high) if self.jitter else high
 
 
 DEFAULT_RETRY = Retry()
@@ -540,6 +575,16 @@ class _Upload:
 # ---------------------------------------------------------------------------------- clients
 
 
+def inject_trace_context(request: httpx.Request) -> None:
+    """Add the current OpenTelemetry context (`traceparent`, `tracestate`) to the request's
+    headers; nothing without OpenTelemetry or outside a span."""
+    try:
+        from opentelemetry import propagate
+    except ImportError:
+        return
+    propagate.inject(request.headers)
+
+
 def _transport_error(exc: httpx.HTTPError, base_url: httpx.URL) -> ActserveError:
     if isinstance(exc, httpx.TimeoutException):
         return Timeout(f"{base_url}: no answer in time ({type(exc).__name__})")
@@ -557,7 +602,7 @@ class _ClientBase:
 
     def __init__(
         self,
-        url: str = DEFAULT_URL,
+        url: str | None = None,
         *,
         timeout: float | httpx.Timeout = DEFAULT_TIMEOUT,
         retry: Retry = DEFAULT_RETRY,
@@ -565,7 +610,7 @@ class _ClientBase:
         transport: httpx.BaseTransport | httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.http = self.http_class(
-            base_url=url,
+            base_url=url or os.environ.get("ACTSERVE_URL") or DEFAULT_URL,
             timeout=timeout,
             headers=headers,
             transport=transport,  # type: ignore[arg-type]
@@ -736,8 +781,11 @@ class Client(_ClientBase):
             raise _transport_error(exc, self.http.base_url) from exc
 
     def health(self) -> bool:
-        """Whether the server process answers."""
-        return self._run(self._calls.health())
+        """Whether the server process answers: False when it does not (refused, timed out)."""
+        try:
+            return self._run(self._calls.health())
+        except TransportError:
+            return False
 
     def ready(self) -> ReadyPublic:
         """Whether the default model is loaded and warm (`.ready`), and what is loaded."""
@@ -767,6 +815,7 @@ class Client(_ClientBase):
             call.close()  # an error mid-call closes the video file the call opened
 
     def _send(self, request: httpx.Request) -> httpx.Response:
+        inject_trace_context(request)
         try:
             return self.http.send(request)
         except httpx.HTTPError as exc:
@@ -979,7 +1028,10 @@ class AsyncClient(_ClientBase):
             raise _transport_error(exc, self.http.base_url) from exc
 
     async def health(self) -> bool:
-        return await self._run(self._calls.health())
+        try:
+            return await self._run(self._calls.health())
+        except TransportError:
+            return False
 
     async def ready(self) -> ReadyPublic:
         return await self._run(self._calls.ready())
@@ -1008,6 +1060,7 @@ class AsyncClient(_ClientBase):
             call.close()
 
     async def _send(self, request: httpx.Request) -> httpx.Response:
+        inject_trace_context(request)
         try:
             return await self.http.send(request)
         except httpx.HTTPError as exc:

@@ -108,6 +108,10 @@ def read_checkpoint(path: str | Path) -> Any:
         ) from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as exc:
         raise CheckpointError(f"{path} is not a readable PyTorch checkpoint: {exc}") from None
+    except (KeyError, IndexError, TypeError, AttributeError):
+        # torch's legacy (pre-zip) reader on arbitrary bytes: a text file is read as pickle
+        # opcodes and fails on whichever lookup comes first.
+        raise CheckpointError(f"{path} is not a readable PyTorch checkpoint") from None
 
 
 def _is_state_dict(obj: object) -> bool:

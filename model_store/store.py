@@ -332,6 +332,21 @@ class ModelStore:
             self._write_aliases(name, aliases)
             return state
 
+    def delete_alias(self, name: str, alias: str) -> AliasState:
+        """Remove `alias` (and its history), so that a stale alias pins no version; returns
+        what it pointed at. Deleting `stable` routes requests to the newest version."""
+        alias = check_alias(alias)
+        with self._locked(name):
+            aliases = self.aliases(name)
+            if alias not in aliases:
+                known = ", ".join(aliases) or "none"
+                raise AliasNotFoundError(
+                    f"model {name!r} has no alias {alias!r} (aliases: {known})"
+                )
+            state = aliases.pop(alias)
+            self._write_aliases(name, aliases)
+            return state
+
     def delete(self, name: str, version: int | str) -> None:
         """Remove a version no alias points at. The directory is renamed away first, so a
         reader never sees a half-deleted version."""

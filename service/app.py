@@ -8,16 +8,30 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from model_store import StoreError
+from service import tracing
+from service.auth import ApiKeyDep, parse_keys
 from service.engine import Engine
 from service.errors import Overloaded, ServiceError, code_for, error_body, status_for
 from service.jobs import routes as jobs_routes
 from service.jobs.service import Jobs
 from service.jobs.serving import Serving
-from service.routes import admin, classify, docs, embeddings, health, models, search, v2
+from service.logs import RequestLog, record_of
+from service.routes import (
+    admin,
+    classify,
+    docs,
+    embeddings,
+    health,
+    models,
+    search,
+    v2,
+    v2_extensions,
+)
 from service.server import DrainGuard, RequestIds
 from service.settings import Settings
 from service.streams import routes as streams
@@ -37,6 +51,11 @@ Errors are JSON `{error, message, ...}`.
 """
 
 
+#: What a browser page may send (preflights allow these) besides the CORS-safe headers.
+CORS_REQUEST_HEADERS = ["Authorization", "X-API-Key", "X-Request-ID", "Content-Type"]
+CORS_REQUEST_HEADERS += ["traceparent", "tracestate"]
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the app; `settings` default to the environment (ACTSERVE_*)."""
     settings = settings or Settings()
@@ -51,12 +70,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         generate_unique_id_function=lambda route: f"{route.tags[0]}-{route.name}",
     )
     app.state.settings = settings
-    app.include_router(classify.router)
-    app.include_router(embeddings.router)
-    app.include_router(search.router)
+    app.state.api_keys = parse_keys(settings.api_keys, settings.api_keys_file)
+    app.include_router(classify.router, dependencies=[ApiKeyDep])
+    app.include_router(embeddings.router, dependencies=[ApiKeyDep])
+    app.include_router(search.router, dependencies=[ApiKeyDep])
     app.include_router(models.router)
     app.include_router(health.router)
     app.include_router(docs.router)
+    app.include_router(v2_extensions.router)  # first: /v2/models/stats is not a model name
     app.include_router(v2.router)
     app.include_router(streams.router)
     app.include_router(jobs_routes.router)
@@ -69,7 +90,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(HTTPException, handle_http_exception)
     app.add_exception_handler(Exception, handle_unexpected)
     app.add_middleware(DrainGuard)  # inside RequestIds: its answers carry the request id
+    if tracing.available():
+        app.add_middleware(tracing.Tracing)  # inside RequestLog: it reads the request's record
+    app.add_middleware(RequestLog)  # inside RequestIds: it logs the id that one chose
     app.add_middleware(RequestIds)
+    if settings.cors_origins:  # outermost: preflights are answered before anything else
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST", "HEAD", "OPTIONS"],
+            allow_headers=CORS_REQUEST_HEADERS,
+            expose_headers=["X-Request-ID", "Retry-After", "traceparent"],
+            max_age=600,
+        )
     return app
 
 
@@ -77,9 +110,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     """Start the engine (decode workers, the served models); drain and close it on exit."""
     settings: Settings = app.state.settings
+    tracing.configure_tracing(settings.trace_exporter)
     app.state.engine = engine = Engine(settings)
     await engine.start()
+    grpc_server = None
     try:
+        if settings.grpc_port is not None:
+            from service.grpc_server import start_grpc
+
+            grpc_server = await start_grpc(
+                engine, app.state.api_keys, app.version, settings.host, settings.grpc_port
+            )
+            app.state.grpc_port = grpc_server.actserve_port
         logger.info(
             "serving %s from %s (default: %s)",
             ", ".join(m.key for m in engine.models.loaded()) or "nothing",
@@ -92,6 +134,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with streams_running(app):
             yield
     finally:
+        if grpc_server is not None:
+            engine.drain()
+            await grpc_server.stop(grace=settings.drain_timeout_s)
         if isinstance(jobs := getattr(app.state, "jobs", None), Jobs):
             app.state.jobs = None
             await jobs.close()  # running jobs go back to the queue, their chunks kept
@@ -108,6 +153,8 @@ def error_response(
     engine: Engine | None = getattr(request.app.state, "engine", None)
     if engine is not None and status >= 400:
         engine.metrics.rejections.labels(code).inc()
+    if (record := record_of(request)) is not None:
+        record.error = code
     oip = request.url.path.startswith(v2.router.prefix)
     body = error_body(code, message, request_id=request_id, oip=oip, **extra)
     return JSONResponse(body, status_code=status)

@@ -13,6 +13,7 @@ from model_store import ModelStore
 from service.engine import Engine
 from service.errors import Unauthorized, status_for
 from service.loaded_models import LoadedModel
+from service.logs import record_of
 from service.metrics import NO_MODEL
 from service.settings import Settings
 
@@ -36,20 +37,24 @@ StoreDep = Annotated[ModelStore, Depends(get_store)]
 
 
 class RequestOutcome:
-    """Which model version a request went to, for `actserve_requests_total`."""
+    """Which model version a request went to, for `actserve_requests_total` and the
+    request's log line."""
 
-    def __init__(self) -> None:
+    def __init__(self, request: Request | None = None) -> None:
         self.labels = NO_MODEL
+        self.record = record_of(request) if request is not None else None
 
     def served_by(self, loaded: LoadedModel) -> LoadedModel:
         self.labels = loaded.labels
+        if self.record is not None:
+            self.record.model, self.record.version = loaded.manifest.name, loaded.manifest.version
         return loaded
 
 
 def count_request(engine: EngineDep, request: Request) -> Iterator[RequestOutcome]:
     """Count the request under its endpoint, model version and final status, whatever the
     outcome: validation errors and the route's own errors pass through here on their way out."""
-    outcome = RequestOutcome()
+    outcome = RequestOutcome(request)
     endpoint = request.scope["route"].path
     engine.metrics.requests_in_flight.inc()
     try:

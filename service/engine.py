@@ -48,15 +48,24 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from model_store import Modality, ModelStore, Profile, Sampling
+from model_store import Modality, ModelStore, Profile, Recipe, Sampling
 from model_store.store import parse_model_ref
 from service.batching import ViewOutputs
-from service.errors import BadRequest, DeadlineExceeded, NotReady, Overloaded, ServiceError
+from service.errors import (
+    BadRequest,
+    DeadlineExceeded,
+    LimitExceeded,
+    NotReady,
+    Overloaded,
+    ServiceError,
+)
 from service.loaded_models import LoadedModel, LoadedModels
+from service.logs import note_stages
 from service.metrics import RequestStages, ServiceMetrics, StreamTiming
 from service.scores import fuse_logits
 from service.settings import AdmissionSettings, Settings
 from service.video import DecodedVideo, DecodeOptions, DecodePool
+from service.video.pool import DecodeSettings
 from service.video.shots import ShotBoundary, ShotRule, detect_shots
 from service.windows import classify_windows
 
@@ -337,7 +346,9 @@ class Engine:
         )
         total_s = time.perf_counter() - started
         runs = [replace(run, stages=replace(run.stages, total_s=total_s)) for run in runs]
-        self.metrics.observe_request(loaded.labels, RequestStages.merge([r.stages for r in runs]))
+        merged = RequestStages.merge([r.stages for r in runs])
+        self.metrics.observe_request(loaded.labels, merged)
+        note_stages(merged.milliseconds())
         return runs
 
     async def run_tensors(
@@ -359,11 +370,16 @@ class Engine:
                 "one-network versions: export each stream as a model of its own"
             )
         outputs = await loaded.streams[0].batcher.submit(clips, deadline=deadline)
+        total_s = time.perf_counter() - started
         self.metrics.observe_inference(
-            loaded.labels,
-            queue_s=outputs.queue_seconds,
-            total_s=time.perf_counter() - started,
-            views=len(clips),
+            loaded.labels, queue_s=outputs.queue_seconds, total_s=total_s, views=len(clips)
+        )
+        note_stages(
+            RequestStages(
+                queue_s=outputs.queue_seconds,
+                inference_s=outputs.inference_seconds,
+                total_s=total_s,
+            ).milliseconds()
         )
         return outputs
 
@@ -435,6 +451,8 @@ class Engine:
             )
         started = time.perf_counter()
         recipes = tuple(s.spec.recipe for s in loaded.manifest.networks())
+        if not options.per_clip:  # windows: their count needs the video's length
+            check_flow_budget(recipes, profile, self.settings.decode)
         try:
             async with asyncio.timeout_at(deadline):
                 decoded = await self.pool.decode_streams(
@@ -461,15 +479,18 @@ class Engine:
             )
         fusion = loaded.manifest.fusion
         assert fusion is not None  # a two-stream manifest has its weights
+        slower = max(per_stream, key=lambda o: o.queue_seconds + o.inference_seconds)
         outputs = ViewOutputs(
             logits=fuse_logits(
                 {s.modality: o.logits for s, o in zip(loaded.streams, per_stream, strict=True)},
                 fusion.weights,
             ),
             embedding=np.concatenate([o.embedding for o in per_stream], axis=1),
-            # The request waits for the slower stream; every runtime's time counts.
-            queue_seconds=max(o.queue_seconds for o in per_stream),
-            inference_seconds=sum(o.inference_seconds for o in per_stream),
+            # The streams queue and run at once: the request's queue and inference are those
+            # of the stream it waited for (their sum is the stage's wall time); each stream's
+            # own are in the stages' `streams`.
+            queue_seconds=slower.queue_seconds,
+            inference_seconds=slower.inference_seconds,
             batches=sum(o.batches for o in per_stream),
         )
         streams = tuple(
@@ -483,6 +504,42 @@ class Engine:
         )
         stages = replace(_stages(video, decoded[0], outputs, decode_s), streams=streams)
         return VideoRun(loaded, profile, decoded[0], outputs, stages)
+
+
+def flow_fields(recipes: Sequence[Recipe], profile: Profile) -> int:
+    """Optical-flow fields a request's plan computes: clips × flow steps of each flow stream."""
+    return sum(
+        (recipe.num_clips if profile == Profile.ACCURATE else 1)
+        * recipe.clip_len
+        * recipe.flow_frames_per_stack
+        for recipe in recipes
+        if recipe.modality == Modality.FLOW
+    )
+
+
+def check_flow_budget(recipes: Sequence[Recipe], profile: Profile, decode: DecodeSettings) -> None:
+    """Refuse, before any work, a plan whose flow fields alone would run past the decode
+    timeout (the worker would be stopped after the client waited the whole timeout)."""
+    fields = flow_fields(recipes, profile)
+    needed = fields * decode.flow_field_s
+    if not fields or needed <= decode.timeout_s:
+        return
+    fast = flow_fields(recipes, Profile.FAST)
+    fast_s = fast * decode.flow_field_s
+    hint = (
+        f"ask profile=fast ({fast} fields, ~{fast_s:.0f} s) or "
+        if profile != Profile.FAST and fast_s <= decode.timeout_s
+        else ""
+    )
+    raise LimitExceeded(
+        "decode_timeout_s",
+        needed,
+        decode.timeout_s,
+        unit="s",
+        detail=f" ({fields} optical-flow fields at ~{decode.flow_field_s:g} s each, "
+        f"ACTSERVE_FLOW_FIELD_SECONDS); {hint}raise ACTSERVE_DECODE_TIMEOUT_S above "
+        f"{needed:.0f} s",
+    )
 
 
 def _stages(

@@ -4,7 +4,8 @@ table that maps them to HTTP.
 ServiceError                          every error the service raises on purpose
 ├── RequestError                      the request cannot be served as asked (a 4xx)
 │   ├── BadRequest                    malformed parameters or body
-│   ├── Unauthorized                  missing or wrong admin token
+│   ├── Unauthorized                  missing or wrong admin token, or no API key
+│   ├── Forbidden                     an API key that is not accepted
 │   ├── ModelNotLoaded                the model, version or alias is not served here
 │   ├── UrlNotAllowed                 a URL refused by its scheme, the allow-list or SSRF rules
 │   ├── StreamNotFound                no live stream has this id
@@ -31,6 +32,7 @@ ServiceError                          every error the service raises on purpose
 │           └── DecodeOutOfMemory     the job hit the worker's memory limit
 ├── NotReady                          starting, draining, or no default model
 ├── InsufficientStorage               the jobs directory holds its limit of uploads
+├── VersionBroken                     the version (or model) failed to load here; others serve
 ├── WorkerCrashed                     the decode worker died, twice (a server fault until proven)
 ├── DeadlineExceeded                  the request ran out of time
 ├── ClientDisconnected                the client left; its queued work was dropped
@@ -106,6 +108,12 @@ class Unauthorized(RequestError):
     """A missing or wrong admin bearer token."""
 
     code = "unauthorized"
+
+
+class Forbidden(RequestError):
+    """An API key that is not among the configured ones."""
+
+    code = "forbidden"
 
 
 class ModelNotLoaded(RequestError):
@@ -337,6 +345,14 @@ class InsufficientStorage(ServiceError):
     code = "insufficient_storage"
 
 
+class VersionBroken(ServiceError):
+    """The version a request asks for failed to load in this process (damaged files, no
+    usable runtime); the other versions serve. Fixed by repairing or re-publishing it, then
+    POST /admin/reload."""
+
+    code = "version_broken"
+
+
 class WorkerCrashed(ServiceError):
     """The decode worker died (a signal or an abnormal exit) on a job and again on a fresh
     worker. An idle worker killed from outside or by the kernel's OOM killer is not the
@@ -374,6 +390,7 @@ STATUS: dict[type[Exception], int] = {
     RequestError: 400,
     BadRequest: 400,
     Unauthorized: 401,
+    Forbidden: 403,
     ModelNotLoaded: 404,
     Conflict: 409,
     UrlNotAllowed: 403,
@@ -394,6 +411,7 @@ STATUS: dict[type[Exception], int] = {
     UnsupportedCodec: 415,
     NotReady: 503,
     InsufficientStorage: 507,
+    VersionBroken: 503,
     WorkerCrashed: 503,
     DeadlineExceeded: 504,
     ClientDisconnected: 499,  # nginx's code: the client is gone, the metrics read it

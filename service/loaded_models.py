@@ -15,35 +15,29 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from enum import StrEnum
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from model_store import Manifest, Modality, ModelStore
+from model_store import Manifest, Modality, ModelStore, StoreError
 from model_store.store import DEFAULT_ALIAS
 from service.batching import Batcher, BatchingSettings
-from service.errors import BadRequest, Conflict, ModelLoadError, ModelNotLoaded, NotReady
+from service.errors import (
+    BadRequest,
+    Conflict,
+    ModelLoadError,
+    ModelNotLoaded,
+    NotReady,
+    VersionBroken,
+)
 from service.runtimes import Runtime, RuntimeOptions, load_runtime
+from service.version_state import VersionState
 from service.video.flow import require_opencv
 
 if TYPE_CHECKING:
     from service.metrics import ServiceMetrics
 
 logger = logging.getLogger("actserve.models")
-
-
-class VersionState(StrEnum):
-    """Where a model version stands in this process."""
-
-    #: In the store, not loaded here.
-    AVAILABLE = "available"
-    #: Verified, warmed up and taking requests.
-    LOADED = "loaded"
-    #: No longer routed: its requests in flight finish, then it is freed.
-    DRAINING = "draining"
-    #: Freed.
-    CLOSED = "closed"
 
 
 @dataclass(eq=False)
@@ -137,6 +131,8 @@ class VersionStatus:
     state: VersionState
     runtime: str | None = None
     load_seconds: float | None = None
+    #: Why a broken version failed to load.
+    error: str | None = None
 
 
 @dataclass(frozen=True)
@@ -146,6 +142,17 @@ class ServingSnapshot:
     default_model: str | None
     routes: dict[str, Route]
     versions: dict[tuple[str, int], VersionStatus]
+    #: Models this process was asked to serve whose routes the store cannot give.
+    unroutable: dict[str, str]
+
+    def broken(self) -> dict[str, str]:
+        """Every version and model that failed to load, "name@version" or "name" → why."""
+        found = {
+            f"{name}@{version}": status.error or ""
+            for (name, version), status in sorted(self.versions.items())
+            if status.state == VersionState.BROKEN
+        }
+        return {**found, **self.unroutable}
 
     def status(self, name: str, version: int) -> VersionStatus:
         return self.versions.get((name, version), VersionStatus(VersionState.AVAILABLE))
@@ -177,6 +184,10 @@ class LoadedModels:
         self._draining: dict[tuple[str, int], LoadedModel] = {}
         self._routes: dict[str, Route] = {}
         self._pinned: set[tuple[str, int]] = set()
+        #: Routed versions that failed to load, with why; retried on every refresh.
+        self._broken: dict[tuple[str, int], str] = {}
+        #: Models to serve whose routes the store cannot give (unreadable alias file, ...).
+        self._unroutable: dict[str, str] = {}
         self._admin = asyncio.Lock()
         self._retiring: set[asyncio.Task[None]] = set()
 
@@ -192,6 +203,8 @@ class LoadedModels:
         if name is None:
             raise NotReady("no default model: set ACTSERVE_DEFAULT_MODEL or name a model")
         route = self._routes.get(name)
+        if route is None and name in self._unroutable:
+            raise VersionBroken(f"model {name!r} cannot be served: {self._unroutable[name]}")
         if route is None:
             served = ", ".join(sorted(self._routes)) or "none"
             if name in self.store.list_models():
@@ -208,6 +221,11 @@ class LoadedModels:
             version = route.aliases[alias]
         version = version if version is not None else route.default_version
         loaded = self._loaded.get((name, version))
+        if loaded is None and (name, version) in self._broken:
+            raise VersionBroken(
+                f"version {version} of {name!r} failed to load and is not served: "
+                f"{self._broken[name, version]}"
+            )
         if loaded is None or loaded.state != VersionState.LOADED:
             served = ", ".join(str(v) for n, v in sorted(self._loaded) if n == name)
             hint = (
@@ -225,7 +243,7 @@ class LoadedModels:
             return False
         try:
             self.resolve()
-        except (NotReady, ModelNotLoaded):
+        except (NotReady, ModelNotLoaded, VersionBroken):
             return False
         return True
 
@@ -240,13 +258,18 @@ class LoadedModels:
 
     def snapshot(self) -> ServingSnapshot:
         held = {**self._draining, **self._loaded}
+        versions = {
+            key: VersionStatus(VersionState.BROKEN, error=why) for key, why in self._broken.items()
+        }
+        versions.update(
+            (key, VersionStatus(model.state, model.runtime_description, model.load_seconds))
+            for key, model in held.items()
+        )
         return ServingSnapshot(
             default_model=self.default_model,
             routes=dict(self._routes),
-            versions={
-                key: VersionStatus(model.state, model.runtime_description, model.load_seconds)
-                for key, model in held.items()
-            },
+            versions=versions,
+            unroutable=dict(self._unroutable),
         )
 
     # ------------------------------------------------------------------ lifecycle
@@ -314,6 +337,15 @@ class LoadedModels:
             await self._refresh(name)
             return version
 
+    async def delete_alias(self, name: str, alias: str) -> int:
+        """Delete `alias` from the store and the routes; the version only it kept loaded
+        drains. Returns the version it pointed at."""
+        async with self._admin:
+            version = self.store.delete_alias(name, alias).version
+            if name in self._routes:
+                await self._refresh(name)
+            return version
+
     async def reload(self) -> None:
         """Re-read the store (aliases moved by `actserve models`, new versions) for every
         served model."""
@@ -324,17 +356,35 @@ class LoadedModels:
     # ------------------------------------------------------------------ internals
 
     async def _serve(self, name: str) -> None:
-        route = self._route_from_store(name)
+        """Route `name` and load its routed versions, each on its own: a version that fails
+        to load is recorded as broken (and refused), the others serve."""
+        try:
+            route = self._route_from_store(name)
+        except StoreError as error:
+            self._unroutable[name] = str(error)
+            logger.error("cannot serve %s: %s", name, error)
+            return
+        self._unroutable.pop(name, None)
         for version in sorted(route.versions()):
-            await self._ensure_loaded(name, version)
+            await self._try_load(name, version)
         self._routes[name] = route
 
     async def _refresh(self, name: str) -> None:
-        route = self._route_from_store(name)
-        for version in sorted(route.versions()):
-            await self._ensure_loaded(name, version)
-        self._routes[name] = route  # traffic moves only now, to warmed versions
+        await self._serve(name)  # traffic moves only once routed versions are warmed
         await self._retire_unrouted()
+
+    async def _try_load(self, name: str, version: int) -> None:
+        """Load a routed version; a failure marks it broken instead of stopping the others."""
+        try:
+            await self._ensure_loaded(name, version)
+        except Exception as error:  # any failure of one version: the others still serve
+            why = f"{type(error).__name__}: {error}"
+            self._broken[name, version] = why
+            self.metrics.model_broken.labels(name, str(version)).set(1)
+            logger.error("%s@%d failed to load and will not be served: %s", name, version, why)
+        else:
+            if self._broken.pop((name, version), None) is not None:
+                self.metrics.model_broken.remove(name, str(version))
 
     def _route_from_store(self, name: str) -> Route:
         aliases = {alias: state.version for alias, state in self.store.aliases(name).items()}
@@ -402,6 +452,9 @@ class LoadedModels:
     async def _retire_unrouted(self) -> None:
         needed = {(n, v) for n, route in self._routes.items() for v in route.versions()}
         needed |= self._pinned
+        for key in [key for key in self._broken if key not in needed]:
+            del self._broken[key]
+            self.metrics.model_broken.remove(key[0], str(key[1]))
         for key, model in list(self._loaded.items()):
             if key in needed or model.state != VersionState.LOADED:
                 continue

@@ -14,8 +14,11 @@ from prometheus_client import (
     Gauge,
     Histogram,
     disable_created_metrics,
-    generate_latest,
 )
+from prometheus_client.exposition import choose_encoder
+from prometheus_client.gc_collector import GCCollector
+from prometheus_client.platform_collector import PlatformCollector
+from prometheus_client.process_collector import ProcessCollector
 
 from service.batching import BatchObserver
 from service.errors import STATUS, all_codes
@@ -28,6 +31,9 @@ if TYPE_CHECKING:
 # The `_created` timestamp series double every counter's output and no dashboard reads them.
 disable_created_metrics()
 
+#: A batch on a GPU runs in a millisecond or two: the inference histogram resolves those too.
+INFERENCE_BUCKETS = (0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.1, 0.25,
+                     0.5, 1, 2.5, 5, 10)  # fmt: skip
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 VIEW_BUCKETS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 256)
 MODEL = ("model", "version")
@@ -105,16 +111,32 @@ class RequestStages:
             streams=streams or None,
         )
 
+    def milliseconds(self) -> dict[str, float]:
+        """The stages in ms, by name (upload, decode_wait, decode, queue, inference, total)."""
+        stages = ("upload", "decode_wait", "decode", "queue", "inference", "total")
+        return {stage: round(getattr(self, f"{stage}_s") * 1000, 2) for stage in stages}
+
 
 class ServiceMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
+        # The process's memory, CPU time, open and maximum file descriptors, start time
+        # (process_*), and the interpreter's version and garbage collections (python_*).
+        ProcessCollector(registry=r)
+        PlatformCollector(registry=r)
+        GCCollector(registry=r)
         self.requests = Counter(
             "actserve_requests",
             "Inference requests (/classify, /embed, /similarity, /v2 infer) by endpoint (the "
             "route's path), model, version and HTTP status.",
             ["endpoint", *MODEL, "status"],
+            registry=r,
+        )
+        self.api_key_requests = Counter(
+            "actserve_api_key_requests",
+            "Requests to the inference routes by API key name (when API keys are configured).",
+            ["key"],
             registry=r,
         )
         self.rejections = Counter(
@@ -154,7 +176,7 @@ class ServiceMetrics:
             "actserve_inference_duration_seconds",
             "Runtime time per batch.",
             MODEL,
-            buckets=LATENCY_BUCKETS,
+            buckets=INFERENCE_BUCKETS,
             registry=r,
         )
         self.request_seconds = Histogram(
@@ -213,6 +235,12 @@ class ServiceMetrics:
             "actserve_decoded_frames", "Video frames decoded.", registry=r
         )
         self.upload_bytes = Counter("actserve_upload_bytes", "Upload bytes received.", registry=r)
+        self.model_broken = Gauge(
+            "actserve_model_broken",
+            "1 for each routed model version that failed to load (and is refused).",
+            MODEL,
+            registry=r,
+        )
         self.model_loaded = Gauge(
             "actserve_model_loaded",
             "1 for each loaded model version (info gauge).",
@@ -297,4 +325,11 @@ class ServiceMetrics:
         ]
 
     def render(self) -> bytes:
-        return generate_latest(self.registry)
+        """The Prometheus text exposition."""
+        return self.exposition(None)[0]
+
+    def exposition(self, accept: str | None) -> tuple[bytes, str]:
+        """The exposition and its content type: OpenMetrics when `accept` (the scraper's
+        Accept header) asks for it, else Prometheus text."""
+        encoder, content_type = choose_encoder(accept or "")
+        return encoder(self.registry), content_type

@@ -154,24 +154,30 @@ def classify_response(
     embedding: bool,
     per_clip: bool,
     segments: SegmentRule | None = None,
+    windows: VideoRun | None = None,
 ) -> ClassifyResponse:
     """The answer; `segments` (None: none) merges the windows into segments; a scan for shots
-    (`run.shots`) adds the shots and makes the segments shot-aware."""
+    (`run.shots`) adds the shots and makes the segments shot-aware. `windows`: the run of
+    back-to-back windows the clips, segments and shots come from, when they are not `run`'s
+    own views (the top-k and embedding always are `run`'s)."""
     manifest, outputs, decoded = run.loaded.manifest, run.outputs, run.decoded
+    windowed = windows or run
     spec = manifest.spec
     clips = found_segments = shots = None
-    if per_clip or segments is not None or run.shots is not None:
-        times = [(c.start_s, c.end_s) for c in decoded.plan.clips]
-        rows, present = window_probabilities(outputs.logits, decoded.view_clip, len(times))
+    windowed = windows or run
+    if per_clip or segments is not None or windowed.shots is not None:
+        source = windowed.decoded
+        times = [(c.start_s, c.end_s) for c in source.plan.clips]
+        rows, present = window_probabilities(windowed.outputs.logits, source.view_clip, len(times))
         kept = [times[clip] for clip in present]
-        boundaries = run.shots or ()
+        boundaries = windowed.shots or ()
         if per_clip:
             clips = per_clip_predictions(rows, present, times, spec, top_k)
         if segments is not None:
             cuts = [boundary.time_s for boundary in boundaries]
             found_segments = segment_predictions(rows, kept, spec, segments, cuts)
-        if run.shots is not None and kept:
-            duration = decoded.info.duration_s or kept[-1][1]
+        if windowed.shots is not None and kept:
+            duration = source.info.duration_s or kept[-1][1]
             shots = shot_predictions(rows, kept, boundaries, duration, spec, top_k)
     mean = outputs.embedding.mean(0).astype(float).tolist() if embedding else None
     return ClassifyResponse(
@@ -189,12 +195,17 @@ def classify_response(
     )
 
 
-def embed_response(run: VideoRun, *, request_id: str, per_window: bool) -> EmbedResponse:
+def embed_response(
+    run: VideoRun, *, request_id: str, per_window: bool, windowed: VideoRun | None = None
+) -> EmbedResponse:
+    """The answer: the mean embedding of `run`'s views (the profile's), and with
+    `per_window` each window's, from `windowed` (default: `run`)."""
     manifest, outputs, decoded = run.loaded.manifest, run.outputs, run.decoded
     windows = None
     if per_window:
-        times = [(c.start_s, c.end_s) for c in decoded.plan.clips]
-        windows = window_embeddings(outputs.embedding, decoded.view_clip, times)
+        source = windowed or run
+        times = [(c.start_s, c.end_s) for c in source.decoded.plan.clips]
+        windows = window_embeddings(source.outputs.embedding, source.decoded.view_clip, times)
     return EmbedResponse(
         request_id=request_id,
         model=manifest.name,

@@ -17,7 +17,7 @@ from model_store import (
     Recipe,
     SimilarityCalibration,
 )
-from service.loaded_models import VersionState
+from service.version_state import VersionState
 
 
 class LabelScore(BaseModel):
@@ -120,10 +120,13 @@ class Timings(BaseModel):
         "then assembling the views."
     )
     queue_ms: float = Field(
-        description="Waiting for batch-mates and a free runtime (two-stream: the slower stream)."
+        description="Waiting for batch-mates and a free runtime (two-stream: the stream the "
+        "request waited for, the one that finished last)."
     )
     inference_ms: float = Field(
-        description="Runtime time of the batches this request joined (two-stream: both runtimes)."
+        description="Runtime time of the batches this request joined (two-stream: the stream "
+        "that finished last; the streams run at once, so queue_ms + inference_ms is the wall "
+        "time of the stage; each stream's own are in `streams`)."
     )
     total_ms: float = Field(description="From the first byte to the response.")
     streams: dict[str, StreamTimings] | None = Field(
@@ -299,12 +302,15 @@ class ModelVersionPublic(BaseModel):
     version: int
     aliases: list[str] = Field(description="Aliases pointing at this version.")
     state: VersionState = Field(
-        description="loaded (serving), draining (finishing its requests), closed, or available "
-        "(in the store, not loaded)",
+        description="loaded (serving), draining (finishing its requests), closed, available "
+        "(in the store, not loaded) or broken (routed, but it failed to load: see load_error)",
         examples=["loaded"],
     )
     runtime: str | None = Field(None, examples=["onnxruntime 1.31.1 CPU fp32 (model.onnx)"])
     load_seconds: float | None = None
+    load_error: str | None = Field(
+        None, description="Why a broken version failed to load; requests for it get 503."
+    )
     backbone: str
     trained: bool
     description: str
@@ -374,6 +380,12 @@ class ReadyPublic(BaseModel):
     ready: bool
     default_model: str | None
     loaded: list[str] = Field(examples=[["demo-actions@1"]])
+    broken: dict[str, str] = Field(
+        default_factory=dict,
+        description="Versions (name@version) or models that failed to load, with why; they "
+        "are refused, the others serve.",
+        examples=[{"demo-actions@2": "IntegrityError: model.onnx: sha256 differs"}],
+    )
 
 
 class PromoteRequest(BaseModel):

@@ -45,9 +45,11 @@ from pydantic_settings import (
 
 from service.batching import BatchingSettings
 from service.jobs.settings import JobSettings
+from service.logs import LogFormat
 from service.runtimes.base import RuntimeOptions
 from service.search.settings import SearchSettings
 from service.streams.settings import StreamSettings
+from service.tracing import TraceExporter
 from service.video.limits import VideoLimits, split_commas
 from service.video.pool import DecodeSettings
 
@@ -144,12 +146,49 @@ class Settings(BaseSettings):
     # Network.
     host: str = Field("127.0.0.1", description="Address `actserve serve` listens on.")
     port: int = Field(8000, ge=1, le=65535, description="Port `actserve serve` listens on.")
+    grpc_port: int | None = Field(
+        None,
+        ge=0,
+        le=65535,
+        description="Also serve the Open Inference Protocol over gRPC (KServe v2) on this port "
+        "of `host` (0: any free port); off when unset. Needs the grpc extra.",
+    )
 
     # Requests.
     request_timeout_s: float = Field(120.0, gt=0, description="Deadline of a request → 504.")
     drain_timeout_s: float = Field(30.0, ge=0, description="Wait for in-flight requests.")
     max_top_k: int = Field(100, ge=1, description="Largest top_k a request may ask for.")
     upload_dir: Path | None = Field(None, description="Where uploads are spooled (system tmp).")
+
+    # Logs.
+    log_format: LogFormat = Field(
+        LogFormat.text,
+        description="Log lines as readable text, or one JSON object a line ('json'); every "
+        "line carries its request id, and each request gets one line of its own.",
+    )
+
+    trace_exporter: TraceExporter = Field(
+        TraceExporter.none,
+        description="'otlp': send OpenTelemetry spans (a request and its upload, decode wait, "
+        "decode, queue and inference) to the collector the OTEL_EXPORTER_OTLP_* variables name "
+        "(needs the otel extra); 'none': use the tracer provider the process has, if any.",
+    )
+
+    # Access.
+    api_keys: Annotated[list[str], NoDecode, BeforeValidator(split_commas)] = Field(
+        default_factory=list,
+        description="API keys of the inference routes as NAME:SHA256HEX entries (the key's "
+        "SHA-256 digest), comma-separated; with these or api_keys_file set, /classify, /embed, "
+        "/similarity and /v2 infer need a key (off when both are empty).",
+    )
+    api_keys_file: Path | None = Field(
+        None, description="A file of NAME:SHA256HEX lines ('#' comments), as api_keys."
+    )
+    cors_origins: Annotated[list[str], NoDecode, BeforeValidator(split_commas)] = Field(
+        default_factory=list,
+        description="Origins browser clients may call from (CORS), comma-separated, e.g. "
+        "https://app.example.com; '*' for any; empty: no CORS headers (off).",
+    )
 
     # Admin.
     admin_token: SecretStr | None = Field(

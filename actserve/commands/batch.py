@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from actserve.commands.export import StoreOption
+from actserve.commands.export import ReadStoreOption, existing_store
 from actserve.console import VideoProgress, console, fail, rich_step
 from model_store.spec import Profile
 
@@ -31,7 +31,7 @@ def batch(
     ],
     model: Annotated[str, typer.Option(help="NAME, NAME@VERSION or NAME@ALIAS.")],
     out: Annotated[Path, typer.Option(help="Results: .jsonl or .parquet (resumed if present).")],
-    store: StoreOption,
+    store: ReadStoreOption,
     profile: Annotated[
         Profile | None, typer.Option(help="fast or accurate (default: the model's).")
     ] = None,
@@ -42,6 +42,14 @@ def batch(
     workers: Annotated[
         int | None, typer.Option(min=1, help="Decode workers (default: one per core).")
     ] = None,
+    retry_failed: Annotated[
+        bool,
+        typer.Option(
+            "--retry-failed",
+            help="Classify again the videos whose records in --out are errors (their records "
+            "are replaced); without it a rerun skips every video already recorded.",
+        ),
+    ] = False,
     ray: Annotated[bool, typer.Option("--ray", help="Run on a Ray cluster.")] = False,
     ray_address: Annotated[
         str | None,
@@ -77,6 +85,7 @@ def batch(
     )
     from actserve.local import LocalPipeline
 
+    existing_store(store)
     remote, downloads = None, contextlib.nullcontext()
     if is_uri(input):
         downloads = tempfile.TemporaryDirectory(prefix="actserve-batch-")
@@ -85,9 +94,11 @@ def batch(
         raise fail("--ray reads local paths; run URIs without it")
     try:
         paths = [key(p) for p in list_inputs(input, remote)]
-        results = Results(out)
+        results = Results(out, retry_failed=retry_failed)
     except BatchInputError as exc:
         raise fail(str(exc)) from None
+    if results.retrying:
+        console.print(f"retrying {len(results.retrying)} videos that failed in {out}")
     todo = [p for p in paths if p not in results.done]
     skipped = len(paths) - len(todo)
     if skipped:

@@ -3,8 +3,9 @@ answer as tables (or the server's JSON)."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
@@ -12,11 +13,19 @@ from rich.table import Table
 from actserve.console import console, fail
 from model_store.spec import Profile
 
+if TYPE_CHECKING:
+    from service.schemas import ClassifyResponse
+
 DEFAULT_URL = "http://127.0.0.1:8000"
 
 
 def classify(
-    video: Annotated[Path, typer.Argument(help="A video file.", exists=True, dir_okay=False)],
+    videos: Annotated[
+        list[str],
+        typer.Argument(
+            help="Video files, or '-' for one video on standard input.", metavar="VIDEO..."
+        ),
+    ],
     url: Annotated[str, typer.Option(envvar="ACTSERVE_URL", help="The service.")] = DEFAULT_URL,
     model: Annotated[str | None, typer.Option(help="Model (default: the server's).")] = None,
     version: Annotated[
@@ -55,34 +64,55 @@ def classify(
     as_json: Annotated[bool, typer.Option("--json", help="Print the server's JSON.")] = False,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for the answer.")] = 120.0,
 ) -> None:
-    """Send a video to a running actserve and print its top-k actions."""
+    """Send videos to a running actserve and print each one's top-k actions; exits 1 when
+    any of them failed (each failure is one line, the others are still classified)."""
     from actserve.client import APIError, Client, Timeout, TransportError
 
-    try:
-        with Client(url, timeout=timeout) as client:
-            result = client.classify(
-                video,
-                model=model,
-                version=version,
-                alias=alias,
-                top_k=top_k,
-                profile=profile,
-                embedding=embedding,
-                per_clip=per_clip,
-                segments=segments,
-                segment_score=segment_score,
-                shots=shots,
-            )
-    except APIError as exc:
-        raise fail(str(exc)) from None
-    except Timeout:
-        raise fail(f"{url} did not answer within {timeout:g} s (--timeout)") from None
-    except TransportError:
-        raise fail(f"no actserve answers at {url}; start one with `actserve serve`") from None
+    missing = [v for v in videos if v != "-" and not Path(v).is_file()]
+    if missing:
+        raise fail(f"no such video file: {', '.join(missing)}")
+    if videos.count("-") > 1:
+        raise fail("'-' (standard input) can be given once")
+    parameters = dict(
+        model=model,
+        version=version,
+        alias=alias,
+        top_k=top_k,
+        profile=profile,
+        embedding=embedding,
+        per_clip=per_clip,
+        segments=segments,
+        segment_score=segment_score,
+        shots=shots,
+    )
+    answers, failed = [], 0
+    with Client(url, timeout=timeout) as client:
+        for video in videos:
+            name = "stdin" if video == "-" else Path(video).name
+            source = sys.stdin.buffer.read() if video == "-" else Path(video)
+            try:
+                answers.append((name, client.classify(source, **parameters)))
+            except APIError as exc:
+                failed += 1
+                fail(f"{name}: {exc}")  # printed; the other videos go on
+            except Timeout:
+                raise fail(f"{url} did not answer within {timeout:g} s (--timeout)") from None
+            except TransportError:
+                raise fail(
+                    f"no actserve answers at {url}; start one with `actserve serve`"
+                ) from None
     if as_json:
-        console.print_json(result.model_dump_json())
-        return
-    title = f"{video.name}: {result.model} v{result.version}, {result.profile} profile"
+        dumped = [result.model_dump_json() for _, result in answers]
+        console.print_json(dumped[0] if len(videos) == 1 and dumped else f"[{','.join(dumped)}]")
+    else:
+        for name, result in answers:
+            _print_answer(name, result)
+    if failed:
+        raise typer.Exit(1)
+
+
+def _print_answer(name: str, result: ClassifyResponse) -> None:
+    title = f"{name}: {result.model} v{result.version}, {result.profile} profile"
     table = Table("#", "action", "score", title=title)
     for rank, entry in enumerate(result.top_k, 1):
         table.add_row(str(rank), entry.label, f"{entry.score:.3f}")

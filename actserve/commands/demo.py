@@ -9,6 +9,10 @@ import typer
 
 from actserve.console import console, fail
 
+#: The frame sizes `demo-video` writes: even (4:2:0 chroma) and small enough to render in
+#: memory (a 2 s clip of 1920×1080 is 370 MB of frames).
+MIN_SIDE, MAX_SIDE = 16, 1920
+
 
 def demo_video(
     action: Annotated[
@@ -33,6 +37,13 @@ def demo_video(
             "(new motions, for `actserve probe`)",
             code=2,
         )
+    for side, value in (("--width", width), ("--height", height)):
+        if not MIN_SIDE <= value <= MAX_SIDE or value % 2:
+            raise fail(
+                f"{side} {value}: give an even number of pixels from {MIN_SIDE} to {MAX_SIDE} "
+                "(H.264 and VP9 store colour at half resolution)",
+                code=1,
+            )
     try:
         write_video(render_video(action, seed=seed, height=height, width=width), str(out))
     except ValueError as exc:

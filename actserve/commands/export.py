@@ -33,6 +33,40 @@ StoreOption = Annotated[
 ]
 
 
+def bundled_store() -> Path:
+    """The demo store inside the installed service package (found without importing it)."""
+    from importlib.util import find_spec
+
+    spec = find_spec("service")
+    assert spec is not None and spec.submodule_search_locations
+    return Path(spec.submodule_search_locations[0]) / "bundled_store"
+
+
+#: The store a command reads from: --store, else ACTSERVE_STORE, else the bundled demo store;
+#: the same in every command that only reads (`serve`, `batch`, `models list|show`, `probe
+#: --base`). Commands that write to a store take `StoreOption`, which has no default.
+ReadStoreOption = Annotated[
+    Path,
+    typer.Option(
+        "--store",
+        envvar="ACTSERVE_STORE",
+        default_factory=bundled_store,
+        show_default="the bundled demo store",
+        help="Model store directory (default: ACTSERVE_STORE, else the bundled demo store).",
+    ),
+]
+
+
+def existing_store(path: Path) -> Path:
+    """`path`, or a one-line error and exit 1 when it is not a directory."""
+    if not path.is_dir():
+        raise fail(
+            f"no model store at {path}"
+            + (" (it is a file)" if path.exists() else " (no such directory)")
+        )
+    return path
+
+
 def export(
     model: Annotated[str, typer.Argument(help="Registered backbone, e.g. r3d_50 (actserve zoo).")],
     store: StoreOption,

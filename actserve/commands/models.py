@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from actserve.commands.export import StoreOption
+from actserve.commands.export import ReadStoreOption, StoreOption, existing_store
 from actserve.console import console, err_console, fail
 from model_store import Manifest, ModelStore, StoreError
 from model_store.store import DEFAULT_ALIAS, parse_model_ref
@@ -18,13 +18,11 @@ AliasOption = Annotated[str, typer.Option("--alias", help="Alias to move.")]
 
 
 def _store(path: Path) -> ModelStore:
-    if not path.is_dir():
-        raise fail(f"no model store at {path}")
-    return ModelStore(path)
+    return ModelStore(existing_store(path))
 
 
 @models_app.command("list")
-def list_versions(store: StoreOption) -> None:
+def list_versions(store: ReadStoreOption) -> None:
     """Every model with its versions, aliases and the default model. A model whose store
     files cannot be read is listed with the reason, and the command exits 1."""
     models = _store(store)
@@ -58,7 +56,7 @@ def list_versions(store: StoreOption) -> None:
 @models_app.command("show")
 def show_version(
     ref: Annotated[str, typer.Argument(help="NAME, NAME@VERSION or NAME@ALIAS.")],
-    store: StoreOption,
+    store: ReadStoreOption,
     as_json: Annotated[bool, typer.Option("--json", help="Print the whole manifest.")] = False,
 ) -> None:
     """A version's manifest, checked against the store's index, and its files against their
@@ -121,6 +119,23 @@ def _print_manifest(manifest: Manifest, integrity: str) -> None:
             artifact.file,
             f"{artifact.format} {artifact.precision}, {size}, parity {artifact.parity.describe()}",
         )
+    if manifest.similarity is not None:
+        sim = manifest.similarity
+        table.add_row(
+            "similarity",
+            f"threshold {sim.threshold:.4f} (balanced accuracy {sim.balanced_accuracy:.3f} on "
+            f"{sim.pairs} pairs of {sim.source})",
+        )
+    if manifest.probe is not None:
+        probe = manifest.probe
+        classes = ", ".join(f"{c}: {n}" for c, n in sorted(probe.videos_per_class.items()))
+        table.add_row("probe of", f"{probe.base_model} version {probe.base_version}")
+        table.add_row("probe data", f"sha256 {probe.data_sha256}; videos per class: {classes}")
+        table.add_row(
+            "probe fit",
+            f"{probe.classifier}, {probe.profile} profile; {probe.cv_folds}-fold accuracy "
+            f"{probe.cv_accuracy:.3f}, p-value {probe.cv_p_value:.3g} against the majority class",
+        )
     table.add_row("integrity", integrity)
     console.print(table)
 
@@ -146,6 +161,22 @@ def rollback_alias(name: str, store: StoreOption, alias: AliasOption = DEFAULT_A
     except StoreError as exc:
         raise fail(str(exc)) from None
     console.print(f"{name}@{alias} → version {state.version}")
+
+
+@models_app.command("unalias")
+def delete_alias(
+    name: str,
+    alias: Annotated[str, typer.Argument(help="The alias to delete, e.g. canary.")],
+    store: StoreOption,
+) -> None:
+    """Delete an alias, so it pins no version (deleting `stable` routes to the newest). A
+    running service follows on POST /admin/reload (or delete it there: DELETE
+    /admin/models/NAME/aliases/ALIAS)."""
+    try:
+        state = _store(store).delete_alias(name, alias)
+    except StoreError as exc:
+        raise fail(str(exc)) from None
+    console.print(f"deleted alias {name}@{alias} (was version {state.version})")
 
 
 @models_app.command("delete")

@@ -14,7 +14,7 @@ from actserve.commands.export import StoreOption
 from actserve.console import VideoProgress, console, err_console, fail, rich_step
 from model_store import Manifest, ModelStore, StoreError
 from model_store.spec import Profile
-from model_store.store import parse_model_ref
+from model_store.store import check_alias, check_name, parse_model_ref
 
 
 def probe(
@@ -78,6 +78,15 @@ def probe(
         import sklearn  # noqa: F401
     except ImportError:
         raise fail("actserve probe needs scikit-learn: pip install 'actserve[probe]'") from None
+    # What publishing needs, checked before minutes of embedding.
+    try:
+        check_name(name)
+        if alias is not None:
+            check_alias(alias)
+    except StoreError as exc:
+        raise fail(f"--name/--alias: {exc}") from None
+    if store.exists() and not store.is_dir():
+        raise fail(f"--store {store} is a file, not a model store directory")
     base_manifest, base_root = _find_base(base, store, base_store)
     if base_manifest.streams:
         raise fail(

@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from actserve.commands.export import ReadStoreOption, existing_store
 from actserve.console import fail
 
 
 def serve(
-    store: Annotated[
-        Path | None, typer.Option(help="Model store (default: the bundled demo store).")
-    ] = None,
+    store: ReadStoreOption,
     host: Annotated[str | None, typer.Option(help="Interface to listen on.")] = None,
     port: Annotated[int | None, typer.Option(help="Port.")] = None,
     model: Annotated[str | None, typer.Option(help="Default model.")] = None,
@@ -28,23 +26,24 @@ def serve(
     log_level: Annotated[str, typer.Option(help="uvicorn and actserve log level.")] = "info",
 ) -> None:
     """Serve POST /classify, GET /models, health and metrics (settings: ACTSERVE_* variables)."""
-    import logging
-
     from pydantic import ValidationError
 
     from service.app import create_app
+    from service.logs import configure_logging
     from service.server import Server, server_config
     from service.settings import Settings
 
     overrides = parse_overrides(setting)
-    explicit = {"store": store, "host": host, "port": port, "default_model": model}
+    explicit = {"store": existing_store(store), "host": host, "port": port, "default_model": model}
     overrides.update({k: v for k, v in explicit.items() if v is not None})
     try:
         settings = Settings(**overrides)
     except ValidationError as exc:
         raise fail(f"invalid settings: {exc}", code=2) from None
-    logging.basicConfig(level=log_level.upper(), format="%(levelname)s:     %(name)s: %(message)s")
-    app = create_app(settings)
+    try:
+        app = create_app(settings)
+    except ValueError as exc:
+        raise fail(f"invalid settings: {exc}", code=2) from None
     config = server_config(
         app,
         settings.http,
@@ -53,6 +52,10 @@ def serve(
         drain_timeout_s=settings.drain_timeout_s,
         log_level=log_level,
     )
+    # After uvicorn's own set-up: its lines take the service's format, and the service writes
+    # the one line per request (service/logs.py), so uvicorn's access log is off.
+    configure_logging(settings.log_format, log_level)
+    config.access_log = False
     server = Server(config, settings.http)
     server.run()
     if not server.started:

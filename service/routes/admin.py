@@ -99,6 +99,21 @@ async def rollback_alias(
     return _result(engine, f"{name}@{alias} → version {version}")
 
 
+@router.delete("/models/{name}/aliases/{alias}", response_model=AdminResult)
+async def delete_alias(
+    name: Name,
+    alias: Annotated[str, Path(description="The alias to delete.", examples=["canary"])],
+    engine: EngineDep,
+) -> AdminResult:
+    """Delete an alias, so that it pins no version.
+
+    Requests naming the alias get 404 from now on; the version it kept loaded (when no other
+    route or load needs it) drains and is freed. Deleting `stable` routes requests that name
+    only the model to the newest version (loaded and warmed before the switch)."""
+    version = await engine.models.delete_alias(name, alias)
+    return _result(engine, f"alias {name}@{alias} deleted (was version {version})")
+
+
 @router.post("/reload", response_model=AdminResult)
 async def reload_store(engine: EngineDep) -> AdminResult:
     """Re-read the store for every served model.

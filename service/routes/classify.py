@@ -15,7 +15,7 @@ from service.deps import ClientDep, EngineDep, LoadedDep
 from service.engine import RunOptions
 from service.errors import BadRequest
 from service.responses import classify_response
-from service.routes.common import VIDEO_ERRORS, ProfileQuery, video_body
+from service.routes.common import VIDEO_ERRORS, ProfileQuery, answer_and_windows, video_body
 from service.schemas import ClassifyResponse
 from service.segments import SegmentRule
 from service.upload import VIDEO_FIELD, receive_uploads, unless_disconnected
@@ -90,12 +90,18 @@ async def classify_video(
         async with receive_uploads(
             request, (VIDEO_FIELD,), engine.settings, deadline=deadline, on_received=ticket.received
         ) as uploads:
-            work = engine.run_videos(
-                loaded, list(uploads.values()), options, deadline=deadline, started=ticket.started
+            work = answer_and_windows(
+                engine,
+                loaded,
+                list(uploads.values()),
+                options,
+                deadline=deadline,
+                started=ticket.started,
             )
-            (run,) = await unless_disconnected(request, work)
+            run, windows = await unless_disconnected(request, work)
     return classify_response(
         run,
+        windows=windows,
         request_id=request.state.request_id,
         top_k=top_k,
         embedding=embedding,

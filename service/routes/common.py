@@ -3,11 +3,13 @@ the `profile` parameter."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+import asyncio
+from dataclasses import replace
+from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import Query
 
-from model_store import Profile
+from model_store import Profile, Sampling
 from service.errors import (
     BadRequest,
     ContainerNotAllowed,
@@ -26,6 +28,10 @@ from service.errors import (
     openapi_errors,
 )
 from service.schemas import ErrorResponse
+
+if TYPE_CHECKING:
+    from service.engine import Engine, RunOptions, VideoFile, VideoRun
+    from service.loaded_models import LoadedModel
 
 #: What a video route answers besides 200, from the errors' own table and docstrings.
 VIDEO_ERRORS = openapi_errors(
@@ -81,3 +87,44 @@ def video_body(*fields: str) -> dict[str, Any]:
             },
         }
     }
+
+
+async def answer_and_windows(
+    engine: Engine,
+    loaded: LoadedModel,
+    videos: list[VideoFile],
+    options: RunOptions,
+    *,
+    deadline: float,
+    started: float,
+) -> tuple[VideoRun, VideoRun]:
+    """The run whose views give the video-level answer (the profile's own), and the run of
+    back-to-back windows when `options.per_clip` asks for them: asking for more detail never
+    changes the main answer. Both run at once on the one upload; when the profile's views are
+    the windows already (a sliding-window protocol's accurate profile), one run serves both."""
+    if not options.per_clip:
+        (run,) = await engine.run_videos(
+            loaded, videos, options, deadline=deadline, started=started
+        )
+        return run, run
+    sliding = loaded.manifest.spec.recipe.sampling == Sampling.SLIDING
+    if sliding and options.profile_of(loaded) == Profile.ACCURATE:
+        (run,) = await engine.run_videos(
+            loaded, videos, options, deadline=deadline, started=started
+        )
+        return run, run
+    profile_views = replace(options, per_clip=False, shots=None)  # the windows run scans
+    tasks = [
+        asyncio.ensure_future(
+            engine.run_videos(loaded, videos, o, deadline=deadline, started=started)
+        )
+        for o in (profile_views, options)
+    ]
+    try:
+        (answer,), (windows,) = await asyncio.gather(*tasks)
+    except BaseException:
+        for task in tasks:  # one failed (or the client left): drop the other's work
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
+    return answer, windows

@@ -18,7 +18,7 @@ from fastapi import APIRouter, Query, Request
 from service.deps import ClientDep, EngineDep, LoadedDep
 from service.engine import RunOptions
 from service.responses import embed_response, similarity_response
-from service.routes.common import VIDEO_ERRORS, ProfileQuery, video_body
+from service.routes.common import VIDEO_ERRORS, ProfileQuery, answer_and_windows, video_body
 from service.schemas import EmbedResponse, SimilarityResponse
 from service.upload import VIDEO_FIELD, receive_uploads, unless_disconnected
 
@@ -54,11 +54,18 @@ async def embed_video(
         async with receive_uploads(
             request, (VIDEO_FIELD,), engine.settings, deadline=deadline, on_received=ticket.received
         ) as uploads:
-            work = engine.run_videos(
-                loaded, list(uploads.values()), options, deadline=deadline, started=ticket.started
+            work = answer_and_windows(
+                engine,
+                loaded,
+                list(uploads.values()),
+                options,
+                deadline=deadline,
+                started=ticket.started,
             )
-            (run,) = await unless_disconnected(request, work)
-    return embed_response(run, request_id=request.state.request_id, per_window=per_window)
+            run, windows = await unless_disconnected(request, work)
+    return embed_response(
+        run, request_id=request.state.request_id, per_window=per_window, windowed=windows
+    )
 
 
 @router.post(

@@ -57,6 +57,8 @@ def _model_public(store: ModelStore, snapshot: ServingSnapshot, name: str) -> Mo
             versions.append(BrokenVersionPublic(version=version, aliases=named, error=str(error)))
             continue
         versions.append(_version_public(snapshot, manifest, named))
+    if name in snapshot.unroutable:
+        problems.append(f"not served: {snapshot.unroutable[name]}")
     route = snapshot.routes.get(name)
     return ModelPublic(
         name=name,
@@ -79,6 +81,7 @@ def _version_public(
         state=status.state,
         runtime=status.runtime,
         load_seconds=round(status.load_seconds, 3) if status.load_seconds is not None else None,
+        load_error=status.error,
         backbone=manifest.backbone,
         trained=manifest.trained,
         description=manifest.description,

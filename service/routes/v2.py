@@ -23,6 +23,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from model_store.manifest import Artifact, TensorInfo
+from service.auth import ApiKeyDep
 from service.deps import ClientDep, EngineDep, OutcomeDep
 from service.errors import (
     BadRequest,
@@ -33,6 +34,7 @@ from service.errors import (
     RequestTimeout,
     UnsupportedMediaType,
     UploadTooLarge,
+    VersionBroken,
     openapi_errors,
 )
 from service.loaded_models import LoadedModel
@@ -165,6 +167,7 @@ INFER_BODY = {
     response_model=InferenceResponse,
     responses=ERRORS,
     openapi_extra=INFER_BODY,
+    dependencies=[ApiKeyDep],
 )
 async def infer(
     request: Request, name: ModelName, engine: EngineDep, outcome: OutcomeDep, client: ClientDep
@@ -179,6 +182,7 @@ async def infer(
     response_model=InferenceResponse,
     responses=ERRORS,
     openapi_extra=INFER_BODY,
+    dependencies=[ApiKeyDep],
 )
 async def infer_version(
     request: Request,
@@ -206,11 +210,23 @@ def _readiness(engine: EngineDep, name: str, version: str | None) -> JSONRespons
     try:
         _resolve(engine, name, version)  # only a version that takes requests resolves
         ready = not engine.draining
-    except (ModelNotLoaded, NotReady):
-        if name not in engine.models.store.list_models():
-            raise  # no such model: the usual 404, not "not ready"
+    except (ModelNotLoaded, NotReady, VersionBroken):
+        if not _exists(engine, name, version):
+            raise  # no such model, version or alias: the 404 metadata answers, not "not ready"
         ready = False
     return JSONResponse({"name": name, "ready": ready}, status_code=200 if ready else 400)
+
+
+def _exists(engine: EngineDep, name: str, version: str | None) -> bool:
+    """Whether the store has the model (and the version number or alias)."""
+    store = engine.models.store
+    if name not in store.list_models():
+        return False
+    if version is None:
+        return True
+    if version.isdigit():
+        return int(version) in store.list_versions(name)
+    return version in store.aliases(name)
 
 
 def _network(loaded: LoadedModel) -> Artifact:

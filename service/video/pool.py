@@ -48,6 +48,13 @@ from service.errors import (
     Overloaded,
     WorkerCrashed,
 )
+from service.logs import (
+    LogSettings,
+    active_settings,
+    job_context,
+    request_id_var,
+    start_worker_logging,
+)
 from service.video.job import (
     DecodedVideo,
     DecodeOptions,
@@ -62,6 +69,8 @@ __all__ = ["DecodePool", "DecodeSettings"]
 
 T = TypeVar("T")
 logger = logging.getLogger("actserve.decode")
+#: What the workers log, each record with the request's id.
+worker_logger = logging.getLogger("actserve.decode.worker")
 
 #: A durable job's chunk waits for interactive requests at most this long before it takes
 #: the next freed worker (within the jobs' share): priority without starvation.
@@ -92,10 +101,19 @@ class DecodeSettings(BaseModel):
         "max_wait_s": "max_decode_wait_s",
         "nice": "decode_nice",
         "job_share": "jobs_decode_share",
+        "flow_field_s": "flow_field_seconds",
     }
 
     workers: int = Field(2, ge=1, le=64, description="Decode worker processes.")
     timeout_s: float = Field(30.0, gt=0, description="Per-video decode time limit (s).")
+    flow_field_s: float = Field(
+        0.3,
+        ge=0,
+        description="CPU seconds one TV-L1 optical-flow field takes (P3D's frames on a 2-core "
+        "box: ~0.3 s; the timings' flow_ms divided by the fields gives yours). A flow request "
+        "whose fields would take longer than decode_timeout_s is refused before any work (422); "
+        "0 turns the check off.",
+    )
     memory_mb: int | None = Field(
         2048, ge=256, description="Address-space limit of each worker, MiB (None: no cap)."
     )
@@ -336,10 +354,11 @@ class DecodePool:
 
     def _schedule(self, function: Callable[..., T], args: tuple[Any, ...]) -> Any:
         try:
-            return self._ensure_pool().schedule(_run_job, (function, *args), timeout=self.timeout_s)
+            job = (request_id_var.get(), function, *args)
+            return self._ensure_pool().schedule(_run_job, job, timeout=self.timeout_s)
         except RuntimeError:  # pebble refuses work once a pool is broken or stopped
             self._discard_pool()
-            return self._ensure_pool().schedule(_run_job, (function, *args), timeout=self.timeout_s)
+            return self._ensure_pool().schedule(_run_job, job, timeout=self.timeout_s)
 
     def _ensure_pool(self) -> pebble.ProcessPool:
         if self._pool is not None and not self._pool.active:
@@ -349,7 +368,7 @@ class DecodePool:
                 max_workers=self.workers,
                 max_tasks=self.settings.jobs_per_worker or 0,
                 initializer=_start_worker,
-                initargs=(self.memory_limit_bytes, self.settings.nice),
+                initargs=(self.memory_limit_bytes, self.settings.nice, active_settings()),
                 context=multiprocessing.get_context("spawn"),
             )
         return self._pool
@@ -385,10 +404,11 @@ def _shut_down(pool: pebble.ProcessPool, grace_s: float) -> None:
         pool.join()
 
 
-def _start_worker(memory_limit_bytes: int | None, nice: int) -> None:
-    """Worker initializer: lower the worker's priority and cap its address space before the
-    first job."""
+def _start_worker(memory_limit_bytes: int | None, nice: int, log: LogSettings | None) -> None:
+    """Worker initializer: log as the server does, lower the worker's priority and cap its
+    address space before the first job."""
     global _memory_limit
+    start_worker_logging(log)
     _memory_limit = memory_limit_bytes
     if nice:
         os.nice(nice)
@@ -396,9 +416,19 @@ def _start_worker(memory_limit_bytes: int | None, nice: int) -> None:
         resource.setrlimit(resource.RLIMIT_AS, (memory_limit_bytes, memory_limit_bytes))
 
 
-def _run_job(function: Callable[..., T], *args: Any) -> T:
-    """Run a job in the worker, turning an allocation failure into a typed, picklable error."""
-    try:
-        return function(*args)
-    except MemoryError:
-        raise DecodeOutOfMemory(_memory_limit) from None
+def _run_job(request_id: str, function: Callable[..., T], *args: Any) -> T:
+    """Run a job in the worker, its log records tagged with the request's id, turning an
+    allocation failure into a typed, picklable error."""
+    name = getattr(function, "__name__", "job")
+    with job_context(request_id):
+        started = time.perf_counter()
+        try:
+            result = function(*args)
+        except MemoryError:
+            worker_logger.warning("%s ran out of memory", name)
+            raise DecodeOutOfMemory(_memory_limit) from None
+        except Exception as error:
+            worker_logger.debug("%s failed: %s", name, error)
+            raise
+        worker_logger.debug("%s done in %.1f ms", name, (time.perf_counter() - started) * 1000)
+        return result

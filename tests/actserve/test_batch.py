@@ -7,6 +7,7 @@ import json
 import shutil
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from fastapi.testclient import TestClient
@@ -200,3 +201,29 @@ def test_index_keeps_every_window_and_actserve_search_finds_them(archive, tmp_pa
     )
     assert found.exit_code == 0, found.output
     assert json.loads(found.output)["index"] == "demo-actions@1"
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".parquet"])
+def test_retry_failed_runs_the_failed_videos_again(archive: Path, tmp_path: Path, suffix) -> None:
+    out = tmp_path / f"results{suffix}"
+    assert run_batch(f"{archive}/day0/*", out).exit_code == 0
+    rows = read_jsonl(out) if suffix == ".jsonl" else pq.read_table(out).to_pylist()
+    # A video that failed for a reason since fixed (a file still being copied, say).
+    failed = next(row["path"] for row in rows if row["status"] == "ok")
+    rows = [
+        {**row, "status": "error", "error": "decode_timeout", "label": None, "top_k": None}
+        if row["path"] == failed
+        else row
+        for row in rows
+    ]
+    if suffix == ".jsonl":
+        out.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    else:
+        pq.write_table(pa.Table.from_pylist(rows, schema=pq.read_schema(out)), out)
+    assert "2 of 2 videos are already in" in run_batch(f"{archive}/day0/*", out).output
+    again = run_batch(f"{archive}/day0/*", out, "--retry-failed")
+    assert again.exit_code == 0, again.output
+    assert "retrying 1 videos" in again.output and "2 videos classified, 0 failed" in again.output
+    rows = read_jsonl(out) if suffix == ".jsonl" else pq.read_table(out).to_pylist()
+    assert sorted(row["path"] for row in rows) == sorted({row["path"] for row in rows})
+    assert all(row["status"] == "ok" for row in rows)

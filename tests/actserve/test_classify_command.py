@@ -51,3 +51,21 @@ def test_errors_are_one_line_with_status_and_code(url, videos) -> None:
     assert both.exit_code == 1 and "400 bad_request: give a version or an alias" in both.output
     bad_profile = classify(url, path, "--profile", "slow")
     assert bad_profile.exit_code == 2
+
+
+def test_several_files_and_standard_input(url, videos, tmp_path) -> None:
+    h264, vp9 = videos["h264.mp4"], videos["vp9.webm"]
+    both = runner.invoke(app, ["classify", str(h264), str(vp9), "--url", url, "--json"])
+    assert both.exit_code == 0, both.output
+    answers = json.loads(both.output)
+    assert [a["video"]["codec"] for a in answers] == ["h264", "vp9"]
+    piped = runner.invoke(app, ["classify", "-", "--url", url, "--json"], input=h264.read_bytes())
+    assert piped.exit_code == 0, piped.output
+    assert json.loads(piped.output)["top_k"] == answers[0]["top_k"]
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"not a video at all")
+    mixed = runner.invoke(app, ["classify", str(broken), str(h264), "--url", url])
+    assert mixed.exit_code == 1  # one failed: its line, and the other's table
+    assert "broken.mp4: 415 not_a_video" in mixed.output and "h264.mp4: tiny v1" in mixed.output
+    absent = runner.invoke(app, ["classify", str(tmp_path / "nope.mp4"), "--url", url])
+    assert absent.exit_code == 1 and "no such video file" in absent.output

@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
+import httpx
 import pytest
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -20,6 +21,7 @@ from actserve.client import (
     AsyncClient,
     BadRequestError,
     Client,
+    ConnectionLimitError,
     NotFoundError,
     NotReadyError,
     OverloadedError,
@@ -29,6 +31,7 @@ from actserve.client import (
     TransportError,
     UnsupportedMediaTypeError,
     UnusableVideoError,
+    VersionBrokenError,
     retry_after_seconds,
 )
 from service.schemas import ClassifyResponse, EmbedResponse, SimilarityResponse
@@ -71,7 +74,8 @@ def test_every_classify_parameter_reaches_the_server(server, videos) -> None:
         segmented = client.classify(path, segments=True, segment_score=0.0, profile="accurate")
     assert (pinned.version, len(pinned.top_k)) == (1, 1)
     assert aliased.version == 1 and aliased.profile == "fast" and aliased.video.views == 1
-    assert full.profile == "accurate" and full.video.views == 3 * len(full.clips or [])
+    # The answer is the profile's 6 views (2 clips × 3 crops); the windows come beside it.
+    assert full.profile == "accurate" and full.video.views == 6 and len(full.clips or []) > 2
     assert full.embedding is not None and full.embedding.dim == len(full.embedding.values)
     assert full.clips and all(len(c.top_k) == 2 and c.end_s > c.start_s for c in full.clips)
     # segment_score 0: every window belongs to a segment, so the segments cover all windows
@@ -322,8 +326,10 @@ def test_a_slow_answer_times_out_and_a_closed_port_is_a_transport_error() -> Non
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    with Client(f"http://127.0.0.1:{port}") as client, pytest.raises(TransportError):
-        client.health()
+    with Client(f"http://127.0.0.1:{port}") as client:
+        assert client.health() is False  # down is an answer, not an error
+        with pytest.raises(TransportError):
+            client.list_models()
 
 
 def test_an_answer_that_is_not_the_services_json_still_raises_by_status() -> None:
@@ -336,3 +342,74 @@ def test_an_answer_that_is_not_the_services_json_still_raises_by_status() -> Non
     assert gateway.value.status == 502 and gateway.value.code == "http_error"
     assert "bad gateway" in gateway.value.message
     assert teapot.value.status == 418 and type(teapot.value) is APIError
+
+
+def test_full_jitter_spreads_retries_between_retry_after_and_twice_it() -> None:
+    """Eight clients refused together must not come back together."""
+    refused = httpx.Response(429, headers={"Retry-After": "2"})
+    waits = [Retry().delay(refused, attempt=1, waited=0.0) for _ in range(200)]
+    assert all(2.0 <= w <= 4.0 for w in waits) and max(waits) - min(waits) > 1.0
+    bare = httpx.Response(503)
+    backoff = Retry(backoff_s=0.5, attempts=5)
+    assert all(0 <= backoff.delay(bare, attempt=3, waited=0) <= 2.0 for _ in range(100))
+    assert Retry(jitter=False).delay(refused, attempt=1, waited=0) == 4.0
+    budget = Retry(max_wait_s=3.0, uniform=lambda low, high: high)
+    assert budget.delay(refused, attempt=1, waited=0.5) == 2.5  # capped by what is left
+    assert budget.delay(refused, attempt=1, waited=1.5) is None
+
+
+def test_the_url_comes_from_actserve_url(monkeypatch) -> None:
+    monkeypatch.setenv("ACTSERVE_URL", "http://10.1.2.3:9000")
+    assert str(Client().http.base_url) == "http://10.1.2.3:9000"
+    assert str(Client("http://h:1").http.base_url) == "http://h:1"
+    monkeypatch.delenv("ACTSERVE_URL")
+    assert str(Client().http.base_url) == "http://127.0.0.1:8000"
+
+
+def test_503s_are_told_apart_by_their_code() -> None:
+    full = (503, {"Retry-After": "1"}, {"error": "too_many_connections", "message": "full"})
+    broken = (503, {}, {"error": "version_broken", "message": "failed to load"})
+    crashed = (503, {}, {"error": "decoder_crashed", "message": "died twice"})
+    app = Scripted(full, broken, crashed)
+    with LiveServer(app=app) as live, Client(live.url, retry=Retry(attempts=1)) as client:
+        with pytest.raises(ConnectionLimitError) as limit:
+            client.list_models()
+        with pytest.raises(VersionBrokenError):
+            client.list_models()
+        with pytest.raises(ServerError) as other:
+            client.list_models()
+    assert not isinstance(limit.value, NotReadyError) and limit.value.retry_after == 1
+    assert type(other.value) is ServerError and other.value.code == "decoder_crashed"
+
+
+def test_the_async_health_is_false_when_the_server_is_down() -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+
+    async def main() -> bool:
+        async with AsyncClient(f"http://127.0.0.1:{port}") as client:
+            return await client.health()
+
+    assert asyncio.run(main()) is False
+
+
+def test_the_client_imports_without_the_serving_stack() -> None:
+    """An application that only calls the service needs httpx and pydantic, not torch, ONNX
+    Runtime, OpenCV, PyAV, numpy or the web framework: the client imports with them all
+    blocked."""
+    import subprocess
+    import sys
+
+    blocked = ["torch", "onnxruntime", "cv2", "av", "numpy", "fastapi", "starlette", "pebble"]
+    script = (
+        "import sys\n"
+        f"for name in {blocked!r}:\n"
+        "    sys.modules[name] = None  # an import of it raises ImportError\n"
+        "from actserve.client import Client, ClassifyResponse\n"
+        "print('ok')\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr

@@ -77,6 +77,24 @@ def test_raw_video_body_is_accepted(client, videos) -> None:
     assert response.json()["video"]["codec"] == "vp9"
 
 
+@pytest.mark.parametrize("profile", ["fast", "accurate"])
+def test_per_clip_and_segments_do_not_change_the_video_level_answer(client, videos, profile):
+    """Asking for more detail must not change the main answer: the windows are extra."""
+    plain = post_video(client, videos["h264.mp4"], profile=profile, embedding="true").json()
+    for detail in ({"per_clip": "true"}, {"segments": "true"}):
+        detailed = post_video(
+            client, videos["h264.mp4"], profile=profile, embedding="true", **detail
+        ).json()
+        assert detailed["video"]["views"] == plain["video"]["views"], detail
+        assert [e["label"] for e in detailed["top_k"]] == [e["label"] for e in plain["top_k"]]
+        assert [e["score"] for e in detailed["top_k"]] == pytest.approx(
+            [e["score"] for e in plain["top_k"]], rel=1e-5, abs=1e-7
+        )
+        assert detailed["embedding"]["values"] == pytest.approx(
+            plain["embedding"]["values"], rel=1e-5, abs=1e-6
+        )
+
+
 def test_per_clip_scores_cover_the_video_in_order(client, videos) -> None:
     body = post_video(client, videos["h264.mp4"], per_clip="true", top_k=2).json()
     clips = body["clips"]

@@ -43,6 +43,7 @@ def test_health_readiness_and_metrics(client, videos) -> None:
         "ready": True,
         "default_model": "tiny",
         "loaded": ["tiny@1"],
+        "broken": {},
     }
     before = metric(
         client.get("/metrics").text, "actserve_inference_items_total", model="tiny", version="1"
@@ -105,9 +106,9 @@ def test_openapi_documents_the_admin_api(store_root) -> None:
     """Each admin call says what it does, how it fails, and that it takes the bearer token
     (the /docs Authorize button); the bodies and path parameters are described."""
     paths, components = admin_operations(store_root)
-    assert len(paths) == 5
+    assert len(paths) == 6
     for path, operations in paths.items():
-        operation = operations["post"]
+        (operation,) = operations.values()
         assert operation["summary"] and len(operation["description"]) > 80, path
         assert {"200", "401", "404"} <= set(operation["responses"]), path
         assert operation["security"] == [{"admin token": []}], path

@@ -146,7 +146,7 @@ def test_errors_have_the_protocols_shape_and_actservess_code(server) -> None:
         gzipped = http.post(
             "/v2/models/tiny/infer", content=b"x", headers={"Content-Encoding": "gzip"}
         )
-        no_route = http.get("/v2/repository/index")
+        no_route = http.get("/v2/trace/setting")
     assert wrong_type.status_code == 400
     body = wrong_type.json()
     assert body["code"] == "bad_request" and "INT8" in body["error"] and body["request_id"] == "e-1"
@@ -214,3 +214,37 @@ def test_not_ready_is_the_protocols_4xx(client, server) -> None:
     finally:
         engine.admission.draining = False
     assert client.is_server_ready()
+
+
+def test_the_clients_config_statistics_and_index_calls(client) -> None:
+    """What tritonclient asks beyond the core protocol answers instead of 404."""
+    infer(client, clips(2))
+    config = client.get_model_config("tiny")
+    assert config["name"] == "tiny" and config["platform"] == "onnxruntime_onnx"
+    assert config["input"] == [{"name": "clips", "data_type": "TYPE_FP32", "dims": list(SHAPE)}]
+    assert {o["name"] for o in config["output"]} == {"logits", "embedding"}
+    assert config["max_batch_size"] >= 1
+    assert client.get_model_config("tiny", "1") == config
+    (stats,) = client.get_inference_statistics("tiny")["model_stats"]
+    assert (stats["name"], stats["version"]) == ("tiny", "1")
+    assert stats["inference_count"] >= 2 and stats["execution_count"] >= 1
+    assert stats["inference_stats"]["success"]["count"] >= 1
+    assert stats["inference_stats"]["compute_infer"]["ns"] > 0
+    everything = client.get_inference_statistics()["model_stats"]
+    assert [s["name"] for s in everything] == ["tiny"]
+    index = client.get_model_repository_index()
+    assert {(e["name"], e["version"], e.get("state")) for e in index} == {
+        ("tiny", "1", "READY"),
+        ("tiny", "2", None),
+    }
+
+
+def test_version_readiness_agrees_with_metadata(client, server) -> None:
+    assert client.is_model_ready("tiny", "1") and client.is_model_ready("tiny", "stable")
+    assert not client.is_model_ready("tiny", "2")  # in the store, not loaded: not ready
+    for missing in ("99", "nope"):  # not in the store: 404, as the metadata says
+        with pytest.raises(InferenceServerException) as metadata:
+            client.get_model_metadata("tiny", missing)
+        ready = httpx.get(f"{server.url}/v2/models/tiny/versions/{missing}/ready")
+        assert metadata.value.status() == str(ready.status_code) == "404"
+        assert ready.json()["code"] == "model_not_found"
