@@ -11,7 +11,11 @@ from functools import cache
 from pathlib import Path
 from types import ModuleType
 
+from prometheus_client import CollectorRegistry
+from prometheus_client.gc_collector import GCCollector
 from prometheus_client.metrics import MetricWrapperBase
+from prometheus_client.platform_collector import PlatformCollector
+from prometheus_client.process_collector import ProcessCollector
 from pydantic import ValidationError
 
 from service.app import create_app
@@ -87,6 +91,14 @@ def exposed_series() -> dict[str, frozenset[str]]:
             for suffix in SUFFIXES[family.type]:
                 extra = {"le"} if suffix == "_bucket" else set()
                 series[family.name + suffix] = labels | extra
+    # The process, platform and GC collectors prometheus_client ships: their own samples.
+    standard = CollectorRegistry()
+    for make in (ProcessCollector, PlatformCollector, GCCollector):
+        make(registry=standard)
+    for family in standard.collect():
+        families.add(family.name)
+        for sample in family.samples:
+            series[sample.name] = series.get(sample.name, frozenset()) | frozenset(sample.labels)
     registered = {family.name for family in metrics.registry.collect()}
     assert families == registered, f"collectors not reached: {registered ^ families}"
     return series

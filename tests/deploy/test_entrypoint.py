@@ -271,4 +271,7 @@ def test_serving_imports_only_what_the_image_locks_install(served: Served) -> No
     for variant in ("cpu", "cuda"):
         pinned = set(lock(variant))
         missing = {d for d in distributions - pinned if not (d in flavours and pinned & flavours)}
+        # The otel extra (tracing to a collector) is optional: the images leave it out, and the
+        # service imports it only where it is installed (as the dev environment has it).
+        missing = {d for d in missing if not d.startswith("opentelemetry-")}
         assert not missing, f"{variant}.txt lacks what the server imports: {sorted(missing)}"
