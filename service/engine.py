@@ -328,13 +328,15 @@ class Engine:
         *,
         deadline: float,
         started: float | None = None,
+        observe: bool = True,
     ) -> list[VideoRun]:
         """Decode each video into the views `options` ask for and run them through
         `loaded`'s batchers, all videos at once, before `deadline` (the event loop's clock)
         or `DeadlineExceeded`. The first failure cancels the others (their decodes and
         queued views are dropped) and is raised, naming its video when there are several.
-        The request's stages go to the metrics; each run's `stages` count from `started`
-        (`time.perf_counter()`, default: now) and its own upload.
+        The request's stages go to the metrics (unless `observe` is False: a caller that
+        runs one upload twice observes the request once, `observe`); each run's `stages`
+        count from `started` (`time.perf_counter()`, default: now) and its own upload.
 
         Hold `loaded` meanwhile (`admit`, or `loaded.lease()`)."""
         started = time.perf_counter() if started is None else started
@@ -346,10 +348,14 @@ class Engine:
         )
         total_s = time.perf_counter() - started
         runs = [replace(run, stages=replace(run.stages, total_s=total_s)) for run in runs]
-        merged = RequestStages.merge([r.stages for r in runs])
-        self.metrics.observe_request(loaded.labels, merged)
-        note_stages(merged.milliseconds())
+        if observe:
+            self.observe(loaded, RequestStages.merge([r.stages for r in runs]))
         return runs
+
+    def observe(self, loaded: LoadedModel, stages: RequestStages) -> None:
+        """One served request's stages, to the metrics and the request's log line."""
+        self.metrics.observe_request(loaded.labels, stages)
+        note_stages(stages.milliseconds())
 
     async def run_tensors(
         self,

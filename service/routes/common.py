@@ -27,6 +27,7 @@ from service.errors import (
     WorkerCrashed,
     openapi_errors,
 )
+from service.metrics import RequestStages
 from service.schemas import ErrorResponse
 
 if TYPE_CHECKING:
@@ -116,7 +117,7 @@ async def answer_and_windows(
     profile_views = replace(options, per_clip=False, shots=None)  # the windows run scans
     tasks = [
         asyncio.ensure_future(
-            engine.run_videos(loaded, videos, o, deadline=deadline, started=started)
+            engine.run_videos(loaded, videos, o, deadline=deadline, started=started, observe=False)
         )
         for o in (profile_views, options)
     ]
@@ -127,4 +128,8 @@ async def answer_and_windows(
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         raise
+    # One request: its upload once, the two runs' decode and inference work together.
+    engine.observe(
+        loaded, RequestStages.merge([answer.stages, replace(windows.stages, upload_bytes=0)])
+    )
     return answer, windows

@@ -10,7 +10,7 @@ import pytest
 from model_store import ModelStore
 from service.scores import softmax
 from service.video import DecodeOptions, VideoLimits, decode_video
-from tests.service.conftest import LABELS, RECIPE, post_video
+from tests.service.conftest import LABELS, RECIPE, metric, post_video
 
 #: The intake's default limits, passed explicitly as the service passes its own.
 LIMITS = VideoLimits()
@@ -188,3 +188,18 @@ def test_uploads_that_are_not_videos(client, videos) -> None:
         headers={"Content-Type": "multipart/form-data; boundary=xyz"},
     )
     assert garbage.status_code == 400 and garbage.json()["error"] == "bad_request", garbage.text
+
+
+def test_a_request_with_windows_is_one_request_in_the_metrics(client, videos) -> None:
+    """per_clip runs the profile's views and the windows on one upload: the metrics count
+    one request, one upload and both runs' frames."""
+
+    def count(name: str) -> float:
+        return metric(client.get("/metrics").text, name, model="tiny", version="1")
+
+    before = count("actserve_request_duration_seconds_count")
+    uploads = metric(client.get("/metrics").text, "actserve_upload_duration_seconds_count")
+    body = post_video(client, videos["h264.mp4"], per_clip="true", profile="fast").json()
+    assert count("actserve_request_duration_seconds_count") == before + 1
+    after = metric(client.get("/metrics").text, "actserve_upload_duration_seconds_count")
+    assert after == uploads + 1 and body["clips"]

@@ -42,24 +42,23 @@ def test_streamed_windows_equal_an_unchunked_run(watched_client, videos, store_r
     client, submitted = watched_client
     monkeypatch.setattr(service.windows, "CHUNK_VIEWS", 6)  # 2 windows × 3 crops a chunk
     body = post_video(client, videos["h264.mp4"], per_clip="true", top_k=5).json()
-    assert submitted == [6] * 6  # 12 windows in 6 chunks, never more at once
+    # 12 windows in 6 chunks, never more at once; and the profile's own 6 views (2 clips × 3
+    # crops) that the video-level answer comes from, beside them.
+    assert submitted == [6] * 7
 
     decoded = decode_video(videos["h264.mp4"], RECIPE, DecodeOptions(windows=True), VideoLimits())
     onnx_path = ModelStore(store_root).version_dir("tiny", 1) / "model.onnx"
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     (logits,) = session.run(["logits"], {"clips": decoded.views})
     probabilities = softmax(logits)
-    assert len(body["clips"]) == 12 and body["video"]["views"] == 36
+    # The video-level answer (and `video.views`) is the accurate profile's own: 2 clips × 3 crops.
+    assert len(body["clips"]) == 12 and body["video"]["views"] == 6
     for number, clip in enumerate(body["clips"]):
         expected = probabilities[decoded.view_clip == number].mean(0)
         served = {entry["index"]: entry["score"] for entry in clip["top_k"]}
         assert list(served) == list(np.argsort(-expected, kind="stable")[:5])
         np.testing.assert_allclose(list(served.values()), np.sort(expected)[::-1][:5], rtol=1e-5)
         assert clip["start_s"] == pytest.approx(decoded.plan.clips[number].start_s)
-    overall = {e["index"]: e["score"] for e in body["top_k"]}
-    np.testing.assert_allclose(
-        list(overall.values()), np.sort(probabilities.mean(0))[::-1][:5], rtol=1e-5
-    )
 
 
 def test_a_video_past_the_old_window_limit_is_scored_whole(watched_client, tmp_path) -> None:
@@ -73,7 +72,8 @@ def test_a_video_past_the_old_window_limit_is_scored_whole(watched_client, tmp_p
     assert [c["clip"] for c in clips] == list(range(150))
     assert all(c["start_s"] == pytest.approx(i * span, abs=1e-6) for i, c in enumerate(clips))
     assert len(submitted) > 1 and max(submitted) <= service.windows.CHUNK_VIEWS
-    assert sum(submitted) == body["video"]["views"] == 150
+    # The windows' 150 views, and the fast profile's one view the video-level answer uses.
+    assert body["video"]["views"] == 1 and sum(submitted) == 150 + 1
 
 
 def test_segments_label_a_recording_of_several_actions(tmp_path: Path) -> None:
