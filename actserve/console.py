@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -17,6 +18,9 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+if TYPE_CHECKING:
+    from actserve.client import Client
+
 console = Console(soft_wrap=True)
 err_console = Console(stderr=True, soft_wrap=True)
 
@@ -25,6 +29,26 @@ def fail(message: str, code: int = 1) -> typer.Exit:
     """Print an error the way every command does; `raise fail(...)` exits with `code`."""
     err_console.print(f"[bold red]error:[/] {message}", highlight=False)
     return typer.Exit(code)
+
+
+#: The service a command calls (`actserve jobs`, `actserve streams`).
+DEFAULT_URL = "http://127.0.0.1:8000"
+UrlOption = Annotated[str, typer.Option("--url", envvar="ACTSERVE_URL", help="The service.")]
+
+
+@contextmanager
+def service_client(url: str, timeout: float | None = None) -> Iterator[Client]:
+    """A client of the service at `url` for one command: its errors become one line and
+    exit 1 (`timeout` None: the client's default)."""
+    from actserve.client import APIError, Client, JobFailed, Timeout, TransportError
+
+    try:
+        with Client(url, **({} if timeout is None else {"timeout": timeout})) as client:
+            yield client
+    except (APIError, JobFailed, Timeout) as exc:
+        raise fail(str(exc)) from None
+    except TransportError:
+        raise fail(f"no actserve answers at {url}; start one with `actserve serve`") from None
 
 
 @contextmanager

@@ -3,18 +3,15 @@ through `actserve.client`."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.table import Table
 
-from actserve.console import console, fail
+from actserve.console import DEFAULT_URL, UrlOption, console, service_client
 from model_store.spec import Profile
 
-DEFAULT_URL = "http://127.0.0.1:8000"
 FEATURES = "labels,segments,windows,embeddings"
 
 jobs_app = typer.Typer(
@@ -22,24 +19,8 @@ jobs_app = typer.Typer(
     no_args_is_help=True,
 )
 
-UrlOption = Annotated[str, typer.Option(envvar="ACTSERVE_URL", help="The service.")]
 JobArgument = Annotated[str, typer.Argument(help="The job's id (from `actserve jobs submit`).")]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print the server's JSON.")]
-
-
-@contextmanager
-def _client(url: str) -> Iterator:
-    from actserve.client import APIError, Client, JobFailed, Timeout, TransportError
-
-    try:
-        with Client(url) as client:
-            yield client
-    except (APIError, JobFailed) as exc:
-        raise fail(str(exc)) from None
-    except Timeout as exc:
-        raise fail(str(exc)) from None
-    except TransportError:
-        raise fail(f"no actserve answers at {url}; start one with `actserve serve`") from None
 
 
 @jobs_app.command("submit")
@@ -58,7 +39,7 @@ def submit(
     as_json: JsonOption = False,
 ) -> None:
     """Submit a video as a job and print its id (with --wait, follow it to its results)."""
-    with _client(url) as client:
+    with service_client(url) as client:
         job = client.submit_job(
             video,
             model=model,
@@ -81,7 +62,7 @@ def submit(
 @jobs_app.command("status")
 def status(job_id: JobArgument, url: UrlOption = DEFAULT_URL, as_json: JsonOption = False) -> None:
     """A job's state and progress."""
-    with _client(url) as client:
+    with service_client(url) as client:
         found = client.job(job_id).status
     if as_json:
         console.print_json(found.model_dump_json())
@@ -106,7 +87,7 @@ def wait(
     as_json: JsonOption = False,
 ) -> None:
     """Follow a job with a progress bar until it finishes; print its results."""
-    with _client(url) as client:
+    with service_client(url) as client:
         results = _follow(client.job(job_id), timeout=timeout)
     _print_results(results, as_json)
 
@@ -114,7 +95,7 @@ def wait(
 @jobs_app.command("results")
 def results(job_id: JobArgument, url: UrlOption = DEFAULT_URL, as_json: JsonOption = False) -> None:
     """A succeeded job's results (every window)."""
-    with _client(url) as client:
+    with service_client(url) as client:
         answer = client.job(job_id).results()
     _print_results(answer, as_json)
 
@@ -122,7 +103,7 @@ def results(job_id: JobArgument, url: UrlOption = DEFAULT_URL, as_json: JsonOpti
 @jobs_app.command("cancel")
 def cancel(job_id: JobArgument, url: UrlOption = DEFAULT_URL) -> None:
     """Cancel a queued or running job."""
-    with _client(url) as client:
+    with service_client(url) as client:
         found = client.job(job_id).cancel()
     console.print(f"{found.id}: {found.state}", highlight=False)
 

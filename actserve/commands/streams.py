@@ -2,34 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Column, Table
 
-from actserve.commands.classify import DEFAULT_URL
-from actserve.console import console, fail
+from actserve.console import DEFAULT_URL, UrlOption, console, service_client
 
 if TYPE_CHECKING:
-    from actserve.client import Client
+    pass
 
 streams_app = typer.Typer(help="Live streams on a running service.", no_args_is_help=True)
-UrlOption = Annotated[str, typer.Option("--url", envvar="ACTSERVE_URL", help="The service.")]
-
-
-@contextmanager
-def _client(url: str) -> Iterator[Client]:
-    from actserve.client import APIError, Client, TransportError  # not for --help
-
-    try:
-        with Client(url, timeout=30) as client:
-            yield client
-    except APIError as exc:
-        raise fail(str(exc)) from None
-    except TransportError:
-        raise fail(f"no actserve answers at {url}; start one with `actserve serve`") from None
 
 
 @streams_app.command("add")
@@ -50,7 +33,7 @@ def add(
 ) -> None:
     """Start classifying a live stream; prints its id."""
     events = {"high": high, "low": low, "windows": windows, "labels": label or None}
-    with _client(url) as client:
+    with service_client(url, timeout=30) as client:
         stream = client.add_stream(
             source,
             model=model,
@@ -68,7 +51,7 @@ def add(
 @streams_app.command("list")
 def list_streams(url: UrlOption = DEFAULT_URL) -> None:
     """Every stream with its state and statistics."""
-    with _client(url) as client:
+    with service_client(url, timeout=30) as client:
         streams = client.list_streams()
     table = Table(
         Column("id", no_wrap=True),
@@ -104,7 +87,7 @@ def remove(
     url: UrlOption = DEFAULT_URL,
 ) -> None:
     """Stop and forget streams."""
-    with _client(url) as client:
+    with service_client(url, timeout=30) as client:
         for stream_id in stream_ids:
             client.remove_stream(stream_id)
 
@@ -116,7 +99,7 @@ def watch(
     url: UrlOption = DEFAULT_URL,
 ) -> None:
     """Print the stream's action events as they happen (Ctrl-C stops)."""
-    with _client(url) as client:
+    with service_client(url, timeout=30) as client:
         for event in client.stream_events(stream_id):
             if as_json:
                 print(event.model_dump_json(), flush=True)

@@ -15,10 +15,10 @@ from service.deps import ClientDep, EngineDep, LoadedDep
 from service.engine import RunOptions
 from service.errors import BadRequest
 from service.responses import classify_response
-from service.routes.common import VIDEO_ERRORS, ProfileQuery, answer_and_windows, video_body
+from service.routes.common import VIDEO_ERRORS, ProfileQuery, receive_and_run, video_body
 from service.schemas import ClassifyResponse
 from service.segments import SegmentRule
-from service.upload import VIDEO_FIELD, receive_uploads, unless_disconnected
+from service.upload import VIDEO_FIELD
 from service.video.shots import ShotRule
 
 router = APIRouter(tags=["classify"])
@@ -85,20 +85,7 @@ async def classify_video(
         client=client,
         shots=ShotRule() if shots else None,
     )
-    deadline = engine.deadline()
-    with engine.admit(loaded, client) as ticket:
-        async with receive_uploads(
-            request, (VIDEO_FIELD,), engine.settings, deadline=deadline, on_received=ticket.received
-        ) as uploads:
-            work = answer_and_windows(
-                engine,
-                loaded,
-                list(uploads.values()),
-                options,
-                deadline=deadline,
-                started=ticket.started,
-            )
-            run, windows = await unless_disconnected(request, work)
+    run, windows = await receive_and_run(request, engine, loaded, client, options)
     return classify_response(
         run,
         windows=windows,

@@ -7,7 +7,7 @@ import asyncio
 from dataclasses import replace
 from typing import TYPE_CHECKING, Annotated, Any
 
-from fastapi import Query
+from fastapi import Query, Request
 
 from model_store import Profile, Sampling
 from service.errors import (
@@ -29,6 +29,7 @@ from service.errors import (
 )
 from service.metrics import RequestStages
 from service.schemas import ErrorResponse
+from service.upload import VIDEO_FIELD, receive_uploads, unless_disconnected
 
 if TYPE_CHECKING:
     from service.engine import Engine, RunOptions, VideoFile, VideoRun
@@ -88,6 +89,31 @@ def video_body(*fields: str) -> dict[str, Any]:
             },
         }
     }
+
+
+async def receive_and_run(
+    request: Request,
+    engine: Engine,
+    loaded: LoadedModel,
+    client: str,
+    options: RunOptions,
+) -> tuple[VideoRun, VideoRun]:
+    """A one-video route's path: the door (429/503 before the body is read), the upload,
+    then `answer_and_windows` on it, stopped if the client leaves."""
+    deadline = engine.deadline()
+    with engine.admit(loaded, client) as ticket:
+        async with receive_uploads(
+            request, (VIDEO_FIELD,), engine.settings, deadline=deadline, on_received=ticket.received
+        ) as uploads:
+            work = answer_and_windows(
+                engine,
+                loaded,
+                list(uploads.values()),
+                options,
+                deadline=deadline,
+                started=ticket.started,
+            )
+            return await unless_disconnected(request, work)
 
 
 async def answer_and_windows(

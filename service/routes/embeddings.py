@@ -18,7 +18,7 @@ from fastapi import APIRouter, Query, Request
 from service.deps import ClientDep, EngineDep, LoadedDep
 from service.engine import RunOptions
 from service.responses import embed_response, similarity_response
-from service.routes.common import VIDEO_ERRORS, ProfileQuery, answer_and_windows, video_body
+from service.routes.common import VIDEO_ERRORS, ProfileQuery, receive_and_run, video_body
 from service.schemas import EmbedResponse, SimilarityResponse
 from service.upload import VIDEO_FIELD, receive_uploads, unless_disconnected
 
@@ -49,20 +49,7 @@ async def embed_video(
 ) -> EmbedResponse:
     """The video's float32 embedding: the model's pooled features averaged over its views."""
     options = RunOptions(profile=profile, per_clip=per_window, client=client)
-    deadline = engine.deadline()
-    with engine.admit(loaded, client) as ticket:
-        async with receive_uploads(
-            request, (VIDEO_FIELD,), engine.settings, deadline=deadline, on_received=ticket.received
-        ) as uploads:
-            work = answer_and_windows(
-                engine,
-                loaded,
-                list(uploads.values()),
-                options,
-                deadline=deadline,
-                started=ticket.started,
-            )
-            run, windows = await unless_disconnected(request, work)
+    run, windows = await receive_and_run(request, engine, loaded, client, options)
     return embed_response(
         run, request_id=request.state.request_id, per_window=per_window, windowed=windows
     )
