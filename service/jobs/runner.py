@@ -76,7 +76,11 @@ class JobRunner:
         #: Writes a succeeded job's results to its `output_uri` (service/jobs/remote.py).
         self.outputs: RemoteFiles | None = None
         self._running: dict[str, asyncio.Task[None]] = {}
+        #: The runs still at their work (not yet winding down): only these may be stopped,
+        #: so a stop never lands in the clean-up after the work (input removal, hooks).
+        self._working: dict[str, asyncio.Task[None]] = {}
         self._why: dict[str, str] = {}
+        self._stopping = False
         self._wake = asyncio.Event()
         self._loop_task: asyncio.Task[None] | None = None
 
@@ -85,6 +89,7 @@ class JobRunner:
         return set(self._running)
 
     def start(self) -> None:
+        self._stopping = False
         self._loop_task = asyncio.create_task(self._loop(), name="actserve-jobs-runner")
 
     def wake(self) -> None:
@@ -93,22 +98,28 @@ class JobRunner:
 
     def interrupt(self, job_id: str) -> bool:
         """Stop a job this process runs (it was cancelled); True if it ran here."""
-        task = self._running.get(job_id)
-        if task is None:
+        if job_id not in self._running:
             return False
-        self._why[job_id] = "cancelled"
-        task.cancel()
+        self._stop_work(job_id, "cancelled")
         return True
+
+    def _stop_work(self, job_id: str, why: str) -> None:
+        """Cancel a run's work, once, and only while it is at it: a run winding down (its
+        work ended, or already stopped) removes its input and calls the hooks itself."""
+        task = self._working.pop(job_id, None)
+        if task is not None:
+            self._why[job_id] = why
+            task.cancel()
 
     async def stop(self) -> None:
         """Stop taking jobs; jobs running here go back to the queue at once (their chunks
         kept), for another process or the next start to resume."""
+        self._stopping = True
         if self._loop_task is not None:
             self._loop_task.cancel()
             await asyncio.gather(self._loop_task, return_exceptions=True)
-        for job_id, task in list(self._running.items()):
-            self._why[job_id] = "stopping"
-            task.cancel()
+        for job_id in list(self._running):
+            self._stop_work(job_id, "stopping")
         await asyncio.gather(*self._running.values(), return_exceptions=True)
 
     async def run_until_idle(self) -> int:
@@ -150,17 +161,25 @@ class JobRunner:
     async def _run(self, job: Job) -> None:
         """One run of `job`, until it finishes, is cancelled or stops here."""
         logger.info("job %s: taken by %s (attempt %d)", job.id, self.owner, job.attempts)
+        if self._stopping:  # claimed as the runner stopped: back to the queue untouched
+            await asyncio.to_thread(self.queue.release, job.id, self.owner, None)
+            return
         work = asyncio.current_task()
-        beat = asyncio.create_task(self._heartbeat(job.id, work))
+        assert work is not None
+        self._working[job.id] = work
+        beat = asyncio.create_task(self._heartbeat(job.id))
         try:
-            await self._execute(job)
+            try:
+                await self._execute(job)
+            finally:
+                self._working.pop(job.id, None)  # from here on, nothing stops this run
         except asyncio.CancelledError:
             why = self._why.get(job.id, "stopping")
             if why == "stopping":
                 await asyncio.to_thread(self.queue.release, job.id, self.owner, None)
                 logger.info("job %s: stopped here; back in the queue", job.id)
-                return
-            logger.info("job %s: %s; its work here stopped", job.id, why)
+            else:
+                logger.info("job %s: %s; its work here stopped", job.id, why)
         except LeaseLost:
             logger.info("job %s: cancelled or taken over; its work here stopped", job.id)
         except (ModelNotLoaded, RequestError) as error:
@@ -198,7 +217,7 @@ class JobRunner:
             except Exception:
                 logger.exception("job %s: a finished-job hook failed", job.id)
 
-    async def _heartbeat(self, job_id: str, work: asyncio.Task[Any] | None) -> None:
+    async def _heartbeat(self, job_id: str) -> None:
         while True:
             await asyncio.sleep(self.settings.lease_s / 3)
             try:
@@ -206,9 +225,8 @@ class JobRunner:
             except Exception:
                 logger.exception("job %s: heartbeat failed; trying again", job_id)
                 continue
-            if not held and work is not None:
-                self._why[job_id] = "cancelled or taken over"
-                work.cancel()
+            if not held:
+                self._stop_work(job_id, "cancelled or taken over")
                 return
 
     async def _execute(self, job: Job) -> None:

@@ -3,6 +3,7 @@ idempotent submits; cancel; listing; bad input and limits."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from pathlib import Path
@@ -163,6 +164,31 @@ def test_a_running_job_is_cancelled_within_a_chunk(jobs_client, tmp_path) -> Non
     assert jobs.serving.pool.backlog == 0  # its decode was stopped, not left to finish
     assert not jobs.inputs.upload_path(job["id"]).exists()
     assert jobs_client.delete(f"/jobs/{job['id']}").status_code == 409
+
+
+def test_a_cancel_that_comes_as_a_run_winds_down_stops_nothing(jobs_client, videos) -> None:
+    """A cancel that arrives once a run's work has ended (its lease lost on a chunk's store,
+    say) must not stop the run's clean-up: its input removal and hooks still happen."""
+    jobs = jobs_client.app.state.jobs
+    runner, seen = jobs.runner, []
+
+    async def cancel_mid_hook(job) -> None:
+        seen.append(runner.interrupt(job.id))  # the run is in its wind-down now
+        await asyncio.sleep(0.05)  # a stop landing here would cancel this hook
+        seen.append("hook finished")
+
+    runner.on_finished.insert(0, cancel_mid_hook)
+    try:
+        done = wait(jobs_client, submit(jobs_client, videos["h264.mp4"]).json()["id"])
+        deadline = time.monotonic() + 30
+        while done["id"] in runner.running:  # the run winds down after the state is written
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+    finally:
+        runner.on_finished.remove(cancel_mid_hook)
+    assert done["state"] == "succeeded"
+    assert seen == [True, "hook finished"]
+    assert not jobs.inputs.upload_path(done["id"]).exists()
 
 
 def test_listing_and_metrics(jobs_client, videos) -> None:
