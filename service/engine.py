@@ -66,7 +66,7 @@ from service.scores import fuse_logits
 from service.settings import AdmissionSettings, Settings
 from service.video import DecodedVideo, DecodeOptions, DecodePool
 from service.video.pool import DecodeSettings
-from service.video.shots import ShotBoundary, ShotRule, detect_shots
+from service.video.shots import ShotBoundary, ShotRule, prune
 from service.windows import classify_windows
 
 __all__ = ["Admission", "Engine", "RunOptions", "Ticket", "VideoFile", "VideoRun"]
@@ -74,8 +74,6 @@ __all__ = ["Admission", "Engine", "RunOptions", "Ticket", "VideoFile", "VideoRun
 T = TypeVar("T")
 logger = logging.getLogger("actserve")
 
-#: Seconds of video one shot-scanning decode job reads.
-SHOT_SCAN_S = 60.0
 #: The most a Retry-After may say: beyond it the estimate is not worth trusting.
 MAX_RETRY_AFTER_S = 300
 
@@ -88,7 +86,7 @@ class RunOptions:
     profile: Profile | None = None  # None: the version's default profile
     per_clip: bool = False
     client: str = "-"
-    shots: ShotRule | None = None  # also scan the video for shot boundaries, meanwhile
+    shots: ShotRule | None = None  # also find the shot boundaries, in the views' decode
 
     def profile_of(self, loaded: LoadedModel) -> Profile:
         return self.profile or loaded.manifest.default_profile
@@ -394,50 +392,19 @@ class Engine:
     async def _run_video(
         self, loaded: LoadedModel, video: VideoFile, options: RunOptions, deadline: float
     ) -> VideoRun:
+        run = await self._run_views(loaded, video, options, deadline)
         if options.shots is None:
-            return await self._run_views(loaded, video, options, deadline)
-        run, boundaries = await _all(
-            [
-                self._run_views(loaded, video, options, deadline),
-                self._scan_shots(video, options.shots, options.client, deadline),
-            ]
-        )
-        return replace(run, shots=tuple(boundaries))
-
-    async def _scan_shots(
-        self, video: VideoFile, rule: ShotRule, client: str, deadline: float
-    ) -> list[ShotBoundary]:
-        """Shot boundaries over the whole file, `SHOT_SCAN_S` of video per decode job (the
-        pool's time limit applies per stretch, and a long video shares the workers fairly)."""
-        found: list[ShotBoundary] = []
-        start, file = 0.0, os.fspath(video.path)
-        while True:
-            try:
-                async with asyncio.timeout_at(deadline):
-                    scan = await self.pool.run(
-                        detect_shots,
-                        file,
-                        self.pool.limits,
-                        rule,
-                        start,
-                        start + SHOT_SCAN_S,
-                        client=client,
-                    )
-            except TimeoutError:
-                raise DeadlineExceeded(
-                    "the request's deadline (ACTSERVE_REQUEST_TIMEOUT_S) passed while scanning "
-                    "for shots"
-                ) from None
-            found.extend(scan.boundaries)
-            if scan.ended:
-                return found
-            start += SHOT_SCAN_S
+            return run
+        # Each decode job reported the boundaries of its stretch; join them.
+        return replace(run, shots=tuple(prune(list(run.decoded.shots or ()), options.shots)))
 
     async def _run_views(
         self, loaded: LoadedModel, video: VideoFile, options: RunOptions, deadline: float
     ) -> VideoRun:
         profile = options.profile_of(loaded)
-        decode_options = DecodeOptions(profile=profile, windows=options.per_clip)
+        decode_options = DecodeOptions(
+            profile=profile, windows=options.per_clip, shots=options.shots
+        )
         sliding = loaded.manifest.spec.recipe.sampling == Sampling.SLIDING
         whole_video = options.per_clip or (sliding and profile == Profile.ACCURATE)
         # Any length, a chunk at a time: one RGB network. A two-stream or flow version decodes

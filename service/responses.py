@@ -96,26 +96,46 @@ def shot_predictions(
     spec: ModelSpec,
     k: int,
 ) -> list[Shot]:
-    """Each shot with the window probabilities over it, each window weighted by how much of
-    it lies in the shot; a shot past the last window takes the nearest window's."""
+    """Each shot with the top-k of the window probabilities over it."""
+    return [
+        shot_of(number, start, end, boundary, top_labels(scores, spec, k))
+        for number, (start, end, boundary, scores) in enumerate(
+            shot_probabilities(probabilities, times, boundaries, duration_s)
+        )
+    ]
+
+
+def shot_probabilities(
+    probabilities: np.ndarray,
+    times: Sequence[tuple[float, float]],
+    boundaries: Sequence[ShotBoundary],
+    duration_s: float,
+) -> list[tuple[float, float, ShotBoundary | None, np.ndarray]]:
+    """Each shot (start, end, the boundary that opened it) with the window probabilities over
+    it, each window weighted by how much of it lies in the shot; a shot past the last window
+    takes the nearest window's."""
     bounds = np.asarray(times, np.float64).reshape(-1, 2)
     middles = bounds.mean(1)
     shots = []
-    for number, (start, end, boundary) in enumerate(shot_spans(list(boundaries), duration_s)):
+    for start, end, boundary in shot_spans(list(boundaries), duration_s):
         overlap = np.clip(np.minimum(bounds[:, 1], end) - np.maximum(bounds[:, 0], start), 0, None)
         if not overlap.any():
             overlap[np.argmin(np.abs(middles - (start + end) / 2))] = 1.0
-        shots.append(
-            Shot(
-                shot=number,
-                start_s=start,
-                end_s=end,
-                confidence=confidence(boundary) if boundary else None,
-                kind=boundary.kind if boundary else None,
-                top_k=top_labels(overlap @ probabilities / overlap.sum(), spec, k),
-            )
-        )
+        shots.append((start, end, boundary, overlap @ probabilities / overlap.sum()))
     return shots
+
+
+def shot_of(
+    number: int, start: float, end: float, boundary: ShotBoundary | None, top_k: list[LabelScore]
+) -> Shot:
+    return Shot(
+        shot=number,
+        start_s=start,
+        end_s=end,
+        confidence=confidence(boundary) if boundary else None,
+        kind=boundary.kind if boundary else None,
+        top_k=top_k,
+    )
 
 
 def window_embeddings(
@@ -164,7 +184,6 @@ def classify_response(
     windowed = windows or run
     spec = manifest.spec
     clips = found_segments = shots = None
-    windowed = windows or run
     if per_clip or segments is not None or windowed.shots is not None:
         source = windowed.decoded
         times = [(c.start_s, c.end_s) for c in source.plan.clips]

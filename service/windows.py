@@ -124,6 +124,7 @@ def merge_chunks(
         frames_decoded=sum(v.frames_decoded for v in videos),
         warnings=tuple(dict.fromkeys(w for v in videos for w in v.warnings)),
         decode_s=sum(v.decode_s for v in videos),
+        shots=None if videos[0].shots is None else tuple(b for v in videos for b in v.shots or ()),
     )
     merged = ViewOutputs(
         logits=np.concatenate([o.logits for o in outputs]),

@@ -25,6 +25,8 @@ from sqlalchemy import (
     String,
     create_engine,
     event,
+    inspect,
+    text,
 )
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -84,6 +86,8 @@ class ChunkRow(Base):
     frames_decoded: Mapped[int] = mapped_column(Integer)
     warnings: Mapped[list[str]] = mapped_column(JSON)
     video: Mapped[dict[str, Any]] = mapped_column(JSON)  # the video's description
+    #: The shot boundaries in its stretch, with the `shots` feature (added after 0.1: null).
+    shots: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON, nullable=True)
     created_at: Mapped[float] = mapped_column(Double)
 
 
@@ -135,4 +139,23 @@ def connect(url: str) -> Engine:
     else:
         engine = create_engine(parsed, pool_pre_ping=True)
     Base.metadata.create_all(engine)
+    _add_new_columns(engine)
     return engine
+
+
+def _add_new_columns(engine: Engine) -> None:
+    """Add the nullable columns this version has and a database made by an older one lacks
+    (`create_all` makes missing tables only): an upgrade keeps its jobs."""
+    tables = inspect(engine)
+    for table in Base.metadata.sorted_tables:
+        present = {column["name"] for column in tables.get_columns(table.name)}
+        for column in table.columns:
+            if column.name in present:
+                continue
+            if not column.nullable:
+                raise RuntimeError(f"the jobs database lacks {table.name}.{column.name}")
+            kind = column.type.compile(dialect=engine.dialect)
+            with engine.begin() as connection:
+                connection.execute(
+                    text(f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" {kind}')
+                )

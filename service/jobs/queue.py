@@ -126,6 +126,7 @@ class Chunk:
     frames_decoded: int
     warnings: list[str]
     video: dict[str, Any]
+    shots: list[dict[str, Any]] | None = None  # the boundaries in its stretch (`shots`)
 
 
 class JobQueue:
@@ -262,6 +263,7 @@ class JobQueue:
                     row.frames_decoded,
                     list(row.warnings),
                     dict(row.video),
+                    None if row.shots is None else list(row.shots),
                 )
             yield chunk
             number = chunk.number + 1
@@ -400,6 +402,7 @@ class JobQueue:
                     frames_decoded=chunk.frames_decoded,
                     warnings=chunk.warnings,
                     video=chunk.video,
+                    shots=chunk.shots,
                     created_at=time.time(),
                 )
             )

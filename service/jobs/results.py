@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Iterator
+from dataclasses import asdict
 from typing import Any
 
 import numpy as np
@@ -25,9 +26,11 @@ from service.jobs.serving import (
     softmax,
     top_labels,
 )
-from service.schemas import ClipPrediction, Embedding, VideoMetadata, WindowEmbedding
+from service.responses import shot_of, shot_probabilities
+from service.schemas import ClipPrediction, Embedding, Shot, VideoMetadata, WindowEmbedding
+from service.video.shots import ShotBoundary, ShotRule, prune
 
-FEATURES = ("labels", "segments", "windows", "embeddings")
+FEATURES = ("labels", "segments", "shots", "windows", "embeddings")
 
 
 def window_rows(chunk: Chunk) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
@@ -45,8 +48,15 @@ def window_rows(chunk: Chunk) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
             )
 
 
-def summarize(chunks: Iterable[Chunk], plan: WindowPlan, spec: ModelSpec, segment_score: float):
-    """The whole-video summary of a finished job (stored with it as JSON)."""
+def summarize(
+    chunks: Iterable[Chunk],
+    plan: WindowPlan,
+    spec: ModelSpec,
+    segment_score: float,
+    shots: ShotRule | None = None,
+):
+    """The whole-video summary of a finished job (stored with it as JSON); with a shot rule,
+    the shots (each with its probabilities) and shot-aware segments."""
     probability_sum: np.ndarray | None = None
     embedding_sum: np.ndarray | None = None
     views = frames = 0
@@ -54,6 +64,7 @@ def summarize(chunks: Iterable[Chunk], plan: WindowPlan, spec: ModelSpec, segmen
     video: dict[str, Any] | None = None
     rows: list[np.ndarray] = []
     times: list[tuple[float, float]] = []
+    boundaries: list[ShotBoundary] = []
     for chunk in chunks:
         logits, embedding = from_bytes(chunk.logits), from_bytes(chunk.embedding)
         chunk_probabilities = softmax(logits).sum(0)
@@ -64,6 +75,7 @@ def summarize(chunks: Iterable[Chunk], plan: WindowPlan, spec: ModelSpec, segmen
         frames += chunk.frames_decoded
         warnings.extend(w for w in chunk.warnings if w not in warnings)
         video = video or chunk.video
+        boundaries.extend(ShotBoundary(**b) for b in chunk.shots or ())
         for window, probabilities, _ in window_rows(chunk):
             rows.append(probabilities)
             times.append(plan.windows[window])
@@ -77,15 +89,32 @@ def summarize(chunks: Iterable[Chunk], plan: WindowPlan, spec: ModelSpec, segmen
         "keyframe_snap_s": None,
         "warnings": warnings,
     }
+    kept = prune(boundaries, shots) if shots is not None else []
+    found_shots = None
+    if shots is not None:
+        duration = video.get("duration_s") or times[-1][1]
+        found_shots = [
+            {
+                "start_s": start,
+                "end_s": end,
+                "boundary": asdict(boundary) if boundary is not None else None,
+                "probabilities": scores.tolist(),
+            }
+            for start, end, boundary, scores in shot_probabilities(
+                np.asarray(rows), times, kept, duration
+            )
+        ]
+    cuts = [boundary.time_s for boundary in kept]
     return {
         "probabilities": (probability_sum / views).tolist(),
         "embedding": (embedding_sum / views).astype(np.float32).astype(float).tolist(),
         "segments": [
             s.model_dump()
             for s in segment_predictions(
-                np.asarray(rows), times, spec, SegmentRule(min_score=segment_score), ()
+                np.asarray(rows), times, spec, SegmentRule(min_score=segment_score), cuts
             )
         ],
+        "shots": found_shots,
         "video": video,
     }
 
@@ -105,8 +134,23 @@ def header(job: Job, spec: ModelSpec, top_k: int) -> dict[str, Any]:
         "top_k": top_labels(probabilities, spec, top_k) if "labels" in features else None,
         "embedding": Embedding(dim=len(mean), values=mean) if "embeddings" in features else None,
         "segments": summary["segments"] if "segments" in features else None,
+        "shots": _shots(summary, spec, top_k) if "shots" in features else None,
         "video": VideoMetadata(**summary["video"]),
     }
+
+
+def _shots(summary: dict[str, Any], spec: ModelSpec, top_k: int) -> list[Shot]:
+    """The stored shots as the sync answer gives them (top-k chosen when read)."""
+    return [
+        shot_of(
+            number,
+            shot["start_s"],
+            shot["end_s"],
+            ShotBoundary(**shot["boundary"]) if shot["boundary"] else None,
+            top_labels(np.asarray(shot["probabilities"]), spec, top_k),
+        )
+        for number, shot in enumerate(summary.get("shots") or ())
+    ]
 
 
 def windows(

@@ -36,6 +36,7 @@ from service.jobs.remote import RemoteFiles
 from service.jobs.results import summarize
 from service.jobs.serving import Serving, WindowPlan
 from service.jobs.settings import JobSettings
+from service.video.shots import ShotRule
 
 logger = logging.getLogger("actserve.jobs")
 
@@ -243,11 +244,12 @@ class JobRunner:
             if not stored:
                 raise LeaseLost
         done = await asyncio.to_thread(self.queue.chunk_numbers, job.id)
+        shots = ShotRule() if "shots" in job.request["features"] else None
         for number, (start, stop) in enumerate(plan.chunks):
             if number in done:
                 continue
             began = time.perf_counter()
-            outputs = await self._chunk(loaded, path, plan, number)
+            outputs = await self._chunk(loaded, path, plan, number, shots)
             chunk = Chunk(
                 number=number,
                 start=start,
@@ -258,6 +260,7 @@ class JobRunner:
                 frames_decoded=outputs.frames_decoded,
                 warnings=outputs.warnings,
                 video=outputs.video,
+                shots=outputs.shots,
             )
             if not await asyncio.to_thread(self.queue.add_chunk, job.id, self.owner, chunk):
                 raise LeaseLost
@@ -266,7 +269,7 @@ class JobRunner:
         spec = self.serving.spec(loaded)
         score = float(job.request.get("segment_score", 0.5))
         summary = await asyncio.to_thread(
-            lambda: summarize(self.queue.chunks(job.id), plan, spec, score)
+            lambda: summarize(self.queue.chunks(job.id), plan, spec, score, shots)
         )
         if self.outputs is not None and job.request.get("output_uri"):
             chunks = self.queue.chunks(job.id)
@@ -278,9 +281,9 @@ class JobRunner:
             raise LeaseLost
         logger.info("job %s: succeeded (%d windows)", job.id, len(plan.windows))
 
-    async def _chunk(self, loaded, path, plan: WindowPlan, number: int):
+    async def _chunk(self, loaded, path, plan: WindowPlan, number: int, shots: ShotRule | None):
         while True:
             try:
-                return await self.serving.run_chunk(loaded, path, plan, number)
+                return await self.serving.run_chunk(loaded, path, plan, number, shots)
             except Overloaded as full:  # the model's queue: interactive requests first
                 await asyncio.sleep(min(MAX_BACKOFF_S, float(full.retry_after)))

@@ -13,11 +13,12 @@ from service.schemas import (
     Embedding,
     LabelScore,
     Segment,
+    Shot,
     VideoMetadata,
     WindowEmbedding,
 )
 
-Feature = Literal["labels", "segments", "windows", "embeddings"]
+Feature = Literal["labels", "segments", "shots", "windows", "embeddings"]
 State = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 
 
@@ -155,6 +156,9 @@ class JobResults(BaseModel):
     top_k: list[LabelScore] | None = Field(None, description="With the `labels` feature.")
     embedding: Embedding | None = Field(None, description="With `embeddings`: the mean.")
     segments: list[Segment] | None = Field(None, description="With the `segments` feature.")
+    shots: list[Shot] | None = Field(
+        None, description="With `shots`: the shots and their top-k (segments then shot-aware)."
+    )
     clips: list[ClipPrediction] | None = Field(
         None, description="With `windows`: this page's windows and their top-k."
     )

@@ -15,7 +15,7 @@ import os
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -34,6 +34,7 @@ from service.video import (
     plan_windows,
     probe_video,
 )
+from service.video.shots import ShotRule
 from service.windows import chunk_bounds
 
 if TYPE_CHECKING:
@@ -91,6 +92,8 @@ class ChunkOutputs:
     frames_decoded: int
     warnings: list[str]
     video: dict
+    #: With a shot rule: the boundaries in the chunk's stretch, as `ShotBoundary` fields.
+    shots: list[dict] | None = None
 
 
 class Serving:
@@ -162,13 +165,19 @@ class Serving:
         return WindowPlan(profile, windows, bounds)
 
     async def run_chunk(
-        self, loaded: LoadedModel, path: os.PathLike[str] | str, plan: WindowPlan, number: int
+        self,
+        loaded: LoadedModel,
+        path: os.PathLike[str] | str,
+        plan: WindowPlan,
+        number: int,
+        shots: ShotRule | None = None,
     ) -> ChunkOutputs:
         """Decode chunk `number`'s windows (in a worker, within the jobs' share, after any
-        waiting request) and run them through the version's batcher."""
+        waiting request) and run them through the version's batcher; with `shots`, the shot
+        boundaries of the chunk's stretch too (found in the same decode)."""
         start, stop = plan.chunks[number]
         recipe = loaded.manifest.spec.recipe
-        options = DecodeOptions(profile=plan.profile, windows=True)
+        options = DecodeOptions(profile=plan.profile, windows=True, shots=shots)
         with loaded.lease():
             (sampled,), _ = await self._in_time(
                 self.pool.sample(
@@ -191,6 +200,7 @@ class Serving:
             frames_decoded=decoded.frames_decoded,
             warnings=list(decoded.warnings),
             video=video,
+            shots=None if decoded.shots is None else [asdict(b) for b in decoded.shots],
         )
 
     async def _in_time(self, work):

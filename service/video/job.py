@@ -18,6 +18,7 @@ The work is split at the process boundary:
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from collections.abc import Callable
@@ -31,11 +32,23 @@ from model_store.spec import Modality, Profile, Recipe
 from service.errors import TooFewFrames
 from service.video import flow
 from service.video.container import open_video
-from service.video.index import VideoInfo, index_container, probe_video, with_first_frame
+from service.video.index import (
+    FrameIndex,
+    VideoInfo,
+    index_container,
+    probe_video,
+    with_first_frame,
+)
 from service.video.limits import VideoLimits
 from service.video.pixels import FrameConverter
 from service.video.reader import DecodeBudget, FrameReader, IndexMismatch
 from service.video.sampling import CropBox, ViewPlan, plan_views
+from service.video.shots import ShotBoundary, ShotRule, ShotScan, ShotTracker, detect_shots
+
+#: With shots asked for, the reader decodes through gaps this short rather than seek past them:
+#: the thumbnails then see every cut there (a seek skips only a few frames' decode), and what
+#: a longer seek skips is scanned on its own.
+SHOTS_DECODE_THROUGH_S = 1.0
 
 __all__ = [
     "DecodeOptions",
@@ -60,6 +73,9 @@ class DecodeOptions(BaseModel):
     decoder_threads: int = Field(
         0, ge=0, le=64, description="0: FFmpeg picks (frame + slice threads); 1: single-threaded."
     )
+    shots: ShotRule | None = Field(
+        None, description="Also find the shot boundaries among the frames read (and between)."
+    )
 
 
 @dataclass(frozen=True)
@@ -83,6 +99,9 @@ class SampledFrames:
     warnings: tuple[str, ...]
     decode_s: float
     flow_s: float = 0.0
+    #: With `DecodeOptions.shots`: the boundaries in the part of the video the job read
+    #: (times from the first frame, as the plan's).
+    shots: ShotScan | None = None
 
 
 @dataclass(frozen=True)
@@ -107,6 +126,8 @@ class DecodedVideo:
     flow_s: float = 0.0
     #: Seconds the request waited for a free decode worker (set by `DecodePool`).
     wait_s: float = 0.0
+    #: With `DecodeOptions.shots`: the shot boundaries of the part decoded.
+    shots: tuple[ShotBoundary, ...] | None = None
 
     @property
     def degraded(self) -> bool:
@@ -176,8 +197,8 @@ def _sample(
         keyframes_s = index.keyframe_times_s()
         plan_limits = limits if window_range is None else _streamed(limits)
 
-        def plans_for(info: VideoInfo) -> list[ViewPlan]:
-            plans = [
+        def whole_plans(info: VideoInfo) -> list[ViewPlan]:
+            return [
                 plan_views(
                     info,
                     recipe,
@@ -188,11 +209,16 @@ def _sample(
                 )
                 for recipe in recipes
             ]
+
+        def plans_for(info: VideoInfo) -> list[ViewPlan]:
+            plans = whole_plans(info)
             return plans if window_range is None else [_part(p, *window_range) for p in plans]
 
         # The moments do not depend on the rotation: plan them now (every limit checked).
+        whole = whole_plans(indexed.info)
+        parts = whole if window_range is None else [_part(p, *window_range) for p in whole]
         needs: list[tuple[np.ndarray, np.ndarray | None]] = []
-        for recipe, plan in zip(recipes, plans_for(indexed.info), strict=True):
+        for recipe, plan in zip(recipes, parts, strict=True):
             positions = index.position_of(plan.times_s)
             pairs = None
             if recipe.modality == Modality.FLOW:
@@ -204,8 +230,22 @@ def _sample(
         wanted = np.unique(np.concatenate([positions for positions, _ in needs]))
         budget = DecodeBudget.of(indexed, wanted.tolist(), limits)
         convert = _Converters(indexed.info, plans_for, recipes, options, limits)
-        reader = FrameReader(path, limits, index, options.decoder_threads, budget, opened=opened)
+        rule = options.shots
+        tracker = ShotTracker(rule) if rule is not None and rule.rides_along else None
+        reader = FrameReader(
+            path,
+            limits,
+            index,
+            options.decoder_threads,
+            budget,
+            opened=opened,
+            observer=tracker,
+            seek_past=round(indexed.info.fps * SHOTS_DECODE_THROUGH_S) if tracker else 0,
+        )
         arrays = reader.read(wanted.tolist(), convert)
+    shots = None
+    if rule is not None:
+        shots = _shots(path, limits, rule, tracker, index, _span(whole[0], window_range))
     decoded_s = time.perf_counter() - started
 
     results = []
@@ -235,9 +275,45 @@ def _sample(
                 warnings=indexed.warnings + reader.warnings(),
                 decode_s=decoded_s + flow_s,
                 flow_s=flow_s,
+                shots=shots,
             )
         )
     return tuple(results)
+
+
+def _span(plan: ViewPlan, window_range: tuple[int, int] | None) -> tuple[float, float]:
+    """The stretch (start, end] whose shot boundaries a job reports: from its first window's
+    start (the video's, for the first) to the next job's first window (the end, for the last),
+    so the jobs of one plan report each boundary once."""
+    if window_range is None:
+        return 0.0, math.inf
+    start, stop = window_range
+    clips = plan.clips
+    return (
+        clips[start].start_s if start > 0 else 0.0,
+        clips[stop].start_s if stop < len(clips) else math.inf,
+    )
+
+
+def _shots(
+    path: str | os.PathLike[str],
+    limits: VideoLimits,
+    rule: ShotRule,
+    tracker: ShotTracker | None,
+    index: FrameIndex,
+    span: tuple[float, float],
+) -> ShotScan:
+    """The boundaries in `span` (start, end], times from the first frame: from the frames
+    the reader decoded (`tracker`), else a scan of their own."""
+    origin = float(index.pts[0] * index.time_base) if index.by_pts else 0.0
+    start, end = span[0] + origin, span[1] + origin
+    if tracker is not None:
+        last = float(index.pts[-1] * index.time_base) if index.by_pts else math.inf
+        scan = tracker.finish(path, limits, start, end, last)
+    else:
+        scan = detect_shots(path, limits, rule, start, end)
+    moved = tuple(replace(b, time_s=b.time_s - origin) for b in scan.boundaries)
+    return replace(scan, boundaries=moved)
 
 
 def plan_windows(
@@ -368,4 +444,5 @@ def assemble_views(
         warnings=sampled.warnings,
         decode_s=sampled.decode_s,
         flow_s=sampled.flow_s,
+        shots=None if sampled.shots is None else sampled.shots.boundaries,
     )

@@ -15,6 +15,7 @@ import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Protocol
 
 import av
 import numpy as np
@@ -26,13 +27,25 @@ from service.video.container import decode_packet, open_video, prepare_decoder
 from service.video.index import FrameIndex, IndexedVideo
 from service.video.limits import VideoLimits
 
-__all__ = ["DecodeBudget", "FrameReader", "IndexMismatch"]
+__all__ = ["DecodeBudget", "FrameObserver", "FrameReader", "IndexMismatch"]
 
 #: Codecs whose non-reference frames are skipped on the way to a target. Skipping a frame
 #: nothing refers to cannot change another frame; these decoders implement it per slice.
 _SKIP_NONREF_CODECS = ("h264", "hevc")
 
 Convert = Callable[[av.VideoFrame], np.ndarray]
+
+
+class FrameObserver(Protocol):
+    """Sees every frame a reader decodes, in presentation order (`ShotTracker`)."""
+
+    def reset(self) -> None:
+        """A pass starts (again, after a restart): forget the last one's frames."""
+
+    def jump(self) -> None:
+        """The reader seeks: the next frame does not follow the last one."""
+
+    def frame(self, frame: av.VideoFrame) -> None: ...
 
 
 #: The slowest decode a budget allows for, in pixels per second, and the least time it gives:
@@ -109,6 +122,8 @@ class FrameReader:
 
     `opened` is the (container, stream) the index was read from: the first pass reads from it
     (seeking to its first target's keyframe first) instead of opening the file again.
+    `observer` sees each decoded frame and each seek; `seek_past` frames are decoded through
+    rather than seeked past (an observer then sees an unbroken run where targets lie close).
     """
 
     def __init__(
@@ -120,8 +135,12 @@ class FrameReader:
         budget: DecodeBudget,
         *,
         opened: tuple[InputContainer, VideoStream] | None = None,
+        observer: FrameObserver | None = None,
+        seek_past: int = 0,
     ) -> None:
         self.path = path
+        self.observer = observer
+        self.seek_past = seek_past
         self.limits = limits
         self.index = index
         self.threads = threads
@@ -206,6 +225,8 @@ class FrameReader:
         threads: int,
     ) -> dict[int, np.ndarray]:
         self.corrupt = self.fallbacks = self.substituted = 0
+        if self.observer is not None:
+            self.observer.reset()
         opened, self._opened = self._opened, None  # only the first pass reuses it
         with contextlib.ExitStack() as stack:
             if opened is not None and seek:
@@ -255,7 +276,8 @@ class FrameReader:
                 self._skip_before = int(self.index.pts[target])
             # A reused container is wherever the index left it: the first target seeks too.
             fresh = self._reused and self._frames is None
-            if fresh or (seek and self.keyframes[at] > current + 1 and self.keyframes[at] > 0):
+            ahead = self.keyframes[at] - current - 1  # frames a seek would skip
+            if fresh or (seek and ahead > self.seek_past and self.keyframes[at] > 0):
                 self._frames = self._seek(container, stream, at, target)
             elif self._frames is None:
                 self._frames = self._positions(container, stream, by_pts)
@@ -287,6 +309,8 @@ class FrameReader:
         for earlier in range(keyframe, max(keyframe - 3, -1), -1):
             pts, dts = self.keyframe_stamps[earlier]
             for stamp in dict.fromkeys((dts,) if self.seek_by_dts else (pts, dts)):
+                if self.observer is not None:
+                    self.observer.jump()
                 try:
                     container.seek(int(stamp), stream=stream, backward=True)
                 except av.FFmpegError:  # a damaged index (EOF, EINVAL): another stamp, or read
@@ -363,6 +387,8 @@ class FrameReader:
                         self.budget.seconds,
                         f", the time its size allows ({self.budget.frames:,} frames)",
                     )
+                if self.observer is not None:
+                    self.observer.frame(frame)
                 yield frame
 
 

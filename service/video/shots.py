@@ -11,9 +11,12 @@ against the previous frame's (0-100): steady motion scores low, a new scene high
 branch compares frames N apart (N frames ≈ `gradual_s`), so a dissolve shorter than that looks
 like a cut there; a gradual boundary within N frames of a hard one is the same boundary.
 
-A long video is scanned a time range at a time (`detect_shots(path, limits, rule, start_s,
-end_s)`, each range one decode job within the pool's time limit); a range decodes from the
-keyframe before it, with N frames of history, and reports the boundaries that fall inside it.
+Hard cuts ride along the windows' own decode (`ShotTracker`): the frames the frame reader
+decodes anyway pass through the thumbnail filter too, so the scan costs thumbnails, not a second
+decode. Where the reader seeks past a stretch, and past the last window, `detect_shots` scans
+just that stretch (`start_s < t ≤ end_s`): it decodes from the keyframe before it, with N frames
+of history, and reports the boundaries that fall inside it. Gradual detection needs every frame
+in order, so it (and `all_frames`) scans the job's time range on its own.
 
 On H.264 and HEVC the frames no other frame refers to are not decoded (`skip_frame` NONREF),
 which halves the cost: encoders code a scene cut as a reference frame (x264/x265 open an I-frame
@@ -27,7 +30,6 @@ import math
 import os
 import time
 from dataclasses import dataclass
-from fractions import Fraction
 from typing import Literal
 
 import av
@@ -37,7 +39,16 @@ from pydantic import BaseModel, ConfigDict, Field
 from service.video.container import decode_packet, open_video, prepare_decoder
 from service.video.limits import VideoLimits
 
-__all__ = ["ShotBoundary", "ShotRule", "ShotScan", "confidence", "detect_shots", "shot_spans"]
+__all__ = [
+    "ShotBoundary",
+    "ShotRule",
+    "ShotScan",
+    "ShotTracker",
+    "confidence",
+    "detect_shots",
+    "prune",
+    "shot_spans",
+]
 
 #: Codecs whose non-reference frames the scan may skip (as the frame reader does).
 _SKIP_NONREF_CODECS = ("h264", "hevc")
@@ -75,6 +86,11 @@ class ShotRule(BaseModel):
         False, description="Decode every frame (by default H.264/HEVC skip non-reference ones)."
     )
 
+    @property
+    def rides_along(self) -> bool:
+        """Hard cuts only, in whatever frames a reader decodes: `ShotTracker` applies."""
+        return not self.all_frames and self.gradual_s == 0
+
 
 @dataclass(frozen=True)
 class ShotBoundary:
@@ -87,7 +103,8 @@ class ShotBoundary:
 
 @dataclass(frozen=True)
 class ShotScan:
-    """A scanned time range's boundaries, and what the scan cost."""
+    """A scanned time range's boundaries, and what the scan cost (frames it decoded itself,
+    CPU seconds including the thumbnails of frames another reader decoded)."""
 
     boundaries: tuple[ShotBoundary, ...]
     frames_decoded: int
@@ -127,7 +144,7 @@ def detect_shots(
                 if frame.time is None:
                     continue
                 decoded += 1
-                detectors = detectors or _Detectors(frame, stream.time_base, rule, step)
+                detectors = detectors or _Detectors(frame, rule, step)
                 detectors.push(frame)
                 if frame.time > end_s:
                     ended = False
@@ -140,6 +157,81 @@ def detect_shots(
     merged = _merge(detectors.cuts, detectors.gradual, rule)
     found = [b for b in merged if start_s < b.time_s <= end_s]
     return ShotScan(tuple(found), decoded, time.process_time() - began, ended)
+
+
+class ShotTracker:
+    """Hard cuts in the frames a `FrameReader` decodes for the windows (its `observer`): each
+    run of consecutively decoded frames goes through the thumbnail detector; `finish` scans
+    what the runs leave out (a seek's jump, the tail past the last window) with
+    `detect_shots`, so the answer is a whole-range scan's at a fraction of its decode.
+
+    Frames the reader decodes beyond a full scan's (the sampled non-reference frames) only
+    add comparisons; a cut is a reference frame, found where a full scan finds it."""
+
+    def __init__(self, rule: ShotRule) -> None:
+        if not rule.rides_along:
+            raise ValueError("gradual or all-frame shot rules scan on their own")
+        self.rule = rule
+        self.cpu_s = 0.0
+        self.reset()
+
+    def reset(self) -> None:
+        """The reader starts its pass again: forget what this one saw."""
+        self._detectors: _Detectors | None = None
+        self._cuts: list[ShotBoundary] = []
+        self._runs: list[list[float]] = []  # [first, last] frame time of each run
+
+    def jump(self) -> None:
+        """The reader seeks: the next frame does not follow the last one."""
+        if self._detectors is not None:
+            self._cuts.extend(self._detectors.cuts)
+            self._detectors = None
+
+    def frame(self, frame: av.VideoFrame) -> None:
+        if frame.time is None:
+            return
+        began = time.process_time()
+        if self._detectors is None:
+            self._detectors = _Detectors(frame, self.rule, 0)
+            self._runs.append([frame.time, frame.time])
+        self._detectors.push(frame)
+        run = self._runs[-1]
+        run[1] = max(run[1], frame.time)
+        self.cpu_s += time.process_time() - began
+
+    def finish(
+        self,
+        path: str | os.PathLike[str],
+        limits: VideoLimits,
+        start_s: float,
+        end_s: float,
+        last_frame_s: float,
+    ) -> ShotScan:
+        """The boundaries with `start_s < t ≤ end_s` (the stream's own times), scanning the
+        stretches no run covered; `last_frame_s` is the time of the video's last frame."""
+        self.jump()
+        began = time.process_time()
+        found = [c for c in self._cuts if start_s < c.time_s <= end_s]
+        decoded = 0
+        for low, high in _uncovered(self._runs, start_s, min(end_s, last_frame_s)):
+            scan = detect_shots(path, limits, self.rule, low, high)
+            found.extend(scan.boundaries)
+            decoded += scan.frames_decoded
+        cpu_s = self.cpu_s + time.process_time() - began
+        return ShotScan(tuple(prune(found, self.rule)), decoded, cpu_s, True)
+
+
+def _uncovered(runs: list[list[float]], start_s: float, end_s: float) -> list[tuple[float, float]]:
+    """The parts of (start_s, end_s] where no run can see a boundary: a run of frames
+    `first..last` tells of boundaries in (first, last]."""
+    gaps, reached = [], start_s
+    for first, last in sorted(runs):
+        if first > reached and reached < end_s:
+            gaps.append((reached, min(first, end_s)))
+        reached = max(reached, last)
+    if reached < end_s:
+        gaps.append((reached, end_s))
+    return gaps
 
 
 def shot_spans(
@@ -168,11 +260,14 @@ class _Detectors:
     """The thumbnail filter graph: frames in, hard-cut and gradual boundaries out. Built on
     the first decoded frame (the decoder's output format is known only then)."""
 
-    def __init__(self, first: av.VideoFrame, time_base: Fraction, rule: ShotRule, step: int):
+    def __init__(self, first: av.VideoFrame, rule: ShotRule, step: int):
         # NOTE: the graph owns its filter contexts; it must live as long as they are used.
         self.graph = graph = av.filter.Graph()
         self.source = graph.add_buffer(
-            width=first.width, height=first.height, format=first.format.name, time_base=time_base
+            width=first.width,
+            height=first.height,
+            format=first.format.name,
+            time_base=first.time_base,
         )
         scale = graph.add("scale", f"{THUMBNAIL_WIDTH}:-2:flags=area")
         self.source.link_to(scale)
@@ -230,8 +325,14 @@ def _merge(
             # The transition ended by this frame and began gradual_s before: its middle.
             middle = boundary.time_s - rule.gradual_s / 2
             merged.append(ShotBoundary(middle, boundary.score, "gradual"))
+    return prune(merged, rule)
+
+
+def prune(boundaries: list[ShotBoundary], rule: ShotRule) -> list[ShotBoundary]:
+    """Boundaries in time order, one per `min_shot_s` (the stronger of two closer ones):
+    also what joins the scans of a video's parts."""
     kept: list[ShotBoundary] = []
-    for boundary in sorted(merged, key=lambda b: b.time_s):
+    for boundary in sorted(boundaries, key=lambda b: b.time_s):
         if kept and boundary.time_s - kept[-1].time_s < rule.min_shot_s:
             if boundary.score > kept[-1].score:
                 kept[-1] = boundary

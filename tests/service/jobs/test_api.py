@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from actserve.demo.synthetic import render_sequence, write_video
 from tests.service.conftest import LABELS, metric, post_video
 from tests.service.jobs.conftest import submit, wait
 from tests.service.video import media
@@ -80,6 +81,30 @@ def test_a_job_answers_what_classify_answers(jobs_client, videos) -> None:
     assert [r["top_k"] for r in rows[1:]] == [c["top_k"] for c in results["clips"]]
     # the upload is gone once the job has finished
     assert not list((Path(jobs_client.app.state.jobs.inputs.uploads)).iterdir())
+
+
+def test_a_job_finds_the_shots_classify_finds_across_its_chunks(jobs_client, tmp_path) -> None:
+    """Two motions of 6 s, each cut into three 2 s shots; the job's chunks (6 views each)
+    report the cuts of their own stretches, joined as /classify joins its own."""
+    path = tmp_path / "edited.mp4"
+    frames = render_sequence(
+        ["moving right", "shrinking"], seconds_each=6, seed=5, height=72, width=96, shot_s=2
+    )
+    write_video(frames, str(path))
+    job = submit(jobs_client, path, features="labels,segments,shots", top_k=1).json()
+    done = wait(jobs_client, job["id"])
+    assert done["state"] == "succeeded", done
+    results = jobs_client.get(f"/jobs/{job['id']}/results").json()
+    sync = post_video(jobs_client, path, shots="true", segments="true", top_k=1).json()
+    assert len(results["shots"]) == len(sync["shots"]) == 6
+    for served, expected in zip(results["shots"], sync["shots"], strict=True):
+        assert (served["start_s"], served["end_s"], served["kind"]) == pytest.approx(
+            (expected["start_s"], expected["end_s"], expected["kind"])
+        )
+        assert served["top_k"][0]["label"] == expected["top_k"][0]["label"]
+    assert [(s["label"], s["windows"]) for s in results["segments"]] == [
+        (s["label"], s["windows"]) for s in sync["segments"]
+    ]  # shot-aware, as /classify's
 
 
 def test_the_same_idempotency_key_returns_the_same_job(jobs_client, videos) -> None:

@@ -110,3 +110,23 @@ def test_listing_filters_by_state_and_pages(queue: JobQueue) -> None:
     assert total == 4 and len(page) == 2
     assert all(j.state == JobState.QUEUED for j in page)
     assert page[0].created_at > page[1].created_at  # newest first
+
+
+def test_a_database_made_before_a_new_column_gains_it_and_keeps_its_jobs(database_url) -> None:
+    from sqlalchemy import text
+
+    queue = JobQueue(database_url, lease_s=30)
+    job, _ = queue.submit(new_job())
+    with queue.engine.begin() as connection:  # as 0.1 made it: no `shots` column
+        connection.execute(text("ALTER TABLE actserve_job_chunks DROP COLUMN shots"))
+    queue.close()
+    upgraded = JobQueue(database_url, lease_s=30)
+    try:
+        assert upgraded.get(job.id).state == JobState.QUEUED
+        claimed = upgraded.claim("me")
+        assert claimed is not None and claimed.id == job.id
+        stored = Chunk(0, 0, 2, b"l", b"e", b"v", 4, [], {}, shots=[{"time_s": 1.0}])
+        assert upgraded.add_chunk(job.id, "me", stored)
+        assert next(upgraded.chunks(job.id)).shots == [{"time_s": 1.0}]
+    finally:
+        upgraded.close()
