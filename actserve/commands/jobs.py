@@ -12,7 +12,7 @@ from rich.table import Table
 from actserve.console import DEFAULT_URL, UrlOption, console, service_client
 from model_store.spec import Profile
 
-FEATURES = "labels,segments,windows,embeddings"
+FEATURES = "labels,segments,shots,windows,embeddings"
 
 jobs_app = typer.Typer(
     help="Durable jobs: long videos classified in the background, surviving restarts.",

@@ -15,6 +15,7 @@ import time
 
 from sqlalchemy.exc import SQLAlchemyError
 
+from service.jobs.indexing import JobIndexer
 from service.jobs.inputs import InputResolvers
 from service.jobs.metrics import JobMetrics
 from service.jobs.notify import JobWebhooks
@@ -51,6 +52,9 @@ class Jobs:
         self.runner.outputs = self.remote
         self.webhooks = JobWebhooks(queue, settings, describe)
         self.runner.on_finished.append(self.webhooks.finished)
+        search = serving.engine.settings.search
+        if search.jobs:
+            self.runner.on_finished.append(JobIndexer(queue, serving.models.store, search))
         self._sweeper: asyncio.Task[None] | None = None
 
     @classmethod

@@ -228,10 +228,11 @@ def _sample(
                 positions = pairs
             needs.append((np.unique(positions), pairs))
         wanted = np.unique(np.concatenate([positions for positions, _ in needs]))
-        budget = DecodeBudget.of(indexed, wanted.tolist(), limits)
-        convert = _Converters(indexed.info, plans_for, recipes, options, limits)
         rule = options.shots
         tracker = ShotTracker(rule) if rule is not None and rule.rides_along else None
+        seek_past = round(indexed.info.fps * SHOTS_DECODE_THROUGH_S) if tracker else 0
+        budget = DecodeBudget.of(indexed, wanted.tolist(), limits, seek_past)
+        convert = _Converters(indexed.info, plans_for, recipes, options, limits)
         reader = FrameReader(
             path,
             limits,
@@ -240,7 +241,7 @@ def _sample(
             budget,
             opened=opened,
             observer=tracker,
-            seek_past=round(indexed.info.fps * SHOTS_DECODE_THROUGH_S) if tracker else 0,
+            seek_past=seek_past,
         )
         arrays = reader.read(wanted.tolist(), convert)
     shots = None

@@ -65,9 +65,12 @@ class DecodeBudget:
     pixels: int
 
     @classmethod
-    def of(cls, indexed: IndexedVideo, wanted: list[int], limits: VideoLimits) -> DecodeBudget:
-        """The budget of reading `wanted` (sorted positions); `LimitExceeded("decode_pixels")`
-        when it is over `limits.max_decode_pixels`."""
+    def of(
+        cls, indexed: IndexedVideo, wanted: list[int], limits: VideoLimits, seek_past: int = 0
+    ) -> DecodeBudget:
+        """The budget of reading `wanted` (sorted positions) as a `FrameReader` with this
+        `seek_past` does; `LimitExceeded("decode_pixels")` when it is over
+        `limits.max_decode_pixels`."""
         index = indexed.index
         keyframes = _keyframe_positions(index) if index.by_pts else np.zeros(1, np.int64)
         frames, current = 0, -1
@@ -75,7 +78,7 @@ class DecodeBudget:
             if target <= current:
                 continue
             at = int(keyframes[max(int(np.searchsorted(keyframes, target, "right")) - 1, 0)])
-            start = at if at > current + 1 and at > 0 else current + 1
+            start = at if at > current + 1 + seek_past and at > 0 else current + 1
             frames += target - start + 1
             current = target
         info = indexed.info

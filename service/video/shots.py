@@ -154,6 +154,7 @@ def detect_shots(
             break
     if detectors is None:
         return ShotScan((), decoded, time.process_time() - began, ended)
+    detectors.drain()
     merged = _merge(detectors.cuts, detectors.gradual, rule)
     found = [b for b in merged if start_s < b.time_s <= end_s]
     return ShotScan(tuple(found), decoded, time.process_time() - began, ended)
@@ -184,6 +185,7 @@ class ShotTracker:
     def jump(self) -> None:
         """The reader seeks: the next frame does not follow the last one."""
         if self._detectors is not None:
+            self._detectors.drain()
             self._cuts.extend(self._detectors.cuts)
             self._detectors = None
 
@@ -293,6 +295,14 @@ class _Detectors:
 
     def push(self, frame: av.VideoFrame) -> None:
         self.source.push(frame)
+        # scdet passes each frame on: one pull per push (an empty sink raises, which costs
+        # as much as the thumbnail); the gradual branch keeps one frame in N.
+        _pull(self.cut_sink, self.cuts, "cut", at_most=1)
+        if self.gradual_sink is not None:
+            _pull(self.gradual_sink, self.gradual, "gradual")
+
+    def drain(self) -> None:
+        """Take what the graph still holds (before reading `cuts` and `gradual`)."""
         _pull(self.cut_sink, self.cuts, "cut")
         if self.gradual_sink is not None:
             _pull(self.gradual_sink, self.gradual, "gradual")
@@ -302,12 +312,15 @@ def _pull(
     sink: FilterContext,
     found: list[ShotBoundary],
     kind: Literal["cut", "gradual"],
+    at_most: float = math.inf,
 ) -> None:
-    while True:
+    pulled = 0
+    while pulled < at_most:
         try:
             frame = sink.pull()
         except (av.BlockingIOError, av.EOFError):
             return
+        pulled += 1
         metadata = frame.metadata
         if "lavfi.scd.time" in metadata and frame.time is not None:
             found.append(ShotBoundary(frame.time, float(metadata["lavfi.scd.score"]), kind))

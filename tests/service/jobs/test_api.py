@@ -167,6 +167,34 @@ def test_limits_are_refused_at_submit(store_root, tmp_path, videos) -> None:
         assert not list(client.app.state.jobs.inputs.uploads.iterdir())
 
 
+def test_with_index_jobs_a_succeeded_job_is_searchable(store_root, tmp_path, videos) -> None:
+    """ACTSERVE_INDEX_JOBS: a job's windows go into the search index under its id, at the
+    times /embed?per_window gives them."""
+    from fastapi.testclient import TestClient
+
+    from service.app import create_app
+    from tests.service.jobs.conftest import jobs_settings
+
+    index = dict(index_jobs=True, index_dir=tmp_path / "index")
+    with TestClient(create_app(jobs_settings(store_root, tmp_path / "jobs", **index))) as client:
+        video = videos["h264.mp4"]
+        done = wait(client, submit(client, video).json()["id"])
+        deadline = time.monotonic() + 30
+        while done["id"] in client.app.state.jobs.runner.running:  # the hook runs after
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        (listed,) = client.get("/index").json()["indexes"]
+        assert (listed["videos"], listed["windows"]) == (1, done["progress"]["windows_total"])
+        with video.open("rb") as f:
+            embedded = client.post(
+                "/embed", params={"per_window": "true"}, files={"video": (video.name, f)}
+            ).json()["windows"]
+        at = embedded[3]["start_s"]
+        found = client.post("/search", params={"video_id": done["id"], "at_s": at})
+        assert found.status_code == 200, found.text
+        assert found.json()["window"] == pytest.approx([at, embedded[3]["end_s"]])
+
+
 def test_a_running_job_is_cancelled_within_a_chunk(jobs_client, tmp_path) -> None:
     jobs = jobs_client.app.state.jobs
     video = media.write_video(tmp_path / "long.mp4", num_frames=480, size=(64, 48))

@@ -12,6 +12,7 @@ from model_store.spec import Recipe
 from service.errors import DecodeTimeout, LimitExceeded
 from service.video import DecodeOptions, VideoLimits, decode_video, index_video, sample_frames
 from service.video.reader import DecodeBudget
+from service.video.shots import ShotRule
 from service.video.sampling import plan_views
 
 LIMITS = VideoLimits()
@@ -45,6 +46,19 @@ def test_the_budget_counts_the_frames_the_reader_decodes(videos, name: str) -> N
     else:
         assert budget.frames == sampled.frames_decoded
     assert budget.pixels == budget.frames * sampled.info.width * sampled.info.height
+
+
+def test_with_shots_the_budget_counts_the_short_gaps_decoded_through(videos) -> None:
+    """Intra-only: every gap between targets could be seeked past; with shots asked for, the
+    reader decodes through those under a second, and the budget says so."""
+    path = videos["mjpeg.avi"]
+    indexed = index_video(path, LIMITS)
+    plan = plan_views(indexed.info, SPREAD, limits=LIMITS)
+    wanted = np.unique(indexed.index.position_of(plan.times_s)).tolist()
+    options = DecodeOptions(decoder_threads=1, shots=ShotRule())
+    sampled = sample_frames(path, SPREAD, options, LIMITS)
+    through = DecodeBudget.of(indexed, wanted, LIMITS, seek_past=round(indexed.info.fps))
+    assert through.frames == sampled.frames_decoded > budget_of(path).frames
 
 
 def test_keyframe_distance_is_what_costs(videos) -> None:
