@@ -20,13 +20,17 @@ from actserve.client import (
     APIError,
     AsyncClient,
     BadRequestError,
+    ClassifyResponse,
     Client,
     ConnectionLimitError,
+    Embedding,
+    EmbedResponse,
     NotFoundError,
     NotReadyError,
     OverloadedError,
     Retry,
     ServerError,
+    SimilarityResponse,
     Timeout,
     TransportError,
     UnsupportedMediaTypeError,
@@ -34,7 +38,6 @@ from actserve.client import (
     VersionBrokenError,
     retry_after_seconds,
 )
-from service.schemas import ClassifyResponse, Embedding, EmbedResponse, SimilarityResponse
 from tests.service.conftest import LABELS, LiveServer, metric, settings_for
 
 

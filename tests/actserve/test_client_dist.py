@@ -138,8 +138,7 @@ def test_the_slim_client_classifies_without_the_serving_stack(
     script = (
         "import importlib.util, json, sys\n"
         f"absent = [n for n in {HEAVY!r} if importlib.util.find_spec(n) is not None]\n"
-        "from actserve.client import Client\n"
-        "from service.schemas import Embedding\n"
+        "from actserve.client import Client, Embedding\n"
         "with Client(sys.argv[1]) as client:\n"
         "    result = client.classify(sys.argv[2], top_k=2, embedding=True)\n"
         "    embedded = client.embed(sys.argv[2])\n"
