@@ -6,10 +6,12 @@
         result = client.classify("clip.mp4", top_k=3, embedding=True)  # ClassifyResponse
         print(result.top_k[0].label, result.embedding.dim)
 
-Results are the service's own pydantic models (`service.schemas`), so a field the server
-documents on /docs is an attribute here. Answers 429 (queue full) and 503 (not ready) are
-retried after their Retry-After, within the bounds of a `Retry` policy; every other error
-answer raises an `APIError` subclass carrying the JSON body.
+Results are the service's own pydantic models (`service.schemas`, importable from here too),
+so a field the server documents on /docs is an attribute here; a video's embedding is one
+`Embedding` {dim, values} from `classify(..., embedding=True)`, `embed` and a job's results.
+Answers 429 (queue full) and 503 (not ready) are retried after their Retry-After, within the
+bounds of a `Retry` policy; every other error answer raises an `APIError` subclass carrying
+the JSON body.
 
 Both clients share one core: each call is a generator (`_Calls`) that builds the request,
 yields it, receives the response, yields a pause when it decides to retry, and returns the
@@ -65,6 +67,7 @@ from pydantic import BaseModel
 from service.jobs.schemas import JobResults, JobStatus
 from service.schemas import (
     ClassifyResponse,
+    Embedding,
     EmbedResponse,
     ModelPublic,
     ModelsPublic,
@@ -79,17 +82,29 @@ __all__ = [
     "ActserveError",
     "AsyncClient",
     "BadRequestError",
+    "ClassifyResponse",
     "Client",
     "ConflictError",
     "ConnectionLimitError",
     "DeadlineExceededError",
+    "EmbedResponse",
+    "Embedding",
     "Job",
     "JobFailed",
+    "JobResults",
+    "JobStatus",
+    "ModelPublic",
+    "ModelsPublic",
     "NotFoundError",
     "NotReadyError",
     "OverloadedError",
+    "Profile",
+    "ReadyPublic",
     "Retry",
     "ServerError",
+    "SimilarityResponse",
+    "StreamEvent",
+    "StreamPublic",
     "Timeout",
     "TransportError",
     "UnauthorizedError",

@@ -138,6 +138,11 @@ def shot_of(
     )
 
 
+def video_embedding(embedding: np.ndarray) -> Embedding:
+    """The video's embedding, /classify's and /embed's alike: the mean of its views' (V, D)."""
+    return Embedding(dim=embedding.shape[1], values=mean_embedding(embedding).tolist())
+
+
 def window_embeddings(
     embedding: np.ndarray,
     clip_of_view: Sequence[int],
@@ -198,14 +203,13 @@ def classify_response(
         if windowed.shots is not None and kept:
             duration = source.info.duration_s or kept[-1][1]
             shots = shot_predictions(rows, kept, boundaries, duration, spec, top_k)
-    mean = outputs.embedding.mean(0).astype(float).tolist() if embedding else None
     return ClassifyResponse(
         request_id=request_id,
         model=manifest.name,
         version=manifest.version,
         profile=run.profile,
         top_k=top_labels(average_probabilities(outputs.logits), spec, top_k),
-        embedding=Embedding(dim=spec.embedding_dim, values=mean) if mean is not None else None,
+        embedding=video_embedding(outputs.embedding) if embedding else None,
         clips=clips,
         segments=found_segments,
         shots=shots,
@@ -230,8 +234,7 @@ def embed_response(
         model=manifest.name,
         version=manifest.version,
         profile=run.profile,
-        dim=outputs.embedding.shape[1],
-        embedding=mean_embedding(outputs.embedding).tolist(),
+        embedding=video_embedding(outputs.embedding),
         windows=windows,
         video=video_metadata(decoded),
         timings=run.stages.to_timings(),

@@ -69,8 +69,16 @@ class Shot(BaseModel):
 
 
 class Embedding(BaseModel):
-    dim: int = Field(description="Embedding width D.", examples=[432])
-    values: list[float] = Field(description="The pooled embedding averaged over views.")
+    """A video's embedding: the model's pooled float32 features averaged over the views it
+    classified (not normalised). One shape wherever a video's embedding is returned:
+    /classify with `embedding=true`, /embed, a job's results."""
+
+    dim: int = Field(description="Embedding width D (= len(values)).", examples=[4])
+    values: list[float] = Field(
+        description="D float32 values, exactly as the runtime computed them, averaged over "
+        "the views; not normalised.",
+        examples=[[0.0, 1.25, 0.5, 0.031]],
+    )
 
 
 class VideoMetadata(BaseModel):
@@ -229,8 +237,7 @@ class EmbedResponse(AnsweredBy):
                     "model": "demo-actions",
                     "version": 1,
                     "profile": "accurate",
-                    "dim": 4,
-                    "embedding": [0.0, 1.25, 0.5, 0.031],
+                    "embedding": {"dim": 4, "values": [0.0, 1.25, 0.5, 0.031]},
                     "windows": None,
                     "video": VIDEO_EXAMPLE,
                     "timings": TIMINGS_EXAMPLE,
@@ -239,10 +246,9 @@ class EmbedResponse(AnsweredBy):
         }
     )
 
-    dim: int = Field(description="Embedding width D.")
-    embedding: list[float] = Field(
-        description="The model's pooled float32 embedding averaged over the views (over all "
-        "windows with `per_window=true`); not normalised."
+    embedding: Embedding = Field(
+        description="The video's embedding over the profile's views (`per_window=true` does "
+        "not change it); the shape of /classify's `embedding`."
     )
     windows: list[WindowEmbedding] | None = Field(None, description="With `per_window=true`.")
     video: VideoMetadata

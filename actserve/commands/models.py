@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -21,8 +22,14 @@ def _store(path: Path) -> ModelStore:
     return ModelStore(existing_store(path))
 
 
+JsonOption = Annotated[
+    bool,
+    typer.Option("--json", help="Print the listing as JSON, for scripts (shape: docs/cli.md)."),
+]
+
+
 @models_app.command("list")
-def list_versions(store: ReadStoreOption) -> None:
+def list_versions(store: ReadStoreOption, as_json: JsonOption = False) -> None:
     """Every model with its versions, aliases and the default model. A model whose store
     files cannot be read is listed with the reason, and the command exits 1."""
     models = _store(store)
@@ -30,6 +37,15 @@ def list_versions(store: ReadStoreOption) -> None:
         default = models.default_model()
     except StoreError as exc:
         raise fail(str(exc)) from None
+    if as_json:
+        listing = [_model_listing(models, name, default) for name in models.list_models()]
+        console.print_json(
+            json.dumps({"store": str(models.root), "default_model": default, "models": listing})
+        )
+        broken = [problem for model in listing for problem in model["problems"]]
+        if broken:
+            raise fail("\n".join(broken))
+        return
     table = Table("model", "versions", "aliases", "backbone", "trained")
     broken = []
     for name in models.list_models():
@@ -51,6 +67,51 @@ def list_versions(store: ReadStoreOption) -> None:
     console.print(table)
     if broken:
         raise fail("\n".join(broken))
+
+
+def _model_listing(models: ModelStore, name: str, default: str | None) -> dict[str, Any]:
+    """One model of `models list --json`: its aliases and every version, the fields named as
+    in GET /models; what the store cannot read is a `broken` version or one of `problems`."""
+    problems = []
+    try:
+        aliases = {alias: state.version for alias, state in models.aliases(name).items()}
+    except StoreError as exc:
+        aliases, problems = {}, [str(exc)]
+    versions: list[dict[str, Any]] = []
+    for version in models.list_versions(name):
+        named = sorted(alias for alias, target in aliases.items() if target == version)
+        try:
+            manifest = models.read_manifest(name, version)
+        except StoreError as exc:
+            problems.append(str(exc))
+            versions.append(
+                {"version": version, "aliases": named, "state": "broken", "error": str(exc)}
+            )
+            continue
+        spec = manifest.spec
+        versions.append(
+            {
+                "version": version,
+                "aliases": named,
+                "state": "available",
+                "backbone": manifest.backbone,
+                "trained": manifest.trained,
+                "description": manifest.description,
+                "created_at": manifest.created_at.isoformat(),
+                "default_profile": manifest.default_profile.value,
+                "precision": manifest.precision,
+                "num_classes": spec.num_classes,
+                "label_set": spec.label_set,
+                "embedding_dim": spec.embedding_dim,
+            }
+        )
+    return {
+        "name": name,
+        "default": name == default,
+        "aliases": aliases,
+        "versions": versions,
+        "problems": problems,
+    }
 
 
 @models_app.command("show")

@@ -156,6 +156,42 @@ def test_models_commands_manage_versions(exported, tmp_path) -> None:
     assert nothing.exit_code == 1 and "no alias 'canary'" in nothing.output
 
 
+def test_models_list_json_is_the_listing_for_scripts(tmp_path) -> None:
+    artifact = tmp_path / "model.onnx"
+    artifact.write_bytes(b"onnx" * 100)
+    store = ModelStore(tmp_path / "store")
+    for _ in range(2):
+        store.publish("clf", make_draft(labels=("a", "b", "c")), {"model.onnx": artifact})
+    store.publish("other", make_draft(), {"model.onnx": artifact})
+    store.promote("clf", 1, "canary")
+    store.promote("clf", 2, "stable")
+    store.set_default_model("clf")
+    root = str(store.root)
+    listed = runner.invoke(app, ["models", "list", "--json", "--store", root])
+    assert listed.exit_code == 0, listed.output
+    body = json.loads(listed.stdout)
+    assert body["default_model"] == "clf" and body["store"] == root
+    clf, other = body["models"]
+    assert (clf["name"], clf["default"], other["default"]) == ("clf", True, False)
+    assert clf["aliases"] == {"canary": 1, "stable": 2} and clf["problems"] == []
+    first, second = clf["versions"]
+    assert (first["version"], first["aliases"], second["aliases"]) == (1, ["canary"], ["stable"])
+    assert second["state"] == "available" and second["backbone"] == "r3d_10"
+    assert second["num_classes"] == 3 and second["embedding_dim"] == 8 and second["trained"]
+    assert second["precision"] == "fp32" and second["default_profile"] == "accurate"
+
+    # A damaged version is listed as broken, the rest as before; the command exits 1.
+    (store.version_dir("clf", 1) / "manifest.json").chmod(0o644)
+    (store.version_dir("clf", 1) / "manifest.json").write_text("{")
+    damaged = runner.invoke(app, ["models", "list", "--json", "--store", root])
+    assert damaged.exit_code == 1
+    clf, other = json.loads(damaged.stdout)["models"]
+    broken, kept = clf["versions"]
+    assert broken["state"] == "broken" and "clf/1/manifest.json: not a valid" in broken["error"]
+    assert broken["aliases"] == ["canary"] and kept["state"] == "available"
+    assert clf["problems"] == [broken["error"]] and other["problems"] == []
+
+
 def test_models_show_fails_on_integrity_and_reindex_records_old_versions(tmp_path) -> None:
     artifact = tmp_path / "model.onnx"
     artifact.write_bytes(b"onnx" * 100)

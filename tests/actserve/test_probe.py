@@ -103,8 +103,8 @@ def test_probe_on_new_motions_recognises_fresh_videos_through_http(
 
         # The new model is the base network: its embedding is the demo model's.
         video = fresh[NEW_ACTIONS[0]][0]
-        ours = post("/embed", {"video": video}, model="new-motions")["embedding"]
-        base = post("/embed", {"video": video}, model="demo-actions")["embedding"]
+        ours = post("/embed", {"video": video}, model="new-motions")["embedding"]["values"]
+        base = post("/embed", {"video": video}, model="demo-actions")["embedding"]["values"]
         np.testing.assert_allclose(ours, base, rtol=1e-5, atol=1e-6)
 
         up, down = fresh[NEW_ACTIONS[0]], fresh[NEW_ACTIONS[1]]

@@ -52,9 +52,10 @@ def test_embed_returns_the_mean_float32_embedding(client, videos, store_root) ->
     assert response.status_code == 200, response.text
     body = response.json()
     expected = reference_embeddings(store_root, videos["h264.mp4"])
-    assert body["model"] == "tiny" and body["dim"] == 512 == len(body["embedding"])
+    assert body["model"] == "tiny" and body["embedding"]["dim"] == 512
     assert body["video"]["views"] == RECIPE.num_views and body["windows"] is None
-    served = np.asarray(body["embedding"])
+    served = np.asarray(body["embedding"]["values"])
+    assert served.shape == (512,)
     # float32 values survive JSON exactly: the list is the float32 vector
     np.testing.assert_array_equal(served.astype(np.float32).astype(np.float64), served)
     np.testing.assert_allclose(served, expected.mean(0), rtol=1e-4, atol=1e-6)
@@ -72,7 +73,34 @@ def test_embed_per_window_gives_each_window_in_order(client, videos, store_root)
         np.testing.assert_allclose(window["values"], expected[number], rtol=1e-4, atol=1e-6)
     # The windows are extra: the video's embedding stays the profile's own (issue 26).
     plain = post_embed(client, videos["h264.mp4"], profile="fast").json()
-    assert body["embedding"] == pytest.approx(plain["embedding"], rel=1e-5, abs=1e-6)
+    assert body["embedding"]["values"] == pytest.approx(
+        plain["embedding"]["values"], rel=1e-5, abs=1e-6
+    )
+
+
+def test_classify_and_embed_answer_one_embedding_shape(client, videos) -> None:
+    """A video's embedding is one object, {dim, values}, from /classify and /embed alike
+    (issue 26: /embed answered a bare list beside a top-level `dim`)."""
+    path = videos["h264.mp4"]
+    embedded = post_embed(client, path, profile="fast").json()
+    with path.open("rb") as f:
+        classified = client.post(
+            "/classify",
+            params={"embedding": "true", "profile": "fast"},
+            files={"video": (path.name, f, "video/mp4")},
+        ).json()
+    assert set(embedded["embedding"]) == set(classified["embedding"]) == {"dim", "values"}
+    assert "dim" not in embedded
+    assert embedded["embedding"]["dim"] == classified["embedding"]["dim"] == 512
+    assert embedded["embedding"]["values"] == pytest.approx(
+        classified["embedding"]["values"], rel=1e-5, abs=1e-6
+    )
+    # The API reference says so too: both fields are the one Embedding schema.
+    schemas = client.get("/openapi.json").json()["components"]["schemas"]
+    for response in ("ClassifyResponse", "EmbedResponse"):
+        field = schemas[response]["properties"]["embedding"]
+        refs = [field.get("$ref")] + [option.get("$ref") for option in field.get("anyOf", [])]
+        assert "#/components/schemas/Embedding" in refs, (response, field)
 
 
 def test_similarity_is_the_cosine_of_the_mean_embeddings(client, videos, store_root) -> None:

@@ -1,0 +1,1 @@
+../../../../actserve/__init__.py

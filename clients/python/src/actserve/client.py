@@ -1,0 +1,1 @@
+../../../../actserve/client.py

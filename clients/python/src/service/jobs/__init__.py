@@ -1,0 +1,1 @@
+../../../../../service/jobs/__init__.py

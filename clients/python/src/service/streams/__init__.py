@@ -1,0 +1,1 @@
+../../../../../service/streams/__init__.py

@@ -1,0 +1,1 @@
+../../../../../service/streams/schemas.py

@@ -1,0 +1,1 @@
+../../../../service/version_state.py
