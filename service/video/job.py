@@ -215,10 +215,8 @@ def _sample(
             return plans if window_range is None else [_part(p, *window_range) for p in plans]
 
         # The moments do not depend on the rotation: plan them now (every limit checked).
-        whole = whole_plans(indexed.info)
-        parts = whole if window_range is None else [_part(p, *window_range) for p in whole]
         needs: list[tuple[np.ndarray, np.ndarray | None]] = []
-        for recipe, plan in zip(recipes, parts, strict=True):
+        for recipe, plan in zip(recipes, plans_for(indexed.info), strict=True):
             positions = index.position_of(plan.times_s)
             pairs = None
             if recipe.modality == Modality.FLOW:
@@ -246,7 +244,8 @@ def _sample(
         arrays = reader.read(wanted.tolist(), convert)
     shots = None
     if rule is not None:
-        shots = _shots(path, limits, rule, tracker, index, _span(whole[0], window_range))
+        span = _span(whole_plans(indexed.info)[0], window_range)
+        shots = _shots(path, limits, rule, tracker, index, span)
     decoded_s = time.perf_counter() - started
 
     results = []
