@@ -1,22 +1,27 @@
 """Live streams: how many real-time streams one box holds, and how fast events arrive.
 
     python benchmarks/streams.py                          # the demo model, K = 1, 2, 4, ...
-    python benchmarks/streams.py --store STORE --model x3d_s --size 1280x720 --max-streams 16
+    python benchmarks/streams.py --source rtsp --install  # through a real RTSP server
+    python benchmarks/streams.py --store STORE --model x3d_s --source rtsp --counts 1,2,4
 
-A synthetic H.264 video (the demo's motions: `standing still` for 6 s, then `rotating
-clockwise` for 6 s; the onset of the action is at 6 s of every 12 s loop) is served in a loop
-at real time, K times at once, and K streams are added to a service on 127.0.0.1. For each K
-the run warms up, then measures for `--seconds`: windows classified and dropped, the latency
-from each onset in the video to the `start` SSE event of `rotating clockwise`, and the CPU
-seconds the service process and its stream readers spent, per stream and second of video. K
-doubles until the streams no longer hold: a window or frame dropped, or fewer windows than the
-stride asks for (readers behind real time); the last K that held is the answer.
+A synthetic H.264 video (the demo's motions: `standing still` for 6.125 s, then `rotating
+clockwise` for 6 s: the action's onset is at 6.125 s of every 12.125 s loop; a keyframe every
+second, no B-frames, as cameras send) is served in a loop at real time, K times at once, and K
+streams are added to a service on 127.0.0.1. For each K the run warms up, then measures for
+`--seconds`: windows classified and dropped, the latency from each onset in the video to the
+`start` SSE event of `rotating clockwise` and its parts, and the CPU seconds the service
+process and its stream readers spent, per stream and second of video. K doubles until the
+streams no longer hold: a window or frame dropped, or fewer windows than the stride asks for
+(readers behind real time); the last K that held is the answer.
 
-Sources: `--source http` (default; nothing to install) remuxes the file packet by packet as
-MPEG-TS over HTTP, paced at real time like `ffmpeg -re` (a PyAV subprocess: no re-encoding).
-`--source rtsp` serves the same file from GStreamer's RTSP server, one mount per stream
-(`apt-get install python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-good
-gstreamer1.0-plugins-bad`); it runs under the system's python3.
+Sources:
+- `--source rtsp`: FFmpeg publishes each stream (`ffmpeg -re -stream_loop -1 -c copy`, MPEG-TS
+  on a loopback UDP port) into GStreamer's RTSP server (`rtsp_server.py`, under the system's
+  python3), one mount per stream, which the service reads as RTSP over TCP, as it would a
+  camera. Needs Debian's `ffmpeg python3-gi gir1.2-gst-rtsp-server-1.0
+  gstreamer1.0-plugins-good gstreamer1.0-plugins-bad`; `--install` installs them with apt-get.
+- `--source http` (nothing to install) remuxes the file packet by packet as MPEG-TS over HTTP,
+  paced at real time like `ffmpeg -re` (a PyAV subprocess: no re-encoding).
 
 The box is reported (`os.getloadavg()`) before and after each K: on a shared machine the
 figures are only comparable within one run.
@@ -28,21 +33,37 @@ import argparse
 import contextlib
 import itertools
 import json
+import math
 import os
-import statistics
+import shutil
+import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
 
-ONSET_S = 6.0  # the action starts this far into each loop
-LOOP_S = 12.0
+# The action starts this far into each loop. A loop that is no whole number of strides (0.5 s
+# by default) meets the window grid at another phase each time: 4 phases, 0.125 s apart.
+ONSET_S = 6.125
+LOOP_S = 12.125
 ACTION = "rotating clockwise"
+#: What `--source rtsp` runs: Debian's FFmpeg and GStreamer's RTSP server under the system's
+#: python3 (its python3-gi).
+RTSP_PACKAGES = (
+    "ffmpeg",
+    "python3-gi",
+    "gir1.2-gst-rtsp-server-1.0",
+    "gstreamer1.0-plugins-good",
+    "gstreamer1.0-plugins-bad",
+)
+SYSTEM_PYTHON = "/usr/bin/python3"
+RTSP_SERVER = Path(__file__).with_name("rtsp_server.py")
 
 
 def serve_source(video: Path, log: Path) -> None:
@@ -90,29 +111,40 @@ def serve_source(video: Path, log: Path) -> None:
 
 
 def make_video(path: Path, size: tuple[int, int]) -> None:
-    from actserve.demo.synthetic import render_sequence, write_video
+    """`standing still` for ONSET_S, then ACTION, one scene each, encoded as a camera sends
+    H.264: a keyframe every second, no B-frames (a player joining a live stream waits for a
+    keyframe)."""
+    from actserve.demo.synthetic import FPS, render_sequence, write_video
 
     width, height = size
-    frames = render_sequence(
-        ["standing still", ACTION], seconds_each=ONSET_S, seed=3, height=height, width=width
+    frames = itertools.chain(
+        render_sequence(
+            ["standing still"], seconds_each=ONSET_S, seed=3, height=height, width=width
+        ),
+        render_sequence(
+            [ACTION], seconds_each=LOOP_S - ONSET_S, seed=4, height=height, width=width
+        ),
     )
-    write_video(frames, str(path))
+    write_video(frames, str(path), options={"g": str(FPS), "bf": "0"})
 
 
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of a process (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    """User + system CPU seconds of a process (Linux /proc); 0 for one that is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def batch_totals(client: httpx.Client) -> tuple[float, float]:
-    """(views, batches) the batchers have run so far, from /metrics."""
-    totals = {"actserve_batch_size_views_sum": 0.0, "actserve_batch_size_views_count": 0.0}
+def metric_sums(client: httpx.Client, *names: str) -> list[float]:
+    """Each named sample of /metrics, summed over its labels."""
+    totals = dict.fromkeys(names, 0.0)
     for line in client.get("/metrics").text.splitlines():
         name = line.split("{", 1)[0].split(" ", 1)[0]
         if name in totals:
             totals[name] += float(line.rsplit(" ", 1)[1])
-    return totals["actserve_batch_size_views_sum"], totals["actserve_batch_size_views_count"]
+    return [totals[name] for name in names]
 
 
 def reader_pids() -> list[int]:
@@ -121,12 +153,165 @@ def reader_pids() -> list[int]:
     return [p.pid for p in multiprocessing.active_children() if p.name.startswith("stream-")]
 
 
+# --------------------------------------------------------------------------- sources
+
+
+class HttpSource:
+    """The file remuxed as MPEG-TS over HTTP by a PyAV subprocess; each connection gets the
+    video from its start, paced at real time from the moment it connects."""
+
+    def __init__(self, video: Path, tmp: Path) -> None:
+        self.log = tmp / "starts.log"
+        self.log.touch()
+        self.process = subprocess.Popen(
+            [sys.executable, __file__, "--serve", str(video), str(self.log)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        self.url = f"http://127.0.0.1:{int(self.process.stdout.readline())}"
+
+    def open(self, k: int) -> list[str]:
+        return [f"{self.url}/cam{k}-{i}" for i in range(k)]
+
+    def started(self, k: int, i: int) -> float:
+        """When stream i's video began (wall clock): its first connection in this round."""
+        for line in self.log.read_text().splitlines():
+            path, at = line.split()
+            if path == f"/cam{k}-{i}":
+                return float(at)
+        raise LookupError(f"stream {i} never connected")
+
+    def pids(self) -> list[int]:
+        return [self.process.pid]
+
+    def end_round(self) -> None:
+        pass
+
+    def close(self) -> None:
+        self.process.kill()
+        self.process.wait()
+
+
+class Publisher(threading.Thread):
+    """`ffmpeg -re -stream_loop -1` copying the file's packets as MPEG-TS to a loopback UDP
+    port (the RTSP server's ingest). `t0`: when its video began, the least of wall clock −
+    output time over its progress reports (each comes a little after the time it reports)."""
+
+    def __init__(self, video: Path, port: int) -> None:
+        super().__init__(daemon=True)
+        self.t0 = math.inf
+        self.ready = threading.Event()
+        self.process = subprocess.Popen(
+            ["ffmpeg", "-hide_banner", "-nostats", "-loglevel", "error", "-progress", "pipe:1",
+             "-re", "-stream_loop", "-1", "-i", str(video), "-map", "0:v", "-c", "copy",
+             # No mux delay and a flush per packet: a frame leaves as soon as it is due.
+             "-f", "mpegts", "-muxdelay", "0", "-flush_packets", "1",
+             f"udp://127.0.0.1:{port}?pkt_size=1316"],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            text=True,
+        )  # fmt: skip
+        self.start()
+
+    def run(self) -> None:
+        for line in self.process.stdout:
+            key, _, value = line.strip().partition("=")
+            if key == "out_time_us" and value.isdigit() and int(value) > 0:
+                self.t0 = min(self.t0, time.time() - int(value) / 1e6)
+                self.ready.set()
+
+
+def free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def rtsp_missing() -> str | None:
+    """What `--source rtsp` lacks on this machine, or None."""
+    if shutil.which("ffmpeg") is None:
+        return "ffmpeg"
+    try:
+        check = subprocess.run(
+            [SYSTEM_PYTHON, str(RTSP_SERVER), "--check"], capture_output=True, text=True
+        )
+    except FileNotFoundError:
+        return SYSTEM_PYTHON
+    return (check.stderr.strip() or "GStreamer's RTSP server") if check.returncode else None
+
+
+def require_rtsp(install: bool) -> None:
+    missing = rtsp_missing()
+    if missing and install:
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        subprocess.run(["apt-get", "update"], check=True, env=env)
+        subprocess.run(["apt-get", "install", "-y", *RTSP_PACKAGES], check=True, env=env)
+        missing = rtsp_missing()
+    if missing:
+        sys.exit(
+            f"--source rtsp: missing {missing}. Install the system's packages with\n"
+            f"    apt-get install {' '.join(RTSP_PACKAGES)}\n"
+            "or run again with --install (as root)."
+        )
+
+
+class RtspSource:
+    """For each K, GStreamer's RTSP server with K mounts and K FFmpeg publishers, one per
+    mount, started afresh; the service reads rtsp://127.0.0.1:PORT/camI over TCP."""
+
+    def __init__(self, video: Path) -> None:
+        self.video = video
+        self.server: subprocess.Popen[str] | None = None
+        self.publishers: list[Publisher] = []
+
+    def open(self, k: int) -> list[str]:
+        ports = [free_udp_port() for _ in range(k)]
+        mounts = [f"cam{i}={port}" for i, port in enumerate(ports)]
+        self.server = subprocess.Popen(
+            [SYSTEM_PYTHON, str(RTSP_SERVER), *mounts], stdout=subprocess.PIPE, text=True
+        )
+        rtsp_port = int(self.server.stdout.readline())
+        self.publishers = [Publisher(self.video, port) for port in ports]
+        for publisher in self.publishers:
+            if not publisher.ready.wait(30):
+                raise RuntimeError("ffmpeg did not start publishing within 30 s")
+        return [f"rtsp://127.0.0.1:{rtsp_port}/cam{i}" for i in range(k)]
+
+    def started(self, k: int, i: int) -> float:
+        return self.publishers[i].t0
+
+    def pids(self) -> list[int]:
+        server = [self.server.pid] if self.server else []
+        return server + [p.process.pid for p in self.publishers]
+
+    def end_round(self) -> None:
+        for process in [p.process for p in self.publishers] + [self.server]:
+            if process is not None:
+                process.terminate()
+        for process in [p.process for p in self.publishers] + [self.server]:
+            if process is not None:
+                try:
+                    process.wait(10)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
+        self.publishers, self.server = [], None
+
+    def close(self) -> None:
+        self.end_round()
+
+
+# --------------------------------------------------------------------------- one K
+
+
 class Watcher(threading.Thread):
-    """Reads a stream's SSE and records when each start of ACTION arrived."""
+    """Reads a stream's SSE and records each start of ACTION: (arrival, the service's
+    `emitted_at`), both wall clock."""
 
     def __init__(self, url: str, stream_id: str) -> None:
         super().__init__(daemon=True)
-        self.url, self.stream_id, self.arrivals = url, stream_id, []
+        self.url, self.stream_id = url, stream_id
+        self.arrivals: list[tuple[float, float]] = []
 
     def run(self) -> None:
         try:
@@ -135,34 +320,43 @@ class Watcher(threading.Thread):
             ) as r:
                 for line in r.iter_lines():
                     if line.startswith("data:"):
+                        arrival = time.time()
                         event = json.loads(line[5:])
                         if event["type"] == "start" and event["label"] == ACTION:
-                            self.arrivals.append(time.time())
+                            emitted = datetime.fromisoformat(event["emitted_at"]).timestamp()
+                            self.arrivals.append((arrival, emitted))
         except httpx.HTTPError:
             pass
 
 
 def latencies(arrivals: list[float], started: float, since: float) -> list[float]:
-    """Arrival minus the latest onset before it, for arrivals after `since`."""
-    out = []
+    """For each onset whose first start event arrived after `since`: arrival − onset (a
+    start again within the same action, after a flicker, is no onset's)."""
+    first: dict[float, float] = {}
     for arrival in arrivals:
-        if arrival < since:
-            continue
         loops = (arrival - started - ONSET_S) // LOOP_S
-        out.append(arrival - (started + ONSET_S + loops * LOOP_S))
-    return out
+        first.setdefault(loops, arrival - (started + ONSET_S + loops * LOOP_S))
+    return [lat for loops, lat in first.items() if started + ONSET_S + loops * LOOP_S >= since]
 
 
-def run_k(args, service_url: str, source_url: str, log: Path, k: int) -> dict:
+def quantile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    values = sorted(values)
+    return round(values[min(len(values) - 1, int(q * len(values)))], 2)
+
+
+def run_k(args: argparse.Namespace, service_url: str, source, k: int) -> dict:
     client = httpx.Client(base_url=service_url, timeout=60)
     load_before = os.getloadavg()[0]
+    urls = source.open(k)
     ids, watchers = [], []
-    for i in range(k):
+    for url in urls:
         definition = {
-            "url": f"{source_url}/cam{k}-{i}",
+            "url": url,
             "model": args.model,
             "stride_s": args.stride,
-            "events": {"labels": [ACTION]},
+            "events": {"labels": [ACTION]} if args.model in (None, "demo-actions") else {},
         }
         response = client.post("/streams", json=definition)
         response.raise_for_status()
@@ -176,28 +370,36 @@ def run_k(args, service_url: str, source_url: str, log: Path, k: int) -> dict:
     ):
         time.sleep(0.5)
     time.sleep(args.warmup)
+    counters = (
+        "actserve_batch_size_views_sum",
+        "actserve_batch_size_views_count",
+        "actserve_stream_lag_seconds_sum",
+        "actserve_stream_lag_seconds_count",
+    )
     before = {s: client.get(f"/streams/{s}").json()["stats"] for s in ids}
-    batches_before = batch_totals(client)
-    pids = [os.getpid(), *reader_pids()]
+    sums_before = metric_sums(client, *counters)
+    pids, source_pids = [os.getpid(), *reader_pids()], source.pids()
     cpu_before = sum(cpu_seconds(p) for p in pids)
+    source_cpu_before = sum(cpu_seconds(p) for p in source_pids)
     since = time.time()
     time.sleep(args.seconds)
     cpu = sum(cpu_seconds(p) for p in pids) - cpu_before
+    source_cpu = sum(cpu_seconds(p) for p in source_pids) - source_cpu_before
     after = {s: client.get(f"/streams/{s}").json() for s in ids}
-    views, batches = (a - b for a, b in zip(batch_totals(client), batches_before, strict=True))
-    starts = {}
-    for line in log.read_text().splitlines():
-        path, at = line.split()
-        starts[path] = float(at)
-    lat = []
+    views, batches, lag_sum, lag_count = (
+        a - b for a, b in zip(metric_sums(client, *counters), sums_before, strict=True)
+    )
+    lat, sse = [], []
     for i, watcher in enumerate(watchers):
-        lat += latencies(watcher.arrivals, starts[f"/cam{k}-{i}"], since)
+        arrivals = list(watcher.arrivals)
+        lat += latencies([a for a, _ in arrivals], source.started(k, i), since)
+        sse += [a - e for a, e in arrivals if a >= since]
+    for stream_id in ids:
+        client.delete(f"/streams/{stream_id}")
+    source.end_round()
     dropped = sum(after[s]["stats"]["dropped_windows"] - before[s]["dropped_windows"] for s in ids)
     windows = sum(after[s]["stats"]["windows"] - before[s]["windows"] for s in ids)
     lags = [after[s]["stats"]["lag_s"] for s in ids if after[s]["stats"]["lag_s"] is not None]
-    for stream_id in ids:
-        client.delete(f"/streams/{stream_id}")
-    lat.sort()
     dropped_frames = sum(
         after[s]["stats"]["dropped_frames"] - before[s]["dropped_frames"] for s in ids
     )
@@ -210,22 +412,28 @@ def run_k(args, service_url: str, source_url: str, log: Path, k: int) -> dict:
         "windows": windows,
         "dropped_windows": dropped,
         "dropped_frames": dropped_frames,
-        "events": len(lat),
-        "latency_p50_s": round(statistics.median(lat), 2) if lat else None,
-        "latency_p95_s": round(lat[min(len(lat) - 1, int(0.95 * len(lat)))], 2) if lat else None,
+        "onsets": len(lat),
+        "starts": len(sse),
+        "latency_p50_s": quantile(lat, 0.5),
+        "latency_p95_s": quantile(lat, 0.95),
+        # Its parts: a window's last frame in → its probabilities out (reading late, the
+        # model's queue and run), and the event's way out (emitted → SSE line read).
+        "window_lag_s_mean": round(lag_sum / lag_count, 3) if lag_count else None,
+        "sse_s_p50": quantile(sse, 0.5),
         "lag_s_max": max(lags) if lags else None,
         # N streams, one model pass per batch: views (windows) per inference batch.
         "views_per_batch": round(views / batches, 2) if batches else None,
         "cpu_per_stream": round(cpu / args.seconds / k, 3),  # cores per stream
+        "source_cpu_per_stream": round(source_cpu / args.seconds / k, 3),  # publisher, server
         "load_before": round(load_before, 1),
         "load_after": round(os.getloadavg()[0], 1),
     }
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--store", type=Path, default=None, help="Model store (default: bundled).")
-    parser.add_argument("--model", default=None)
+    parser.add_argument("--model", default=None, help="Default: the store's default model.")
     parser.add_argument("--size", default="1280x720")
     parser.add_argument("--stride", type=float, default=0.5)
     parser.add_argument("--warmup", type=float, default=10.0, help="After every stream is live.")
@@ -233,33 +441,30 @@ def main() -> None:
     parser.add_argument("--max-streams", type=int, default=16)
     parser.add_argument("--counts", default=None, help="Comma-separated K to run (no search).")
     parser.add_argument("--source", choices=["http", "rtsp"], default="http")
+    parser.add_argument(
+        "--install", action="store_true", help="apt-get install what --source rtsp needs."
+    )
     parser.add_argument("--serve", nargs=2, type=Path, help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.serve:
         serve_source(*args.serve)
-        return
+        return []
     if args.source == "rtsp":
-        sys.exit("--source rtsp: not implemented in this version; use --source http")
+        require_rtsp(args.install)
 
     from service.embedded import EmbeddedServer
     from service.settings import BUNDLED_STORE, Settings
 
     width, height = map(int, args.size.split("x"))
+    # Rendering 720p takes minutes on a busy box: kept between runs.
+    video = Path(tempfile.gettempdir()) / f"actserve-streams-{args.size}-v3.mp4"
+    if not video.exists():
+        make_video(video.with_suffix(".part.mp4"), (width, height))
+        video.with_suffix(".part.mp4").rename(video)
+    results: list[dict] = []
     with tempfile.TemporaryDirectory() as tmp:
-        # Rendering 720p takes minutes on a busy box: kept between runs.
-        video = Path(tempfile.gettempdir()) / f"actserve-streams-{args.size}.mp4"
-        log = Path(tmp) / "starts.log"
-        if not video.exists():
-            make_video(video.with_suffix(".part.mp4"), (width, height))
-            video.with_suffix(".part.mp4").rename(video)
-        log.touch()
-        source = subprocess.Popen(
-            [sys.executable, __file__, "--serve", str(video), str(log)],
-            stdout=subprocess.PIPE,
-            text=True,
-        )
+        source = HttpSource(video, Path(tmp)) if args.source == "http" else RtspSource(video)
         try:
-            source_url = f"http://127.0.0.1:{int(source.stdout.readline())}"
             settings = Settings(
                 store=args.store or BUNDLED_STORE,
                 streams_allowed=["127.0.0.0/8"],
@@ -268,28 +473,24 @@ def main() -> None:
             )
             counts = [int(c) for c in args.counts.split(",")] if args.counts else None
             with EmbeddedServer(settings) as server:
-                results = []
                 pending = list(counts or [1])
                 while pending:
                     k = pending.pop(0)
-                    result = run_k(args, server.url, source_url, log, k)
-                    results.append(result)
-                    print(json.dumps(result), flush=True)
-                    if counts is None and result["held"] and 2 * k <= args.max_streams:
+                    results.append(run_k(args, server.url, source, k))
+                    print(json.dumps(results[-1]), flush=True)
+                    if counts is None and results[-1]["held"] and 2 * k <= args.max_streams:
                         pending.append(2 * k)  # double until a window drops
-            held = [r["streams"] for r in results if r["held"]]
-            print(
-                json.dumps(
-                    {
-                        "model": args.model or "default",
-                        "size": args.size,
-                        "most_streams_held": max(held) if held else 0,
-                    }
-                )
-            )
         finally:
-            source.kill()
-            source.wait()
+            source.close()
+    held = [r["streams"] for r in results if r["held"]]
+    summary = {
+        "model": args.model or "default",
+        "source": args.source,
+        "size": args.size,
+        "most_streams_held": max(held) if held else 0,
+    }
+    print(json.dumps(summary))
+    return results
 
 
 if __name__ == "__main__":

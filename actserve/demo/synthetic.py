@@ -248,9 +248,15 @@ def render_sequence(
                 yield from render_frames(scene, times, height, width)
 
 
-def write_video(frames: np.ndarray | Iterable[np.ndarray], path: str, fps: int = FPS) -> None:
+def write_video(
+    frames: np.ndarray | Iterable[np.ndarray],
+    path: str,
+    fps: int = FPS,
+    options: dict[str, str] | None = None,
+) -> None:
     """Encode RGB frames (an array or any iterable of them) by the file's extension: .mp4
-    H.264, .webm VP9, .avi MJPEG."""
+    H.264, .webm VP9, .avi MJPEG; `options` go to the encoder after the defaults (e.g.
+    `{"g": "24", "bf": "0"}`: a keyframe every second and no B-frames, as cameras send)."""
     import av
 
     codecs = {
@@ -273,6 +279,8 @@ def write_video(frames: np.ndarray | Iterable[np.ndarray], path: str, fps: int =
             stream.options = {"crf": "20"}
         elif codec == "libvpx-vp9":
             stream.options = {"crf": "30", "b": "0", "deadline": "realtime", "cpu-used": "8"}
+        if options:
+            stream.options = {**stream.options, **options}
         for frame in itertools.chain([first], frames):
             container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
         container.mux(stream.encode(None))

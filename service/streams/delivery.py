@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 
 import httpx
-from prometheus_client import CollectorRegistry, Counter
+from prometheus_client import CollectorRegistry, Counter, Histogram
 from standardwebhooks import Webhook
 
 from service.errors import UrlNotAllowed
@@ -74,6 +74,13 @@ class StreamMetrics:
             "actserve_stream_webhook_failures",
             "Events whose webhook delivery gave up after every retry.",
             ["stream"],
+            registry=r,
+        )
+        self.lag = Histogram(
+            "actserve_stream_lag_seconds",
+            "How late a window's probabilities came after its last frame arrived in real time "
+            "(reading, the model's queue and run), every stream together.",
+            buckets=(0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0),
             registry=r,
         )
         self._per_stream = [

@@ -306,6 +306,7 @@ class LiveStream:
         self._window_times.append(now)
         if self._offset is not None:
             self.lag_s = now - (window.times.end_s + self._offset)
+            self.metrics.lag.observe(self.lag_s)
         assert self._detector is not None
         for event in self._detector.feed(scored.probabilities, window.times):
             self._emit(event)
