@@ -27,14 +27,18 @@ try:
 except (ImportError, ValueError) as error:
     sys.exit(f"GStreamer's RTSP server from python3 ({error})")
 
-# The relay: no decoding, no re-encoding. h264parse re-sends SPS/PPS with every keyframe so a
-# player joining mid-stream starts at the next one. tsdemux's default latency (700 ms, for
+# The relay: no decoding, no re-encoding. h264parse hands the payloader whole frames (x264
+# writes several slices per frame) with SPS/PPS re-sent at the head of every keyframe, so a
+# player joining mid-stream starts at the next one. (SPS/PPS inserted by the payloader too
+# land between a keyframe's slices, and FFmpeg 7's parser then cuts the frame in two: every
+# picture until the next keyframe decodes half grey.) tsdemux's default latency (700 ms, for
 # jittery networks) would hold every frame that long on loopback.
 PIPELINE = (
     "( udpsrc address=127.0.0.1 port={port} buffer-size=8388608 "
     'caps="video/mpegts,systemstream=(boolean)true" '
     "! tsdemux latency=50 ! h264parse config-interval=-1 "
-    "! rtph264pay name=pay0 pt=96 config-interval=-1 )"
+    "! video/x-h264,stream-format=avc,alignment=au "
+    "! rtph264pay name=pay0 pt=96 )"
 )
 
 

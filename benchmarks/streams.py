@@ -121,8 +121,9 @@ def make_video(path: Path, size: tuple[int, int]) -> None:
         render_sequence(
             ["standing still"], seconds_each=ONSET_S, seed=3, height=height, width=width
         ),
+        # At the pace the demo learnt: a 2 s motion, again and again.
         render_sequence(
-            [ACTION], seconds_each=LOOP_S - ONSET_S, seed=4, height=height, width=width
+            [ACTION], seconds_each=LOOP_S - ONSET_S, seed=3, height=height, width=width, motion_s=2
         ),
     )
     write_video(frames, str(path), options={"g": str(FPS), "bf": "0"})
@@ -306,12 +307,13 @@ class RtspSource:
 
 class Watcher(threading.Thread):
     """Reads a stream's SSE and records each start of ACTION: (arrival, the service's
-    `emitted_at`), both wall clock."""
+    `emitted_at`, its `start_time`: when the first window at or above `high` began), all wall
+    clock."""
 
     def __init__(self, url: str, stream_id: str) -> None:
         super().__init__(daemon=True)
         self.url, self.stream_id = url, stream_id
-        self.arrivals: list[tuple[float, float]] = []
+        self.arrivals: list[tuple[float, float, float]] = []
 
     def run(self) -> None:
         try:
@@ -323,20 +325,28 @@ class Watcher(threading.Thread):
                         arrival = time.time()
                         event = json.loads(line[5:])
                         if event["type"] == "start" and event["label"] == ACTION:
-                            emitted = datetime.fromisoformat(event["emitted_at"]).timestamp()
-                            self.arrivals.append((arrival, emitted))
+                            emitted, began = (
+                                datetime.fromisoformat(event[key]).timestamp()
+                                for key in ("emitted_at", "start_time")
+                            )
+                            self.arrivals.append((arrival, emitted, began))
         except httpx.HTTPError:
             pass
 
 
-def latencies(arrivals: list[float], started: float, since: float) -> list[float]:
-    """For each onset whose first start event arrived after `since`: arrival − onset (a
-    start again within the same action, after a flicker, is no onset's)."""
-    first: dict[float, float] = {}
-    for arrival in arrivals:
+def latencies(
+    arrivals: list[tuple[float, float, float]], started: float, since: float
+) -> list[tuple[float, float]]:
+    """For each onset after `since`, its first start event: (arrival − onset, its first
+    window's start − onset). A start again within the same action, after a flicker, is no
+    onset's."""
+    first: dict[float, tuple[float, float]] = {}
+    for arrival, _, began in arrivals:
         loops = (arrival - started - ONSET_S) // LOOP_S
-        first.setdefault(loops, arrival - (started + ONSET_S + loops * LOOP_S))
-    return [lat for loops, lat in first.items() if started + ONSET_S + loops * LOOP_S >= since]
+        onset = started + ONSET_S + loops * LOOP_S
+        if onset >= since:
+            first.setdefault(loops, (arrival - onset, began - onset))
+    return list(first.values())
 
 
 def quantile(values: list[float], q: float) -> float | None:
@@ -389,11 +399,13 @@ def run_k(args: argparse.Namespace, service_url: str, source, k: int) -> dict:
     views, batches, lag_sum, lag_count = (
         a - b for a, b in zip(metric_sums(client, *counters), sums_before, strict=True)
     )
-    lat, sse = [], []
+    lat, began, sse = [], [], []
     for i, watcher in enumerate(watchers):
         arrivals = list(watcher.arrivals)
-        lat += latencies([a for a, _ in arrivals], source.started(k, i), since)
-        sse += [a - e for a, e in arrivals if a >= since]
+        for latency, start in latencies(arrivals, source.started(k, i), since):
+            lat.append(latency)
+            began.append(start)
+        sse += [a - e for a, e, _ in arrivals if a >= since]
     for stream_id in ids:
         client.delete(f"/streams/{stream_id}")
     source.end_round()
@@ -416,8 +428,10 @@ def run_k(args: argparse.Namespace, service_url: str, source, k: int) -> dict:
         "starts": len(sse),
         "latency_p50_s": quantile(lat, 0.5),
         "latency_p95_s": quantile(lat, 0.95),
-        # Its parts: a window's last frame in → its probabilities out (reading late, the
-        # model's queue and run), and the event's way out (emitted → SSE line read).
+        # Its parts: where the first window at or above `high` began (from the onset: < 0,
+        # it held some of the still scene), a window's last frame in → its probabilities out
+        # (reading late, the model's queue and run), the event's way out (emitted → SSE read).
+        "first_window_s_p50": quantile(began, 0.5),
         "window_lag_s_mean": round(lag_sum / lag_count, 3) if lag_count else None,
         "sse_s_p50": quantile(sse, 0.5),
         "lag_s_max": max(lags) if lags else None,
@@ -457,7 +471,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
 
     width, height = map(int, args.size.split("x"))
     # Rendering 720p takes minutes on a busy box: kept between runs.
-    video = Path(tempfile.gettempdir()) / f"actserve-streams-{args.size}-v3.mp4"
+    video = Path(tempfile.gettempdir()) / f"actserve-streams-{args.size}-v5.mp4"
     if not video.exists():
         make_video(video.with_suffix(".part.mp4"), (width, height))
         video.with_suffix(".part.mp4").rename(video)
