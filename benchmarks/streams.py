@@ -356,7 +356,9 @@ def quantile(values: list[float], q: float) -> float | None:
     return round(values[min(len(values) - 1, int(q * len(values)))], 2)
 
 
-def run_k(args: argparse.Namespace, service_url: str, source, k: int) -> dict:
+def run_k(
+    args: argparse.Namespace, service_url: str, source, k: int, stride: float, rule: int
+) -> dict:
     client = httpx.Client(base_url=service_url, timeout=60)
     load_before = os.getloadavg()[0]
     urls = source.open(k)
@@ -365,8 +367,9 @@ def run_k(args: argparse.Namespace, service_url: str, source, k: int) -> dict:
         definition = {
             "url": url,
             "model": args.model,
-            "stride_s": args.stride,
-            "events": {"labels": [ACTION]} if args.model in (None, "demo-actions") else {},
+            "stride_s": stride,
+            "events": {"windows": rule}
+            | ({"labels": [ACTION]} if args.model in (None, "demo-actions") else {}),
         }
         response = client.post("/streams", json=definition)
         response.raise_for_status()
@@ -415,9 +418,11 @@ def run_k(args: argparse.Namespace, service_url: str, source, k: int) -> dict:
     dropped_frames = sum(
         after[s]["stats"]["dropped_frames"] - before[s]["dropped_frames"] for s in ids
     )
-    expected = k * args.seconds / args.stride
+    expected = k * args.seconds / stride
     return {
         "streams": k,
+        "stride_s": stride,
+        "rule_windows": rule,
         # Held: every window classified (within 10 % of what the stride asks for), none dropped.
         "held": not dropped and not dropped_frames and windows >= 0.9 * expected,
         "expected_windows": round(expected),
@@ -449,7 +454,12 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--store", type=Path, default=None, help="Model store (default: bundled).")
     parser.add_argument("--model", default=None, help="Default: the store's default model.")
     parser.add_argument("--size", default="1280x720")
-    parser.add_argument("--stride", type=float, default=0.5)
+    parser.add_argument(
+        "--rules",
+        default="0.5:2",
+        help="Comma-separated STRIDE_S:WINDOWS (a start after WINDOWS windows at or above high), "
+        "each run in turn at every K, e.g. 0.5:2,0.25:2,0.5:1.",
+    )
     parser.add_argument("--warmup", type=float, default=10.0, help="After every stream is live.")
     parser.add_argument("--seconds", type=float, default=24.0)
     parser.add_argument("--max-streams", type=int, default=16)
@@ -481,6 +491,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         try:
             settings = Settings(
                 store=args.store or BUNDLED_STORE,
+                default_model=args.model,
                 streams_allowed=["127.0.0.0/8"],
                 jobs_dir=Path(tmp) / "jobs",
                 streams_max=args.max_streams,
@@ -490,8 +501,12 @@ def main(argv: list[str] | None = None) -> list[dict]:
                 pending = list(counts or [1])
                 while pending:
                     k = pending.pop(0)
-                    results.append(run_k(args, server.url, source, k))
-                    print(json.dumps(results[-1]), flush=True)
+                    for rule in args.rules.split(","):
+                        stride, windows = rule.split(":")
+                        results.append(
+                            run_k(args, server.url, source, k, float(stride), int(windows))
+                        )
+                        print(json.dumps(results[-1]), flush=True)
                     if counts is None and results[-1]["held"] and 2 * k <= args.max_streams:
                         pending.append(2 * k)  # double until a window drops
         finally:
