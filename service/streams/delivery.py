@@ -1,11 +1,11 @@
 """Where a stream's events go: its SSE subscribers, its webhook, and Prometheus.
 
 Subscribers each get a bounded queue: one that stops reading loses its oldest events, never
-the service's memory. The webhook is POSTed one event at a time, in order, signed as Standard
-Webhooks say (`webhook-id`, `webhook-timestamp`, `webhook-signature` over
-`id.timestamp.body`, HMAC-SHA256 with ACTSERVE_WEBHOOK_SECRET), retried with exponential
-backoff and jitter on a network error, a 429 or a 5xx; its URL is checked against the SSRF
-rules before every attempt.
+the service's memory. The webhook is POSTed one event at a time, in order, by the service's
+WebhookSender (service/webhooks.py, as for jobs): signed as Standard Webhooks say with
+ACTSERVE_WEBHOOK_SECRET, the event's id as `webhook-id`, retried with exponential backoff and
+jitter for up to WEBHOOK_GIVE_UP_S, its URL checked against the SSRF rules before every
+attempt.
 """
 
 from __future__ import annotations
@@ -13,17 +13,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 from collections.abc import AsyncIterator, Callable
-from datetime import UTC, datetime
 
-import httpx
 from prometheus_client import CollectorRegistry, Counter, Histogram
-from standardwebhooks import Webhook
 
-from service.errors import UrlNotAllowed
-from service.net_policy import UrlPolicy, redact
+from service.net_policy import redact
 from service.streams.schemas import StreamEvent
+from service.webhooks import WebhookSender
 
 logger = logging.getLogger("actserve.streams")
 
@@ -31,9 +27,9 @@ logger = logging.getLogger("actserve.streams")
 SUBSCRIBER_QUEUE = 256
 #: Events waiting for the webhook before the oldest are dropped.
 WEBHOOK_QUEUE = 1024
-WEBHOOK_ATTEMPTS = 6
-WEBHOOK_FIRST_RETRY_S = 1.0
-WEBHOOK_TIMEOUT = httpx.Timeout(10.0, connect=5.0)
+#: Seconds an event's delivery is retried (waits of about 1, 2, 4, 8, 16 s) before it is
+#: given up: later events wait behind it, and a live event goes stale.
+WEBHOOK_GIVE_UP_S = 30.0
 
 
 class StreamMetrics:
@@ -135,15 +131,13 @@ class Subscribers:
             self._queues.discard(queue)
 
 
-class WebhookSender:
-    """Posts one stream's events to its webhook, in order, in a task of its own."""
+class EventWebhook:
+    """Posts one stream's events to its webhook, in order, in a task of its own; signing,
+    retries and the URL's checks are the service's WebhookSender's, as for jobs."""
 
-    def __init__(
-        self, url: str, secret: str, policy: UrlPolicy, on_failure: Callable[[], None]
-    ) -> None:
+    def __init__(self, url: str, sender: WebhookSender, on_failure: Callable[[], None]) -> None:
         self.url = url
-        self.policy = policy
-        self.webhook = Webhook(secret if secret.startswith("whsec_") else secret.encode())
+        self.sender = sender
         self.on_failure = on_failure
         self._queue: asyncio.Queue[StreamEvent] = asyncio.Queue(WEBHOOK_QUEUE)
         self._task = asyncio.get_running_loop().create_task(self._run(), name="webhook")
@@ -165,37 +159,18 @@ class WebhookSender:
         await asyncio.gather(self._task, return_exceptions=True)
 
     async def _run(self) -> None:
-        async with httpx.AsyncClient(timeout=WEBHOOK_TIMEOUT, follow_redirects=False) as http:
-            while True:
-                event = await self._queue.get()
-                try:
-                    if not await self._deliver(http, event):
-                        self.on_failure()
-                finally:
-                    self._queue.task_done()
-
-    async def _deliver(self, http: httpx.AsyncClient, event: StreamEvent) -> bool:
-        body = event.model_dump_json()
-        for attempt in range(1, WEBHOOK_ATTEMPTS + 1):
-            now = datetime.now(UTC)
-            headers = {
-                "content-type": "application/json",
-                "webhook-id": event.id,
-                "webhook-timestamp": str(int(now.timestamp())),
-                "webhook-signature": self.webhook.sign(event.id, now, body),
-            }
+        while True:
+            event = await self._queue.get()
             try:
-                await asyncio.to_thread(self.policy.check, self.url)
-                response = await http.post(self.url, content=body, headers=headers)
-                if response.is_success:
-                    return True
-                problem = f"HTTP {response.status_code}"
-                if response.status_code < 500 and response.status_code != 429:
-                    break  # the receiver refuses it: retrying will not help
-            except (httpx.HTTPError, UrlNotAllowed) as error:
-                problem = str(error) or type(error).__name__
-            if attempt < WEBHOOK_ATTEMPTS:
-                bound = WEBHOOK_FIRST_RETRY_S * 2 ** (attempt - 1)
-                await asyncio.sleep(random.uniform(bound / 2, bound))
-        logger.warning("webhook %s gave up on event %s: %s", redact(self.url), event.id, problem)
-        return False
+                delivery = await self.sender.deliver(
+                    self.url, event.model_dump(mode="json"), message_id=event.id
+                )
+                if not delivery.delivered:
+                    last = delivery.attempts[-1]
+                    problem = last.error or f"HTTP {last.status_code}"
+                    logger.warning(
+                        "webhook %s gave up on event %s: %s", redact(self.url), event.id, problem
+                    )
+                    self.on_failure()
+            finally:
+                self._queue.task_done()

@@ -16,12 +16,13 @@ from datetime import UTC, datetime
 
 from service.errors import BadRequest, ServiceError, StreamNotFound, TooManyStreams
 from service.net_policy import UrlPolicy
-from service.streams.delivery import StreamMetrics, WebhookSender
+from service.streams.delivery import WEBHOOK_GIVE_UP_S, EventWebhook, StreamMetrics
 from service.streams.schemas import StreamCreate, StreamEvent, StreamPublic
 from service.streams.serving import Serving
 from service.streams.settings import STREAM_SCHEMES
 from service.streams.store import StreamStore
 from service.streams.stream import LiveStream
+from service.webhooks import WebhookSender
 
 logger = logging.getLogger("actserve.streams")
 
@@ -39,6 +40,14 @@ class StreamManager:
             networks=self.policy.networks, setting="ACTSERVE_STREAMS_ALLOWED"
         )
         jobs = serving.jobs
+        secret = jobs.webhook_secret
+        self.webhook_sender = (
+            WebhookSender(
+                secret.get_secret_value(), self.webhook_policy, give_up_after_s=WEBHOOK_GIVE_UP_S
+            )
+            if secret is not None
+            else None
+        )
         self.store = StreamStore(
             jobs.url(), None if jobs.database_url else jobs.directory() / "jobs.db"
         )
@@ -115,17 +124,13 @@ class StreamManager:
     # ------------------------------------------------------------------ helpers
 
     def _make(self, stream_id: str, definition: StreamCreate, created: datetime) -> LiveStream:
-        secret = self.serving.jobs.webhook_secret
         webhook = None
-        if definition.webhook_url is not None and secret is not None:
-            url, policy, metrics = definition.webhook_url, self.webhook_policy, self.metrics
+        if definition.webhook_url is not None and self.webhook_sender is not None:
+            url, sender, metrics = definition.webhook_url, self.webhook_sender, self.metrics
 
-            def webhook() -> WebhookSender:
-                return WebhookSender(
-                    url,
-                    secret.get_secret_value(),
-                    policy,
-                    on_failure=metrics.webhook_failures.labels(stream_id).inc,
+            def webhook() -> EventWebhook:
+                return EventWebhook(
+                    url, sender, on_failure=metrics.webhook_failures.labels(stream_id).inc
                 )
 
         return LiveStream(

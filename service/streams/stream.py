@@ -26,7 +26,7 @@ from typing import Any
 
 from service.errors import DeadlineExceeded, NotReady, Overloaded, ServiceError
 from service.net_policy import UrlPolicy, redact
-from service.streams.delivery import StreamMetrics, Subscribers, WebhookSender
+from service.streams.delivery import EventWebhook, StreamMetrics, Subscribers
 from service.streams.events import EventDetector
 from service.streams.schemas import (
     StreamCreate,
@@ -57,7 +57,7 @@ class LiveStream:
         serving: Serving,
         metrics: StreamMetrics,
         policy: UrlPolicy,
-        webhook: Callable[[], WebhookSender] | None,
+        webhook: Callable[[], EventWebhook] | None,
     ) -> None:
         self.id = stream_id
         self.definition = definition
@@ -67,7 +67,7 @@ class LiveStream:
         self.policy = policy
         self.subscribers = Subscribers()
         self._webhook_factory = webhook
-        self.webhook: WebhookSender | None = None
+        self.webhook: EventWebhook | None = None
         self.state = StreamState.CONNECTING
         self.last_error: str | None = None
         self.last_error_at: datetime | None = None
