@@ -1,8 +1,8 @@
 """Live streams: how many real-time streams one box holds, and how fast events arrive.
 
-    python benchmarks/streams.py                          # the demo model, K = 1, 2, 4, ...
-    python benchmarks/streams.py --source rtsp --install  # through a real RTSP server
-    python benchmarks/streams.py --store STORE --model x3d_s --source rtsp --counts 1,2,4
+    python benchmarks/streams.py --install          # the demo model at 720p, K = 1, 2, 4, ...
+    python benchmarks/streams.py --store STORE --model x3d_s --rules 1:2 --counts 1,2
+    python benchmarks/streams.py --size 320x240 --counts 2 --rules 0.5:2,0.25:2,0.5:1
 
 A synthetic H.264 video (the demo's motions: `standing still` for 6.125 s, then `rotating
 clockwise` for 6 s: the action's onset is at 6.125 s of every 12.125 s loop; a keyframe every
@@ -12,13 +12,14 @@ streams are added to a service on 127.0.0.1. For each K the run warms up, then m
 `start` SSE event of `rotating clockwise` and its parts, and the CPU seconds the service
 process and its stream readers spent, per stream and second of video. K doubles until the
 streams no longer hold: a window or frame dropped, or fewer windows than the stride asks for
-(readers behind real time); the last K that held is the answer.
+(readers behind real time); the last K that held is the answer. `--rules STRIDE:WINDOWS,...`
+runs each stride and `events.windows` in turn at every K (the latency's levers, side by side).
 
 Sources:
-- `--source rtsp`: FFmpeg publishes each stream (`ffmpeg -re -stream_loop -1 -c copy`, MPEG-TS
-  on a loopback UDP port) into GStreamer's RTSP server (`rtsp_server.py`, under the system's
-  python3), one mount per stream, which the service reads as RTSP over TCP, as it would a
-  camera. Needs Debian's `ffmpeg python3-gi gir1.2-gst-rtsp-server-1.0
+- `--source rtsp` (default): FFmpeg publishes each stream (`ffmpeg -re -stream_loop -1 -c
+  copy`, MPEG-TS on a loopback UDP port) into GStreamer's RTSP server (`rtsp_server.py`, under
+  the system's python3), one mount per stream, which the service reads as RTSP over TCP, as it
+  would a camera. Needs Debian's `ffmpeg python3-gi gir1.2-gst-rtsp-server-1.0
   gstreamer1.0-plugins-good gstreamer1.0-plugins-bad`; `--install` installs them with apt-get.
 - `--source http` (nothing to install) remuxes the file packet by packet as MPEG-TS over HTTP,
   paced at real time like `ffmpeg -re` (a PyAV subprocess: no re-encoding).
@@ -464,7 +465,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--seconds", type=float, default=24.0)
     parser.add_argument("--max-streams", type=int, default=16)
     parser.add_argument("--counts", default=None, help="Comma-separated K to run (no search).")
-    parser.add_argument("--source", choices=["http", "rtsp"], default="http")
+    parser.add_argument("--source", choices=["rtsp", "http"], default="rtsp")
     parser.add_argument(
         "--install", action="store_true", help="apt-get install what --source rtsp needs."
     )
