@@ -12,8 +12,8 @@ from model_store.spec import Recipe
 from service.errors import DecodeTimeout, LimitExceeded
 from service.video import DecodeOptions, VideoLimits, decode_video, index_video, sample_frames
 from service.video.reader import DecodeBudget
-from service.video.shots import ShotRule
 from service.video.sampling import plan_views
+from service.video.shots import ShotRule
 
 LIMITS = VideoLimits()
 #: 10 clips × 4 frames: targets spread over the whole video.
