@@ -15,6 +15,8 @@ from pathlib import Path
 import av
 import numpy as np
 
+from model_store.spec import Recipe
+
 Painter = Callable[[int, int, int], np.ndarray]  # (index, height, width) -> (H, W, 3) uint8
 
 
@@ -201,3 +203,20 @@ def _mux_silence(container: av.container.OutputContainer, stream, seconds: float
         frame.sample_rate, frame.pts = 48000, block * samples
         container.mux(stream.encode(frame))
     container.mux(stream.encode(None))
+
+
+def raw_recipe(**fields: object) -> Recipe:
+    """A recipe that keeps the pixels as decoded (0-255, no normalisation) in 32-px centre
+    crops of clips of 4 frames 2 apart, two clips; `fields` change any of it."""
+    plain = dict(
+        clip_len=4,
+        frame_interval=2,
+        num_clips=2,
+        num_crops=1,
+        short_side=32,
+        crop_size=32,
+        pixel_scale=255.0,
+        mean=(0.0, 0.0, 0.0),
+        std=(1.0, 1.0, 1.0),
+    )
+    return Recipe(**{**plain, **fields})

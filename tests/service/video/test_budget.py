@@ -14,20 +14,11 @@ from service.video import DecodeOptions, VideoLimits, decode_video, index_video,
 from service.video.reader import DecodeBudget
 from service.video.sampling import plan_views
 from service.video.shots import ShotRule
+from tests.service.video import media
 
 LIMITS = VideoLimits()
 #: 10 clips × 4 frames: targets spread over the whole video.
-SPREAD = Recipe(
-    clip_len=4,
-    frame_interval=2,
-    num_clips=10,
-    num_crops=1,
-    short_side=32,
-    crop_size=32,
-    pixel_scale=255.0,
-    mean=(0.0, 0.0, 0.0),
-    std=(1.0, 1.0, 1.0),
-)
+SPREAD = media.raw_recipe(num_clips=10)
 
 
 def budget_of(path, recipe: Recipe = SPREAD) -> DecodeBudget:

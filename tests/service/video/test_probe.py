@@ -6,7 +6,6 @@ from collections.abc import Callable
 
 import pytest
 
-from model_store.spec import Recipe
 from service.errors import (
     AudioOnly,
     ContainerNotAllowed,
@@ -18,21 +17,12 @@ from service.errors import (
     VideoError,
 )
 from service.video import DecodeOptions, VideoLimits, probe_video, sample_frames
+from tests.service.video import media
 
 #: The intake's default limits, passed explicitly as the service passes its own.
 LIMITS = VideoLimits()
 
-IDENTITY = Recipe(
-    clip_len=4,
-    frame_interval=2,
-    num_clips=2,
-    num_crops=1,
-    short_side=32,
-    crop_size=32,
-    pixel_scale=255.0,
-    mean=(0.0, 0.0, 0.0),
-    std=(1.0, 1.0, 1.0),
-)
+IDENTITY = media.raw_recipe()
 
 
 def probe(path, limits: VideoLimits) -> object:

@@ -19,20 +19,11 @@ from model_store.spec import Recipe, Sampling
 from service.video import DecodeOptions, VideoLimits, index_video, sample_frames
 from service.video import index as index_module
 from service.video.pixels import FrameConverter
+from tests.service.video import media
 
 LIMITS = VideoLimits()
 
-CLIPS = Recipe(  # two 8-frame clips, centre crop at 32: what most models ask for
-    clip_len=8,
-    frame_interval=2,
-    num_clips=2,
-    num_crops=1,
-    short_side=32,
-    crop_size=32,
-    pixel_scale=255.0,
-    mean=(0.0, 0.0, 0.0),
-    std=(1.0, 1.0, 1.0),
-)
+CLIPS = media.raw_recipe(clip_len=8)  # two 8-frame clips, centre crop 32: what most models ask
 SPREAD = CLIPS.model_copy(  # 12 frames spread over the whole video, TSN-style
     update={"sampling": Sampling.SEGMENTS, "clip_len": 12, "frame_interval": 1, "num_clips": 1}
 )

@@ -11,9 +11,10 @@ import numpy as np
 import pytest
 
 from actserve.demo.synthetic import FPS, render_sequence, render_video, write_video
-from model_store.spec import Profile, Recipe
+from model_store.spec import Profile
 from service.video import DecodeOptions, VideoLimits, plan_windows, sample_streams
 from service.video.shots import ShotBoundary, ShotRule, confidence, detect_shots, shot_spans
+from tests.service.video import media
 
 FADE = 12  # frames
 
@@ -74,17 +75,7 @@ def test_shots_cover_the_video_from_their_boundaries() -> None:
 
 
 #: Three clips of 4 frames spread over the video: the reader seeks past most of it.
-SPREAD = Recipe(
-    clip_len=4,
-    frame_interval=2,
-    num_clips=3,
-    num_crops=1,
-    short_side=32,
-    crop_size=32,
-    pixel_scale=255.0,
-    mean=(0.0, 0.0, 0.0),
-    std=(1.0, 1.0, 1.0),
-)
+SPREAD = media.raw_recipe(num_clips=3)
 
 
 def cuts(scan) -> list[tuple[str, float]]:
