@@ -10,15 +10,20 @@ Four things measured on the same model artifact and the same video, side by side
 - **LitServe**: `benchmarks/litserve_peer.py`, the same ONNX artifact and the same PyAV decode
   (actserve's `decode_video`) in LitServe's workers, tuned for this box (see that file).
   Needs the `bench` extra; skipped with a message when LitServe is not installed.
-- **the inference-bound limit**: the bare runtime's views/s on this video's views in
-  batches of `--max-batch-views` (all cores, nothing else running), divided by the views of
-  one request. The runtime is the one the service picks (`--runtime`, default `auto`:
-  OpenVINO on x86 CPUs); the LitServe peer keeps ONNX Runtime, as its users would.
+- **the inference-bound limit** ("bare"): the bare runtime's views/s on this video's views in
+  batches of `--max-batch-views` (all cores, nothing else running; as many batches at once as
+  the runtime has lanes, OpenVINO's streams), divided by the views of one request. The
+  runtime is the one the service uses, configured as the service configures it by default
+  (`--runtime`, default `auto`: OpenVINO on x86 CPUs); the LitServe peer keeps ONNX Runtime,
+  as its users would.
 - **the decode-bound limit**: files/s of a plain PyAV decode of the same file (every frame,
   one decoder thread, no conversion) in `--decode-workers` processes at once.
+- **the shared-core ceiling**: on a box where the same cores decode and infer, a request costs
+  both its decode (the service's own `decode_video` at the profile, `--decode-workers`
+  processes) and its inference: 1 / (1/inference rate + 1/that decode rate) req/s.
 
-The service's own limit is the lower of the two, the decode rate measured right after each
-concurrency level. Both servers run at once (idle, each
+The service's own limit is the lower of the first two. All three are measured again right
+after each concurrency level (shared machines drift). Both servers run at once (idle, each
 costs nothing measurable); for each concurrency level every round runs `--requests` requests
 through each server in alternating order, closed loop from one asyncio client in this
 process. Printed: req/s, p50 and p99 latency per server and level, actserve ÷ LitServe
@@ -40,6 +45,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -128,17 +134,15 @@ def main() -> None:
         f"{os.cpu_count()} CPUs; {args.requests} requests × {args.rounds} rounds per level"
     )
 
-    raw, bare = raw_throughput(
-        args.store, args.model, video_path, args.max_batch_views, profile, args.runtime
-    )
+    bare = BareRuntime(args.store, args.model, video_path, args.max_batch_views, profile)
+    bare.load(args.runtime)
     print(
-        f"inference-bound limit: {raw:.1f} views/s = {raw / per_request:.1f} req/s "
-        f"(bare {bare}, batches of {args.max_batch_views}); load average "
-        f"{' '.join(f'{v:.1f}' for v in os.getloadavg())}\n",
+        f"bare runtime: {bare.description}, batches of {args.max_batch_views}, "
+        f"{bare.lanes} at once; load average {load_average()}\n",
         flush=True,
     )
     args.settings.insert(0, f"runtime={args.runtime}")
-    limits: dict[int, float] = {}
+    limits: dict[int, Limits] = {}
 
     args.variants = dict(_variant(v, parser) for v in args.variant)
     names = args.servers.split(",") + list(args.variants) + (["before"] if args.before else [])
@@ -150,16 +154,42 @@ def main() -> None:
                 order = running if round_ % 2 == 0 else running[::-1]
                 for server in order:
                     drive_level(server, video, level, args, profile)
-            # The decode-bound limit in the same stretch of time (shared machines drift).
-            decode_rate = plain_decode_rate(video_path, args.decode_workers)
-            limits[level] = min(raw / per_request, decode_rate)
-            print(
-                f"concurrency {level} done; decode-bound limit {decode_rate:.1f} files/s "
-                f"(plain PyAV decode, {args.decode_workers} processes); own limit "
-                f"{limits[level]:.1f} req/s",
-                flush=True,
+            # The limits in the same stretch of time (shared machines drift).
+            limits[level] = Limits(
+                bare.rate() / per_request,
+                plain_decode_rate(video_path, args.decode_workers),
+                service_decode_rate(video_path, manifest.spec.recipe, profile, args.decode_workers),
             )
+            print(f"concurrency {level} done; {limits[level]}; load {load_average()}", flush=True)
+    bare.close()
     report(running, levels, limits)
+
+
+@dataclass(frozen=True)
+class Limits:
+    inference: float  # req/s of the bare runtime, all cores
+    plain_decode: float  # files/s of a plain PyAV decode, every frame
+    service_decode: float  # req/s of the service's own decode at the profile
+
+    @property
+    def own(self) -> float:
+        return min(self.inference, self.plain_decode)
+
+    @property
+    def shared(self) -> float:
+        """Both stages on the same cores: each request costs its decode and its inference."""
+        return 1 / (1 / self.inference + 1 / self.service_decode)
+
+    def __str__(self) -> str:
+        return (
+            f"bare runtime {self.inference:.2f} req/s, plain decode {self.plain_decode:.1f} "
+            f"files/s, the service's decode {self.service_decode:.1f} req/s; own limit "
+            f"{self.own:.2f}, shared-core ceiling {self.shared:.2f} req/s"
+        )
+
+
+def load_average() -> str:
+    return " ".join(f"{v:.1f}" for v in os.getloadavg())
 
 
 # The servers.
@@ -332,34 +362,66 @@ def scrape(server: Server) -> dict[str, float]:
 # The limits.
 
 
-def raw_throughput(
-    store: Path,
-    model: str | None,
-    video_path: Path,
-    batch: int,
-    profile: str,
-    runtime_kind: str = "auto",
-    seconds: float = 5.0,
-) -> tuple[float, str]:
-    """Views per second of the bare runtime on this video's views, in full batches, and the
-    runtime's description."""
-    manifest = ModelStore(store).resolve(model)
-    recipe = manifest.spec.recipe
-    views = decode_video(video_path, recipe, DecodeOptions(profile=profile), VideoLimits()).views
-    clips = np.concatenate([views] * (batch // len(views) + 1))[:batch]
-    runtime = load_runtime(
-        manifest,
-        ModelStore(store).version_dir(manifest.name, manifest.version),
-        RuntimeOptions(kind=runtime_kind, device="cpu"),
-    )
-    runtime.run(clips)
-    done, started = 0, time.perf_counter()
-    while time.perf_counter() - started < seconds:
-        runtime.run(clips)
-        done += batch
-    rate = done / (time.perf_counter() - started)
-    runtime.close()
-    return rate, runtime.description
+class BareRuntime:
+    """The runtime the service uses, configured as it configures it by default, alone in this
+    process on this video's views: views per second in full batches of `batch`, as many at
+    once as it has lanes (OpenVINO's streams), from as many threads."""
+
+    def __init__(
+        self, store: Path, model: str | None, video_path: Path, batch: int, profile: str
+    ) -> None:
+        self.store, self.batch = ModelStore(store), batch
+        self.manifest = self.store.resolve(model)
+        recipe = self.manifest.spec.recipe
+        views = decode_video(video_path, recipe, DecodeOptions(profile=profile), VideoLimits())
+        self.clips = np.concatenate([views.views] * (batch // len(views.views) + 1))[:batch]
+
+    def load(self, kind: str) -> None:
+        directory = self.store.version_dir(self.manifest.name, self.manifest.version)
+        self.runtime = load_runtime(
+            self.manifest, directory, RuntimeOptions(kind=kind, device="cpu")
+        )
+        self.description = self.runtime.description
+        self.lanes = getattr(self.runtime, "lanes", 1)
+        self.runtime.run(self.clips)
+
+    def rate(self, seconds: float = 5.0) -> float:
+        stop = time.perf_counter() + seconds
+        done = [0] * self.lanes
+
+        def lane(i: int) -> None:
+            while time.perf_counter() < stop:
+                self.runtime.run(self.clips)
+                done[i] += self.batch
+
+        started = time.perf_counter()
+        with ThreadPoolExecutor(self.lanes) as pool:
+            list(pool.map(lane, range(self.lanes)))
+        return sum(done) / (time.perf_counter() - started)
+
+    def close(self) -> None:
+        self.runtime.close()
+
+
+def service_decode_rate(path: Path, recipe, profile: str, processes: int, seconds: float = 4.0):
+    """Requests per second of the service's own decode (`decode_video`: index, plan, read
+    and normalise the profile's views) in `processes` processes at once."""
+    context = multiprocessing.get_context("spawn")
+    with context.Pool(processes) as pool:
+        jobs = [(os.fspath(path), recipe, profile, seconds)] * processes
+        counts = pool.starmap(_service_decode_repeatedly, jobs)
+    return sum(counts) / seconds
+
+
+def _service_decode_repeatedly(path: str, recipe, profile: str, seconds: float) -> float:
+    started = time.perf_counter()
+    files = 0
+    while True:
+        decode_video(path, recipe, DecodeOptions(profile=profile, decoder_threads=1), VideoLimits())
+        files += 1
+        elapsed = time.perf_counter() - started
+        if elapsed >= seconds:
+            return files * seconds / elapsed
 
 
 def plain_decode_rate(path: Path, processes: int, seconds: float = 4.0) -> float:
@@ -397,45 +459,43 @@ def demo_video() -> Path:
 # The report.
 
 
-def report(running: list[Server], levels: list[int], limits: dict[int, float]) -> None:
+def report(running: list[Server], levels: list[int], limits: dict[int, Limits]) -> None:
     by_name = {s.name: s for s in running}
-    ours, peer = by_name.get("actserve"), by_name.get("litserve")
+    ours = by_name.get("actserve")
     print()
-    print("| server | concurrency | req/s | p50 ms | p99 ms | errors | ÷ own limit |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
+    print("| server | concurrency | req/s | p50 ms | p99 ms | errors | ÷ own limit "
+          "| ÷ bare runtime | ÷ shared-core ceiling |")  # fmt: skip
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for level in levels:
+        limit = limits[level]
         for server in running:
+            rate = server.rate(level)
             print(
-                f"| {server.name} | {level} | {server.rate(level):.1f} "
+                f"| {server.name} | {level} | {rate:.2f} "
                 f"| {server.percentile(level, 50):.0f} | {server.percentile(level, 99):.0f} "
-                f"| {server.errors[level]} | {server.rate(level) / limits[level]:.2f} |"
+                f"| {server.errors[level]} | {rate / limit.own:.2f} "
+                f"| {rate / limit.inference:.2f} | {rate / limit.shared:.2f} |"
             )
-    if ours and peer:
+    for other in running:
+        if ours is None or other is ours:
+            continue
         print()
-        print("| concurrency | actserve ÷ LitServe (req/s) | p99 actserve ÷ LitServe |")
+        print(f"| concurrency | actserve ÷ {other.name} (req/s) | p99 actserve ÷ {other.name} |")
         print("|---:|---:|---:|")
         for level in levels:
             print(
-                f"| {level} | {ours.rate(level) / peer.rate(level):.2f} "
-                f"| {ours.percentile(level, 99) / peer.percentile(level, 99):.2f} |"
+                f"| {level} | {ours.rate(level) / other.rate(level):.2f} "
+                f"| {ours.percentile(level, 99) / other.percentile(level, 99):.2f} |"
             )
-    old = by_name.get("before")
-    if ours and old:
+    for server in running:
+        if server.name == "litserve":
+            continue
         print()
-        print("| concurrency | actserve ÷ before (req/s) | p99 actserve ÷ before |")
-        print("|---:|---:|---:|")
-        for level in levels:
-            print(
-                f"| {level} | {ours.rate(level) / old.rate(level):.2f} "
-                f"| {ours.percentile(level, 99) / old.percentile(level, 99):.2f} |"
-            )
-    if ours:
-        print()
-        print("actserve stage split, mean ms per request from /metrics:")
+        print(f"{server.name} stage split, mean ms per request from /metrics:")
         print("| concurrency | " + " | ".join(STAGES) + " |")
         print("|---:|" + "---:|" * len(STAGES))
         for level in levels:
-            stages = ours.stages.get(level, {})
+            stages = server.stages.get(level, {})
             print(f"| {level} | " + " | ".join(f"{stages.get(s, 0):.1f}" for s in STAGES) + " |")
 
 

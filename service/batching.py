@@ -10,8 +10,10 @@ worker, decoding or sending tensors, the batch leaves at once (a lone request on
 service pays no delay; `delay_when_idle` restores Triton's rule). Results are written back
 into each request's own buffers and its future resolves when all its views are done.
 
-Inference runs in the batcher's own thread, so the event loop keeps accepting uploads and
-decoding other requests meanwhile. A request that times out or whose client leaves drops its
+Inference runs in the batcher's own threads, so the event loop keeps accepting uploads and
+decoding other requests meanwhile: one batch at a time, or up to the runtime's `lanes` at once
+(OpenVINO's streams, each on its own share of the cores), so that a batch forms and starts
+while the previous one still runs. A request that times out or whose client leaves drops its
 views that have not been batched yet. If a batch fails, each request's views run again alone
 and only the requests that fail alone get the error.
 """
@@ -135,7 +137,10 @@ class Batcher:
         self._idle.set()
         self._closing = False
         self._views_per_second = 0.0
-        self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"infer-{self.name}")
+        #: Batches the runtime may run at once (its infer requests; 1 for most runtimes).
+        self.lanes = max(1, getattr(self.runtime, "lanes", 1))
+        self._running: set[asyncio.Task[None]] = set()
+        self._executor = ThreadPoolExecutor(self.lanes, thread_name_prefix=f"infer-{self.name}")
         self._task: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------------ public face
@@ -187,9 +192,10 @@ class Batcher:
             logger.warning(
                 "%s: %d views still queued at close; dropping", self.name, self._queued_views
             )
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        tasks = [t for t in (self._task, *self._running) if t is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         for pending in list(self._queue):
             if not pending.future.done():
                 pending.future.set_exception(NotReady(f"{self.name} was unloaded"))
@@ -202,10 +208,11 @@ class Batcher:
         loop = asyncio.get_running_loop()
         while True:
             self._drop_abandoned_head()
-            if not self._queue:
-                self._idle.set()
+            if not self._queue or len(self._running) >= self.lanes:
+                if not self._queue and not self._running:
+                    self._idle.set()
                 self._wakeup.clear()
-                await self._wakeup.wait()
+                await self._wakeup.wait()  # a submission, a forgotten request or a lane freed
                 continue
             flush_at = self._queue[0].enqueued_at + self.max_delay_s
             while (
@@ -221,7 +228,13 @@ class Batcher:
                     break
             batch = self._take_batch(loop.time())
             if batch:
-                await self._run(batch)
+                task = loop.create_task(self._run(batch), name=f"batch-{self.name}")
+                self._running.add(task)
+                task.add_done_callback(self._lane_freed)
+
+    def _lane_freed(self, task: asyncio.Task[None]) -> None:
+        self._running.discard(task)
+        self._wakeup.set()
 
     def _mates_may_come(self) -> bool:
         return self.settings.delay_when_idle or self.upstream is None or self.upstream() > 0
@@ -364,7 +377,7 @@ class Batcher:
         """Seconds until the queue has likely drained, from the measured views/second."""
         if not self._views_per_second:
             return 0.0
-        return self._queued_views / self._views_per_second
+        return self._queued_views / (self._views_per_second * self.lanes)
 
     def _retry_after(self) -> int:
         return max(1, min(60, math.ceil(self.backlog_seconds())))

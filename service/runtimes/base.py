@@ -27,7 +27,8 @@ def to_layout(clips: np.ndarray, layout: Layout) -> np.ndarray:
 
 
 class Runtime(Protocol):
-    """One loaded artifact. `run` is called from one inference thread at a time."""
+    """One loaded artifact. `run` is called from one inference thread at a time, or from up
+    to `lanes` at once where the runtime has that attribute (OpenVINO's infer requests)."""
 
     #: What runs where, e.g. "onnxruntime 1.31.1 CUDA fp16 (model.fp16.onnx)".
     description: str
@@ -69,10 +70,20 @@ class RuntimeOptions(BaseModel):
         "allow_spinning). Off: between batches they sleep instead of taking the cores the "
         "decode workers and the event loop need.",
     )
-    openvino_hint: Literal["latency", "throughput"] = Field(
-        "latency",
+    openvino_hint: Literal["auto", "latency", "throughput"] = Field(
+        "auto",
         description="OpenVINO's performance hint: latency = one stream runs each batch on all "
-        "its threads; throughput = several streams, each batch split across them.",
+        "threads, one batch at a time; throughput = streams with a share of the threads each, "
+        "one batch per stream at once (a lone batch split across them); auto = throughput on "
+        "2 or more cores, where a lone batch too small to split runs on all threads instead "
+        "(a second, latency-compiled copy of the model), latency on one core.",
+    )
+    openvino_streams: int = Field(
+        0,
+        ge=0,
+        le=64,
+        description="OpenVINO's streams (NUM_STREAMS) under the throughput hint: batches run at "
+        "once, the threads shared among them (0: OpenVINO's choice, one per core on small CPUs).",
     )
     openvino_cache_dir: Path | None = Field(
         None,

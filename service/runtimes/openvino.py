@@ -13,8 +13,15 @@ Choices made here, each measured in benchmarks/runtime.py and docs/runtimes.md:
   and checked at bf16 (its manifest's `precision`), and only where the CPU has bf16;
 - threads: `INFERENCE_NUM_THREADS` is the `threads` setting (0: OpenVINO's default, one per
   core) and threads are not pinned to cores, so the decode workers keep their share;
-- hint `latency` (default): one stream, one infer request, the whole batch on all threads.
-  `throughput`: OpenVINO's streams, the batch split across as many infer requests run at once;
+- hint `auto` (default; `plan`): on two or more cores, the throughput hint's streams (one per
+  core on a small CPU), one infer request each, and the batcher runs one batch per stream at
+  once: a stream's few threads do not stall at each layer's barrier when a decode worker
+  takes a core, and a batch starts while the previous one runs. A lone batch with fewer views
+  than streams (a single request on an idle service) runs instead on a second copy of the
+  model compiled with the latency hint, on all threads, holding every stream meanwhile. On
+  one core: the latency hint.
+  `latency`: one stream, one infer request, the whole batch on all threads, one at a time.
+  `throughput`: the streams alone (a lone batch split across the idle ones);
 - the compiled model is cached on disk (`CACHE_DIR`): a restart imports it instead of
   compiling again.
 """
@@ -24,8 +31,11 @@ from __future__ import annotations
 import logging
 import os
 import platform
+import threading
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
@@ -64,15 +74,52 @@ def default_cache_dir() -> Path:
     return Path(base) / "actserve" / "openvino"
 
 
-def compile_config(options: RuntimeOptions, precision: str, cache_dir: Path | None) -> dict:
-    """The CPU plugin's configuration for `options` at `precision` ('fp32' or 'bf16')."""
+def available_cores() -> int:
+    """The CPUs this process may run on (its affinity, e.g. a container's cpuset)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How OpenVINO runs the batcher's batches on this CPU."""
+
+    hint: Literal["latency", "throughput"]
+    #: NUM_STREAMS under the throughput hint; 0: OpenVINO's choice.
+    streams: int = 0
+    #: Also a latency-compiled copy for a lone batch too small to split across the streams.
+    wide: bool = False
+
+
+def plan(options: RuntimeOptions, cores: int) -> Plan:
+    """The hint, streams and lone-batch copy for `options` on `cores` CPUs."""
+    if options.openvino_hint == "latency" or (options.openvino_hint == "auto" and cores < 2):
+        return Plan("latency")
+    streams = options.openvino_streams
+    if options.threads and streams > options.threads:
+        streams = options.threads  # a stream needs a thread
+    return Plan("throughput", streams, wide=options.openvino_hint == "auto" and streams != 1)
+
+
+def compile_config(
+    options: RuntimeOptions,
+    precision: str,
+    cache_dir: Path | None,
+    hint: str = "latency",
+    streams: int = 0,
+) -> dict:
+    """The CPU plugin's configuration for `options` at `precision` ('fp32' or 'bf16') under
+    `hint` ('latency' or 'throughput', with `streams` streams; 0: the hint's choice)."""
     config: dict[str, str] = {
-        "PERFORMANCE_HINT": options.openvino_hint.upper(),
+        "PERFORMANCE_HINT": hint.upper(),
         "INFERENCE_PRECISION_HINT": _OV_PRECISION[precision],
         "ENABLE_CPU_PINNING": "NO",
     }
     if options.threads:
         config["INFERENCE_NUM_THREADS"] = str(options.threads)
+    if hint == "throughput" and streams:
+        config["NUM_STREAMS"] = str(streams)
     if cache_dir is not None:
         config["CACHE_DIR"] = str(cache_dir)
     return config
@@ -110,51 +157,79 @@ class OpenVinoRuntime:
             logger.warning("OpenVINO's model cache is off: cannot create %s (%s)", cache_dir, exc)
             cache_dir = None
         core = ov.Core()
-        config = compile_config(options, precision, cache_dir)
+        self.plan = plan(options, available_cores())
+        config = compile_config(options, precision, cache_dir, self.plan.hint, self.plan.streams)
         try:
             self._compiled = core.compile_model(str(path), "CPU", config)
+            requests = int(self._compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
+            self._wide = None
+            if self.plan.wide and requests > 1:
+                wide = compile_config(options, precision, cache_dir)
+                self._wide = core.compile_model(str(path), "CPU", wide).create_infer_request()
         except RuntimeError as exc:
             raise ModelLoadError(f"OpenVINO cannot compile {path.name}: {exc}") from None
         # An imported artifact names its own tensors and may take (N, T, C, H, W).
         names = spec.tensors if spec is not None else TensorNames()
-        self._outputs = [self._compiled.output(name) for name in (names.logits, names.embedding)]
+        self._outputs = [names.logits, names.embedding]
         self._input = names.input
         self._layout = spec.recipe.layout if spec is not None else None
-        requests = 1
-        if options.openvino_hint == "throughput":
-            requests = int(self._compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
+        if self.plan.hint == "latency":
+            requests = 1
         self._requests = [self._compiled.create_infer_request() for _ in range(requests)]
+        #: `run` calls that may be in flight at once: one per infer request (stream).
+        self.lanes = requests
+        self._idle = list(self._requests)
+        self._freed = threading.Condition()
         running = self._compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
         streams = int(self._compiled.get_property("NUM_STREAMS"))
         threads = int(self._compiled.get_property("INFERENCE_NUM_THREADS"))
         #: What the CPU computes in, read back from the compiled model ('fp32' or 'bf16').
         self.precision = {"f32": "fp32"}.get(running, running)
+        wide = f", batches under {requests} views on all threads" if self._wide is not None else ""
         self.description = (
             f"openvino {ov.get_version().split('-')[0]} CPU {self.precision} ({path.name}; "
-            f"{options.openvino_hint} hint: {streams} stream(s), {threads} threads, "
-            f"{requests} request(s))"
+            f"{self.plan.hint} hint: {streams} stream(s), {threads} threads, "
+            f"{requests} request(s){wide})"
         )
 
     def run(self, clips: np.ndarray) -> Outputs:
+        """Run `clips` on the idle infer requests, split across as many as are idle (at least
+        one: waits for it), or on the latency copy (see `plan`). Called from up to `lanes`
+        threads at once: under load each batch gets a stream of its own."""
         if self._layout is not None:
             clips = to_layout(clips, self._layout)
         clips = np.ascontiguousarray(clips, dtype=np.float32)
-        if len(self._requests) == 1 or len(clips) == 1:
-            return self._infer(self._requests[0], clips)
-        # Throughput: the batch in parts, one per infer request (stream), run at once.
-        parts = np.array_split(clips, min(len(self._requests), len(clips)))
-        for request, part in zip(self._requests, parts, strict=False):
-            request.start_async({self._input: part}, share_inputs=True)
-        results = []
-        for request, _ in zip(self._requests, parts, strict=False):
-            request.wait()
-            results.append([request.get_tensor(o).data.copy() for o in self._outputs])
-        return Outputs(*(np.concatenate(r) for r in zip(*results, strict=True)))
+        with self._freed:
+            self._freed.wait_for(lambda: self._idle)
+            # Too small to split and nothing else running: all threads, holding every stream
+            # so that no batch starts beside it on the same cores.
+            wide = self._wide is not None and len(clips) < len(self._idle) == len(self._requests)
+            take = len(self._idle) if wide else min(len(self._idle), len(clips))
+            mine = [self._idle.pop() for _ in range(take)]
+        try:
+            if wide:
+                return self._infer(self._wide, clips)
+            if len(mine) == 1:
+                return self._infer(mine[0], clips)
+            parts = np.array_split(clips, len(mine))
+            for request, part in zip(mine, parts, strict=True):
+                request.start_async({self._input: part}, share_inputs=True)
+            results = []
+            for request in mine:
+                request.wait()
+                results.append([request.get_tensor(o).data.copy() for o in self._outputs])
+            return Outputs(*(np.concatenate(r) for r in zip(*results, strict=True)))
+        finally:
+            with self._freed:
+                self._idle.extend(mine)
+                self._freed.notify_all()
 
     def _infer(self, request, clips: np.ndarray) -> Outputs:
-        result = request.infer({self._input: clips}, share_inputs=True)
-        return Outputs(*(np.array(result[o], dtype=np.float32) for o in self._outputs))
+        request.infer({self._input: clips}, share_inputs=True)
+        return Outputs(*(request.get_tensor(o).data.copy() for o in self._outputs))
 
     def close(self) -> None:
         self._requests = []
+        self._idle = []
+        self._wide = None
         self._compiled = None
