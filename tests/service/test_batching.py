@@ -4,6 +4,7 @@ admission control, deadlines, cancellation and failure isolation."""
 from __future__ import annotations
 
 import asyncio
+import threading
 
 import numpy as np
 import pytest
@@ -216,3 +217,40 @@ def test_a_batch_waits_for_mates_only_while_requests_are_on_their_way() -> None:
     assert lone.batches == 1 and waited
     assert runtime.batch_sizes == [1, 4]  # the waiting view left with its batch-mates
     assert first.batches == second.batches == 1
+
+
+class TwoLaneRuntime(FakeRuntime):
+    """A runtime that runs two batches at once (OpenVINO's streams), and proves it: each
+    batch waits in `run` until another is running beside it."""
+
+    lanes = 2
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.together = threading.Barrier(2, timeout=10)
+
+    def run(self, clips: np.ndarray):
+        self.together.wait()  # BrokenBarrierError unless two batches run at once
+        return super().run(clips)
+
+
+def test_a_runtime_with_lanes_runs_that_many_batches_at_once() -> None:
+    """A batch starts while the previous one runs, up to the runtime's lanes; the rest wait
+    for a lane, and every request gets its own views back."""
+
+    async def scenario():
+        runtime = TwoLaneRuntime()
+        batcher = Batcher(runtime, BatchingSettings(max_batch_views=2, max_delay_ms=0))
+        batcher.start()
+        counts = [2, 2, 1, 1]
+        results = await asyncio.gather(
+            *(batcher.submit(views(r, n), deadline=deadline()) for r, n in enumerate(counts))
+        )
+        await batcher.close()
+        return runtime, counts, results
+
+    runtime, counts, results = run(scenario())
+    assert len(runtime.threads) == 2 and not runtime.together.broken
+    assert sorted(runtime.batch_sizes) == [1, 1, 2, 2]
+    for request, (count, out) in enumerate(zip(counts, results, strict=True)):
+        np.testing.assert_array_equal(out.logits[:, 0], request * 100 + np.arange(count))

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import platform
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -14,7 +15,7 @@ from exporters.parity import parity_batch
 from service.errors import ModelLoadError
 from service.runtimes import RuntimeOptions, load_runtime
 from service.runtimes.onnx import cuda_unavailable_reason
-from service.runtimes.openvino import OpenVinoRuntime, serving_precision
+from service.runtimes.openvino import OpenVinoRuntime, Plan, plan, serving_precision
 
 X86 = platform.machine().lower() in ("x86_64", "amd64")
 
@@ -120,6 +121,41 @@ def test_openvino_caches_the_compiled_model_on_disk(exported, tmp_path) -> None:
     again = load_runtime(manifest, directory, options)  # a restart
     assert again._compiled.get_property("LOADED_FROM_CACHE")
     assert "1 threads" in again.description
+
+
+def test_openvino_plan_streams_on_shared_cores_latency_on_one() -> None:
+    """`auto`: streams on 2+ cores (a batch per stream at once, a view too few to split on a
+    latency copy over all threads); one core has nothing to share: the latency hint."""
+    auto = RuntimeOptions()
+    assert plan(auto, cores=1) == Plan("latency")
+    assert plan(auto, cores=2) == plan(auto, cores=64) == Plan("throughput", 0, wide=True)
+    assert plan(RuntimeOptions(openvino_streams=1), cores=8) == Plan("throughput", 1)
+    assert plan(RuntimeOptions(openvino_streams=4, threads=2), cores=8).streams == 2
+    assert plan(RuntimeOptions(openvino_hint="latency"), cores=8) == Plan("latency")
+    assert plan(RuntimeOptions(openvino_hint="throughput"), cores=8) == Plan("throughput")
+
+
+@pytest.mark.skipif(not X86, reason="OpenVINO's CPU plugin is x86-only here")
+def test_openvino_streams_run_batches_at_once_and_a_lone_view_on_all_threads(
+    exported, tmp_path, monkeypatch
+) -> None:
+    import service.runtimes.openvino as ov_runtime
+
+    _, spec, store, manifest = exported
+    directory = store.version_dir(manifest.name, manifest.version)
+    monkeypatch.setattr(ov_runtime, "available_cores", lambda: 2)
+    options = RuntimeOptions(kind="openvino", openvino_streams=2, openvino_cache_dir=tmp_path)
+    openvino = load_runtime(manifest, directory, options)
+    onnx = load_runtime(manifest, directory, RuntimeOptions(kind="onnxruntime"))
+    assert openvino.lanes == 2 and openvino._wide is not None
+    assert "2 stream(s)" in openvino.description
+    clips = [parity_batch(spec, n).numpy() for n in (1, 1, 2, 3)]
+    with ThreadPoolExecutor(2) as pool:  # as the batcher's two lanes call it
+        results = list(pool.map(openvino.run, clips))
+    for batch, ours in zip(clips, results, strict=True):
+        theirs = onnx.run(batch)
+        assert np.abs(ours.logits - theirs.logits).max() <= 1e-5 * np.abs(theirs.logits).max()
+    assert len(openvino._idle) == 2  # every infer request back
 
 
 def test_a_version_runs_at_its_precision_or_higher_never_lower(monkeypatch) -> None:
