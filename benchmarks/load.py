@@ -72,6 +72,8 @@ class Server:
     latencies: dict[int, list[float]] = field(default_factory=dict)
     seconds: dict[int, float] = field(default_factory=dict)
     errors: dict[int, int] = field(default_factory=dict)
+    #: The first words of each distinct error answer, to say what failed.
+    failures: set[str] = field(default_factory=set)
     stages: dict[int, dict[str, float]] = field(default_factory=dict)
 
     def rate(self, level: int) -> float:
@@ -310,6 +312,8 @@ def drive_level(
     served = server.name != "litserve"
     before = scrape(server) if served else {}
     latencies, errors, seconds = asyncio.run(drive(server, video, level, args.requests, profile))
+    if errors:
+        print(f"{server.name} at {level}: {errors} errors: {'; '.join(server.failures)}")
     server.latencies.setdefault(level, []).extend(latencies)
     server.seconds[level] = server.seconds.get(level, 0.0) + seconds
     server.errors[level] = server.errors.get(level, 0) + errors
@@ -342,7 +346,9 @@ async def drive(
                     server.path, params=query, files={"video": ("v", video)}
                 )
                 latencies.append(time.perf_counter() - started)
-                errors += response.status_code != 200
+                if response.status_code != 200:
+                    errors += 1
+                    server.failures.add(f"{response.status_code} {response.text[:120]}")
 
         started = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(level)))
