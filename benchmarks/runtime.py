@@ -7,9 +7,10 @@ Each model is built from the zoo with random weights and exported to ONNX by the
 exporter into a temporary directory; the same file then runs on
 
 - `ort`: ONNX Runtime's CPU provider, the session options the service uses;
-- `ov`: OpenVINO with the service's options (latency hint: one stream, the whole batch on all
-  threads, fp32 pinned);
-- `ov-tput`: OpenVINO's throughput hint (streams; the batch split across infer requests);
+- `ov`: OpenVINO's latency hint (one stream, the whole batch on all threads, fp32 pinned);
+- `ov-tput`: OpenVINO's throughput hint (streams; the batch split across infer requests).
+  The service's default (`auto`) runs a batch of one view as `ov` does and larger ones as
+  `ov-tput`, several batches at once under load (service/runtimes/openvino.py);
 - `ov-bf16`: OpenVINO computing in bf16, where the CPU has AVX512-BF16 or AMX (else "n/a").
 
 Runtimes are interleaved: every round times each of them for `--seconds` on the same random
@@ -108,13 +109,14 @@ def gemm_peak(size: int = 2048, seconds: float = 2.0) -> float:
 def runtimes(path: Path, threads: int) -> dict:
     made = {
         "ort": OnnxRuntime(path, RuntimeOptions(threads=threads), cuda=False),
-        "ov": OpenVinoRuntime(path, RuntimeOptions(threads=threads)),
+        "ov": OpenVinoRuntime(path, RuntimeOptions(threads=threads, openvino_hint="latency")),
         "ov-tput": OpenVinoRuntime(
             path, RuntimeOptions(threads=threads, openvino_hint="throughput")
         ),
     }
     if cpu_has_bf16():
-        made["ov-bf16"] = OpenVinoRuntime(path, RuntimeOptions(threads=threads), precision="bf16")
+        latency = RuntimeOptions(threads=threads, openvino_hint="latency")
+        made["ov-bf16"] = OpenVinoRuntime(path, latency, precision="bf16")
     return made
 
 

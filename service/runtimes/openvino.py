@@ -170,7 +170,8 @@ class OpenVinoRuntime:
             raise ModelLoadError(f"OpenVINO cannot compile {path.name}: {exc}") from None
         # An imported artifact names its own tensors and may take (N, T, C, H, W).
         names = spec.tensors if spec is not None else TensorNames()
-        self._outputs = [names.logits, names.embedding]
+        outputs = (names.logits, names.embedding)
+        self._outputs = [self._compiled.output(name).get_any_name() for name in outputs]
         self._input = names.input
         self._layout = spec.recipe.layout if spec is not None else None
         if self.plan.hint == "latency":
@@ -185,11 +186,11 @@ class OpenVinoRuntime:
         threads = int(self._compiled.get_property("INFERENCE_NUM_THREADS"))
         #: What the CPU computes in, read back from the compiled model ('fp32' or 'bf16').
         self.precision = {"f32": "fp32"}.get(running, running)
-        wide = f", batches under {requests} views on all threads" if self._wide is not None else ""
+        lone = f", batches under {requests} views on all threads" if self._wide is not None else ""
         self.description = (
             f"openvino {ov.get_version().split('-')[0]} CPU {self.precision} ({path.name}; "
             f"{self.plan.hint} hint: {streams} stream(s), {threads} threads, "
-            f"{requests} request(s){wide})"
+            f"{requests} request(s){lone})"
         )
 
     def run(self, clips: np.ndarray) -> Outputs:
