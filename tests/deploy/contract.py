@@ -22,6 +22,7 @@ from service.app import create_app
 from service.jobs.metrics import JobMetrics, QueueCollector
 from service.metrics import ServiceMetrics
 from service.settings import Settings
+from service.streams.delivery import StreamMetrics
 from service.video import DecodePool
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -74,10 +75,10 @@ def routes() -> frozenset[str]:
 def exposed_series() -> dict[str, frozenset[str]]:
     """Every series name /metrics can show, with its label names. Derived from the collectors
     rather than a scrape: a labelled metric shows no sample until it is first observed."""
-    metrics, jobs = _metrics()
+    metrics, *others = _metrics()
     series: dict[str, frozenset[str]] = {}
     families = set()
-    for collector in [*vars(metrics).values(), *vars(jobs).values()]:
+    for collector in [c for group in (metrics, *others) for c in vars(group).values()]:
         if isinstance(collector, QueueCollector):  # the jobs' gauges, read at each scrape
             for family in collector.describe():
                 families.add(family.name)
@@ -108,10 +109,11 @@ def exposed_series() -> dict[str, frozenset[str]]:
 QUEUE_LABELS = {"actserve_jobs": ("state",)}
 
 
-def _metrics() -> tuple[ServiceMetrics, JobMetrics]:
-    """The service's metrics and the jobs' (which the app adds to the same registry)."""
+def _metrics() -> tuple[ServiceMetrics, JobMetrics, StreamMetrics]:
+    """The service's metrics, the jobs' and the streams' (which the app adds to the same
+    registry)."""
     metrics = ServiceMetrics()
-    return metrics, JobMetrics(metrics.registry)
+    return metrics, JobMetrics(metrics.registry), StreamMetrics(metrics.registry)
 
 
 def metric_families() -> dict[str, str]:
