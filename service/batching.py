@@ -200,7 +200,8 @@ class Batcher:
             if not pending.future.done():
                 pending.future.set_exception(NotReady(f"{self.name} was unloaded"))
             self._forget(pending)
-        self._executor.shutdown(wait=True)
+        # A run cancelled above still finishes on its thread: wait for it off the event loop.
+        await asyncio.to_thread(self._executor.shutdown, wait=True)
 
     # ------------------------------------------------------------------ the loop
 

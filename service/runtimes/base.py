@@ -71,12 +71,12 @@ class RuntimeOptions(BaseModel):
         "decode workers and the event loop need.",
     )
     openvino_hint: Literal["auto", "latency", "throughput"] = Field(
-        "auto",
-        description="OpenVINO's performance hint: latency = one stream runs each batch on all "
-        "threads, one batch at a time; throughput = streams with a share of the threads each, "
-        "one batch per stream at once (a lone batch split across them); auto = throughput on "
-        "2 or more cores, where a lone batch too small to split runs on all threads instead "
-        "(a second, latency-compiled copy of the model), latency on one core.",
+        "latency",
+        description="OpenVINO's performance hint: latency (default) = one stream runs each "
+        "batch on all threads, one batch at a time; throughput = streams with a share of the "
+        "threads each, one batch per stream at once (a lone batch split across them); auto = "
+        "throughput on 2 or more cores, where a lone batch too small to split runs on all "
+        "threads instead (a second, latency-compiled copy of the model), latency on one core.",
     )
     openvino_streams: int = Field(
         0,

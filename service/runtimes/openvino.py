@@ -13,14 +13,17 @@ Choices made here, each measured in benchmarks/runtime.py and docs/runtimes.md:
   and checked at bf16 (its manifest's `precision`), and only where the CPU has bf16;
 - threads: `INFERENCE_NUM_THREADS` is the `threads` setting (0: OpenVINO's default, one per
   core) and threads are not pinned to cores, so the decode workers keep their share;
-- hint `auto` (default; `plan`): on two or more cores, the throughput hint's streams (one per
+- hint `latency` (default): one stream, one infer request, the whole batch on all threads, one
+  batch at a time. On 2 cores the streams below measured no faster on a quiet box and hold up
+  better on a busy one; one CI run saw a 60 s hang promoting a version under traffic with
+  them that did not reproduce, so they are opt-in until that is explained.
+  `auto` (`plan`): on two or more cores, the throughput hint's streams (one per
   core on a small CPU), one infer request each, and the batcher runs one batch per stream at
   once: a stream's few threads do not stall at each layer's barrier when a decode worker
   takes a core, and a batch starts while the previous one runs. A lone batch with fewer views
   than streams (a single request on an idle service) runs instead on a second copy of the
   model compiled with the latency hint, on all threads, holding every stream meanwhile. On
   one core: the latency hint.
-  `latency`: one stream, one infer request, the whole batch on all threads, one at a time.
   `throughput`: the streams alone (a lone batch split across the idle ones);
 - the compiled model is cached on disk (`CACHE_DIR`): a restart imports it instead of
   compiling again.

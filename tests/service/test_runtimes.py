@@ -126,12 +126,14 @@ def test_openvino_caches_the_compiled_model_on_disk(exported, tmp_path) -> None:
 def test_openvino_plan_streams_on_shared_cores_latency_on_one() -> None:
     """`auto`: streams on 2+ cores (a batch per stream at once, a view too few to split on a
     latency copy over all threads); one core has nothing to share: the latency hint."""
-    auto = RuntimeOptions()
+    assert plan(RuntimeOptions(), cores=8) == Plan("latency")  # the default
+    auto = RuntimeOptions(openvino_hint="auto")
     assert plan(auto, cores=1) == Plan("latency")
     assert plan(auto, cores=2) == plan(auto, cores=64) == Plan("throughput", 0, wide=True)
-    assert plan(RuntimeOptions(openvino_streams=1), cores=8) == Plan("throughput", 1)
-    assert plan(RuntimeOptions(openvino_streams=4, threads=2), cores=8).streams == 2
-    assert plan(RuntimeOptions(openvino_hint="latency"), cores=8) == Plan("latency")
+    streams = dict(openvino_hint="auto", openvino_streams=1)
+    assert plan(RuntimeOptions(**streams), cores=8) == Plan("throughput", 1)
+    capped = dict(openvino_hint="auto", openvino_streams=4, threads=2)
+    assert plan(RuntimeOptions(**capped), cores=8).streams == 2
     assert plan(RuntimeOptions(openvino_hint="throughput"), cores=8) == Plan("throughput")
 
 
@@ -144,7 +146,9 @@ def test_openvino_streams_run_batches_at_once_and_a_lone_view_on_all_threads(
     _, spec, store, manifest = exported
     directory = store.version_dir(manifest.name, manifest.version)
     monkeypatch.setattr(ov_runtime, "available_cores", lambda: 2)
-    options = RuntimeOptions(kind="openvino", openvino_streams=2, openvino_cache_dir=tmp_path)
+    options = RuntimeOptions(
+        kind="openvino", openvino_hint="auto", openvino_streams=2, openvino_cache_dir=tmp_path
+    )
     openvino = load_runtime(manifest, directory, options)
     onnx = load_runtime(manifest, directory, RuntimeOptions(kind="onnxruntime"))
     assert openvino.lanes == 2 and openvino._wide is not None
