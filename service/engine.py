@@ -43,6 +43,7 @@ import time
 from collections.abc import Callable, Coroutine, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
+from functools import cached_property
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -68,6 +69,7 @@ from service.video import DecodedVideo, DecodeOptions, DecodePool
 from service.video.pool import DecodeSettings
 from service.video.shots import ShotBoundary, ShotRule, prune
 from service.windows import classify_windows
+from window_index import WindowIndex
 
 __all__ = ["Admission", "Engine", "RunOptions", "Ticket", "VideoFile", "VideoRun"]
 
@@ -288,6 +290,13 @@ class Engine:
     def draining(self) -> bool:
         """The drain has begun: `admit` refuses new requests (503)."""
         return self.admission.draining
+
+    @cached_property
+    def window_index(self) -> WindowIndex:
+        """The search index (ACTSERVE_INDEX_DIR), opened on first use: one handle for the
+        routes and the jobs that write into it."""
+        search = self.settings.search
+        return WindowIndex(search.dir, ann_min_rows=search.ann_min_rows)
 
     def drain(self) -> None:
         """Begin the drain: from now on `ready` is false and `admit` refuses."""

@@ -2,13 +2,14 @@
 embedding (its crops' mean, as `POST /index` stores them), under the job's id as the video's,
 with the job's input URI kept beside them; searchable once the job has succeeded.
 
-    jobs.runner.on_finished.append(JobIndexer(queue, store, settings.search))
+    jobs.runner.on_finished.append(JobIndexer(queue, store, lambda: engine.window_index))
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 
 import numpy as np
 
@@ -17,21 +18,22 @@ from service.jobs.queue import Job, JobQueue, JobState
 from service.jobs.results import window_rows
 from service.jobs.serving import WindowPlan
 from service.search import index_windows
-from service.search.settings import SearchSettings
 from window_index import WindowIndex, Windows
 
 logger = logging.getLogger("actserve.jobs")
 
 
 class JobIndexer:
-    """The finished-job hook that indexes a succeeded job's windows (the index is opened on
-    first use). A failure is logged, never fails the job: its results stand on their own."""
+    """The finished-job hook that indexes a succeeded job's windows into `index_of()` (the
+    engine's, which the search routes read). A failure is logged, never fails the job: its
+    results stand on their own."""
 
-    def __init__(self, queue: JobQueue, store: ModelStore, settings: SearchSettings) -> None:
+    def __init__(
+        self, queue: JobQueue, store: ModelStore, index_of: Callable[[], WindowIndex]
+    ) -> None:
         self.queue = queue
         self.store = store
-        self.settings = settings
-        self._index: WindowIndex | None = None
+        self.index_of = index_of
 
     async def __call__(self, job: Job) -> None:
         if job.state != JobState.SUCCEEDED:
@@ -58,10 +60,8 @@ class JobIndexer:
             np.stack([vector for _, vector in rows]),
             uri=None if job.input_kind == "upload" else job.input_ref,
         )
-        if self._index is None:
-            self._index = WindowIndex(self.settings.dir, ann_min_rows=self.settings.ann_min_rows)
         manifest = self.store.read_manifest(job.model, job.version)
         _, count = index_windows(
-            self._index, manifest, windows, video_id=job.id, profile=str(plan.profile)
+            self.index_of(), manifest, windows, video_id=job.id, profile=str(plan.profile)
         )
         return count

@@ -89,9 +89,10 @@ def summarize(
         "keyframe_snap_s": None,
         "warnings": warnings,
     }
-    kept = prune(boundaries, shots) if shots is not None else []
+    kept: list[ShotBoundary] = []
     found_shots = None
     if shots is not None:
+        kept = prune(boundaries, shots)
         duration = video.get("duration_s") or times[-1][1]
         found_shots = [
             {

@@ -52,9 +52,10 @@ class Jobs:
         self.runner.outputs = self.remote
         self.webhooks = JobWebhooks(queue, settings, describe)
         self.runner.on_finished.append(self.webhooks.finished)
-        search = serving.engine.settings.search
-        if search.jobs:
-            self.runner.on_finished.append(JobIndexer(queue, serving.models.store, search))
+        engine = serving.engine
+        if engine.settings.search.jobs:
+            indexer = JobIndexer(queue, serving.models.store, lambda: engine.window_index)
+            self.runner.on_finished.append(indexer)
         self._sweeper: asyncio.Task[None] | None = None
 
     @classmethod

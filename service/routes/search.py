@@ -82,13 +82,8 @@ VideoIdQuery = Annotated[
 
 
 def get_index(request: Request) -> WindowIndex:
-    """The app's window index, opened on first use (ACTSERVE_INDEX_DIR)."""
-    app_state = request.app.state
-    index = getattr(app_state, "window_index", None)
-    if index is None:
-        search = app_state.settings.search
-        index = app_state.window_index = WindowIndex(search.dir, ann_min_rows=search.ann_min_rows)
-    return index
+    """The engine's window index, opened on first use (ACTSERVE_INDEX_DIR)."""
+    return request.app.state.engine.window_index
 
 
 @router.post(

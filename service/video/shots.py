@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import math
 import os
-import time
 from dataclasses import dataclass
 from typing import Literal
 
@@ -103,12 +102,10 @@ class ShotBoundary:
 
 @dataclass(frozen=True)
 class ShotScan:
-    """A scanned time range's boundaries, and what the scan cost (frames it decoded itself,
-    CPU seconds including the thumbnails of frames another reader decoded)."""
+    """A scanned time range's boundaries, and the frames the scan decoded itself."""
 
     boundaries: tuple[ShotBoundary, ...]
     frames_decoded: int
-    cpu_s: float
     ended: bool  # the stream ended before the range did
 
 
@@ -122,7 +119,6 @@ def detect_shots(
 ) -> ShotScan:
     """The shot boundaries with `start_s < time_s ≤ end_s` (a decode job: runs in a worker).
     `threads` decoder threads (1 by default: the scan runs beside the views' decode)."""
-    began = time.process_time()
     detectors: _Detectors | None = None
     decoded, ended = 0, True
     with open_video(path, limits) as (container, stream):
@@ -153,11 +149,11 @@ def detect_shots(
                 continue
             break
     if detectors is None:
-        return ShotScan((), decoded, time.process_time() - began, ended)
+        return ShotScan((), decoded, ended)
     detectors.drain()
     merged = _merge(detectors.cuts, detectors.gradual, rule)
     found = [b for b in merged if start_s < b.time_s <= end_s]
-    return ShotScan(tuple(found), decoded, time.process_time() - began, ended)
+    return ShotScan(tuple(found), decoded, ended)
 
 
 class ShotTracker:
@@ -173,7 +169,6 @@ class ShotTracker:
         if not rule.rides_along:
             raise ValueError("gradual or all-frame shot rules scan on their own")
         self.rule = rule
-        self.cpu_s = 0.0
         self.reset()
 
     def reset(self) -> None:
@@ -192,14 +187,12 @@ class ShotTracker:
     def frame(self, frame: av.VideoFrame) -> None:
         if frame.time is None:
             return
-        began = time.process_time()
         if self._detectors is None:
             self._detectors = _Detectors(frame, self.rule, 0)
             self._runs.append([frame.time, frame.time])
         self._detectors.push(frame)
         run = self._runs[-1]
         run[1] = max(run[1], frame.time)
-        self.cpu_s += time.process_time() - began
 
     def finish(
         self,
@@ -212,15 +205,13 @@ class ShotTracker:
         """The boundaries with `start_s < t ≤ end_s` (the stream's own times), scanning the
         stretches no run covered; `last_frame_s` is the time of the video's last frame."""
         self.jump()
-        began = time.process_time()
         found = [c for c in self._cuts if start_s < c.time_s <= end_s]
         decoded = 0
         for low, high in _uncovered(self._runs, start_s, min(end_s, last_frame_s)):
             scan = detect_shots(path, limits, self.rule, low, high)
             found.extend(scan.boundaries)
             decoded += scan.frames_decoded
-        cpu_s = self.cpu_s + time.process_time() - began
-        return ShotScan(tuple(prune(found, self.rule)), decoded, cpu_s, True)
+        return ShotScan(tuple(prune(found, self.rule)), decoded, True)
 
 
 def _uncovered(runs: list[list[float]], start_s: float, end_s: float) -> list[tuple[float, float]]:
