@@ -23,12 +23,20 @@ Four things measured on the same model artifact and the same video, side by side
   processes) and its inference: 1 / (1/inference rate + 1/that decode rate) req/s.
 
 The service's own limit is the lower of the first two. All three are measured again right
-after each concurrency level (shared machines drift). Both servers run at once (idle, each
-costs nothing measurable); for each concurrency level every round runs `--requests` requests
-through each server in alternating order, closed loop from one asyncio client in this
-process. Printed: req/s, p50 and p99 latency per server and level, actserve ÷ LitServe
-(throughput) and actserve ÷ its own limit, and the service's stage split from `/metrics`.
-All ratios come from this one run; absolute figures drift on shared machines.
+after each concurrency level (shared machines drift).
+
+`--door tensors` takes decoding out of both sides: the clients send the clips the bare runtime
+runs (one request's views, FP32) to the service's `/v2/models/{name}/infer` in the Open
+Inference Protocol's binary form and ask for the logits back in binary. Only actserve (and its
+variants) is driven, LitServe having no such door, and actserve ÷ the bare runtime is what
+the serving layer (HTTP, parsing, batching, threads) costs the runtime it serves.
+
+Both servers run at once (idle, each costs nothing measurable); for each concurrency level
+every round runs `--requests` requests through each server in alternating order, closed loop
+from one asyncio client in this process. Printed: req/s, p50 and p99 latency per server and
+level, actserve ÷ LitServe (throughput) and actserve ÷ its own limit, and the service's stage
+split from `/metrics`. All ratios come from this one run; absolute figures drift on shared
+machines.
 """
 
 from __future__ import annotations
@@ -36,6 +44,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import multiprocessing
 import os
 import signal
@@ -55,6 +64,7 @@ import httpx
 import numpy as np
 
 from model_store import ModelStore
+from model_store.spec import TensorNames
 from service.runtimes import RuntimeOptions, load_runtime
 from service.settings import BUNDLED_STORE
 from service.video import DecodeOptions, VideoLimits, decode_video
@@ -97,6 +107,13 @@ def main() -> None:
     parser.add_argument("--max-batch-views", type=int, default=32)
     parser.add_argument("--decode-workers", type=int, default=2)
     parser.add_argument("--servers", default="actserve,litserve")
+    parser.add_argument(
+        "--door",
+        choices=("classify", "tensors"),
+        default="classify",
+        help="classify: videos to /classify (decode included); tensors: the bare runtime's "
+        "clips to /v2/models/{name}/infer, binary (decode out of both sides)",
+    )
     parser.add_argument(
         "--runtime",
         default="auto",
@@ -145,22 +162,32 @@ def main() -> None:
     )
     args.settings.insert(0, f"runtime={args.runtime}")
     limits: dict[int, Limits] = {}
+    if args.door == "tensors":
+        payload = tensor_payload(manifest.spec.tensors, bare.clips[:per_request])
+        args.servers = ",".join(n for n in args.servers.split(",") if n != "litserve")
+    else:
+        payload = Payload(files={"video": ("v", video)})
 
     args.variants = dict(_variant(v, parser) for v in args.variant)
     names = args.servers.split(",") + list(args.variants) + (["before"] if args.before else [])
     with servers(names, args, profile) as running:
         for server in running:
-            warm_up(server, video, args.warmup)
+            if args.door == "tensors":
+                server.path = f"/v2/models/{manifest.name}/infer"
+            warm_up(server, payload, args.warmup)
         for level in levels:
             for round_ in range(args.rounds):
                 order = running if round_ % 2 == 0 else running[::-1]
                 for server in order:
-                    drive_level(server, video, level, args, profile)
+                    drive_level(server, payload, level, args, profile)
             # The limits in the same stretch of time (shared machines drift).
+            decodes = args.door == "classify"
             limits[level] = Limits(
                 bare.rate() / per_request,
-                plain_decode_rate(video_path, args.decode_workers),
-                service_decode_rate(video_path, manifest.spec.recipe, profile, args.decode_workers),
+                plain_decode_rate(video_path, args.decode_workers) if decodes else None,
+                service_decode_rate(video_path, manifest.spec.recipe, profile, args.decode_workers)
+                if decodes
+                else None,
             )
             print(f"concurrency {level} done; {limits[level]}; load {load_average()}", flush=True)
     bare.close()
@@ -169,20 +196,26 @@ def main() -> None:
 
 @dataclass(frozen=True)
 class Limits:
+    """The limits at one level; the decode rates are None through the tensors door."""
+
     inference: float  # req/s of the bare runtime, all cores
-    plain_decode: float  # files/s of a plain PyAV decode, every frame
-    service_decode: float  # req/s of the service's own decode at the profile
+    plain_decode: float | None  # files/s of a plain PyAV decode, every frame
+    service_decode: float | None  # req/s of the service's own decode at the profile
 
     @property
     def own(self) -> float:
-        return min(self.inference, self.plain_decode)
+        return min(self.inference, self.plain_decode or self.inference)
 
     @property
     def shared(self) -> float:
         """Both stages on the same cores: each request costs its decode and its inference."""
+        if self.service_decode is None:
+            return self.inference
         return 1 / (1 / self.inference + 1 / self.service_decode)
 
     def __str__(self) -> str:
+        if self.service_decode is None:
+            return f"bare runtime {self.inference:.2f} req/s"
         return (
             f"bare runtime {self.inference:.2f} req/s, plain decode {self.plain_decode:.1f} "
             f"files/s, the service's decode {self.service_decode:.1f} req/s; own limit "
@@ -297,21 +330,60 @@ def wait_ready(server: Server, path: str, timeout_s: float = 180.0) -> None:
     raise SystemExit(f"{server.name} was not ready within {timeout_s:.0f} s")
 
 
-def warm_up(server: Server, video: bytes, count: int) -> None:
-    for _ in range(count):
-        response = httpx.post(server.url + server.path, files={"video": ("v", video)}, timeout=300)
-        response.raise_for_status()
+@dataclass(frozen=True)
+class Payload:
+    """One request's body: a video upload, or preprocessed clips in the OIP binary form."""
+
+    files: dict | None = None
+    content: bytes | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+
+    def post(self, client: httpx.Client | httpx.AsyncClient, path: str, **params):
+        return client.post(
+            path, params=params, files=self.files, content=self.content, headers=self.headers
+        )
+
+
+def tensor_payload(names: TensorNames, clips: np.ndarray) -> Payload:
+    """`clips` as an Open Inference Protocol request (binary tensor extension), the logits
+    asked for in binary."""
+    header = json.dumps(
+        {
+            "inputs": [
+                {
+                    "name": names.input,
+                    "shape": list(clips.shape),
+                    "datatype": "FP32",
+                    "parameters": {"binary_data_size": clips.nbytes},
+                }
+            ],
+            "outputs": [{"name": names.logits, "parameters": {"binary_data": True}}],
+        }
+    ).encode()
+    return Payload(
+        content=header + np.ascontiguousarray(clips, np.float32).tobytes(),
+        headers={
+            "Inference-Header-Content-Length": str(len(header)),
+            "Content-Type": "application/octet-stream",
+        },
+    )
+
+
+def warm_up(server: Server, payload: Payload, count: int) -> None:
+    with httpx.Client(base_url=server.url, timeout=300) as client:
+        for _ in range(count):
+            payload.post(client, server.path).raise_for_status()
 
 
 # The load.
 
 
 def drive_level(
-    server: Server, video: bytes, level: int, args: argparse.Namespace, profile: str
+    server: Server, payload: Payload, level: int, args: argparse.Namespace, profile: str
 ) -> None:
     served = server.name != "litserve"
     before = scrape(server) if served else {}
-    latencies, errors, seconds = asyncio.run(drive(server, video, level, args.requests, profile))
+    latencies, errors, seconds = asyncio.run(drive(server, payload, level, args.requests, profile))
     if errors:
         print(f"{server.name} at {level}: {errors} errors: {'; '.join(server.failures)}")
     server.latencies.setdefault(level, []).extend(latencies)
@@ -326,14 +398,20 @@ def drive_level(
             name = f"actserve_{stage}_duration_seconds_sum"
             spent = 1e3 * (after.get(name, 0) - before.get(name, 0)) / requests
             stages[stage] = stages.get(stage, 0.0) + spent / args.rounds
+        views, batches = (
+            after.get(f"actserve_batch_size_views_{part}", 0)
+            - before.get(f"actserve_batch_size_views_{part}", 0)
+            for part in ("sum", "count")
+        )
+        stages["batch"] = stages.get("batch", 0.0) + views / max(batches, 1) / args.rounds
 
 
 async def drive(
-    server: Server, video: bytes, level: int, requests: int, profile: str
+    server: Server, payload: Payload, level: int, requests: int, profile: str
 ) -> tuple[list[float], int, float]:
     latencies: list[float] = []
     errors = 0
-    query = {"profile": profile} if server.name != "litserve" else {}
+    query = {"profile": profile} if server.path == "/classify" else {}
     limits = httpx.Limits(max_connections=level, max_keepalive_connections=level)
     async with httpx.AsyncClient(base_url=server.url, timeout=300, limits=limits) as client:
         remaining = iter(range(requests))
@@ -342,9 +420,7 @@ async def drive(
             nonlocal errors
             for _ in remaining:
                 started = time.perf_counter()
-                response = await client.post(
-                    server.path, params=query, files={"video": ("v", video)}
-                )
+                response = await payload.post(client, server.path, **query)
                 latencies.append(time.perf_counter() - started)
                 if response.status_code != 200:
                     errors += 1
@@ -497,12 +573,19 @@ def report(running: list[Server], levels: list[int], limits: dict[int, Limits]) 
         if server.name == "litserve":
             continue
         print()
-        print(f"{server.name} stage split, mean ms per request from /metrics:")
-        print("| concurrency | " + " | ".join(STAGES) + " |")
-        print("|---:|" + "---:|" * len(STAGES))
+        print(
+            f"{server.name} stage split, mean ms per request from /metrics (inference: batch "
+            "seconds ÷ requests, a request waits for its whole batch), and views per batch:"
+        )
+        print("| concurrency | " + " | ".join(STAGES) + " | views/batch |")
+        print("|---:|" + "---:|" * (len(STAGES) + 1))
         for level in levels:
             stages = server.stages.get(level, {})
-            print(f"| {level} | " + " | ".join(f"{stages.get(s, 0):.1f}" for s in STAGES) + " |")
+            print(
+                f"| {level} | "
+                + " | ".join(f"{stages.get(s, 0):.1f}" for s in (*STAGES, "batch"))
+                + " |"
+            )
 
 
 if __name__ == "__main__":

@@ -42,6 +42,17 @@ def jobs_dir(tmp_path_factory: pytest.TempPathFactory):
         yield path
 
 
+@pytest.fixture(scope="session", autouse=True)
+def openvino_cache(tmp_path_factory: pytest.TempPathFactory):
+    """The services the tests start compile into the run's own OpenVINO cache: the hundreds of
+    throwaway versions they load neither fill nor evict the user's (ACTSERVE_OPENVINO_CACHE_DIR,
+    inherited by the servers the tests start as processes)."""
+    with pytest.MonkeyPatch.context() as patch:
+        path = tmp_path_factory.mktemp("openvino-cache")
+        patch.setenv("ACTSERVE_OPENVINO_CACHE_DIR", str(path))
+        yield path
+
+
 @pytest.fixture(scope="session")
 def hf_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small random model of each `transformers` family (`tests.exporters.hf_models`),

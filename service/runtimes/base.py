@@ -88,5 +88,13 @@ class RuntimeOptions(BaseModel):
     openvino_cache_dir: Path | None = Field(
         None,
         description="Where OpenVINO caches compiled models, so a restart does not compile "
-        "again (default: $XDG_CACHE_HOME or ~/.cache, then actserve/openvino).",
+        "again (default: $XDG_CACHE_HOME or ~/.cache, then actserve/openvino); one folder "
+        "per artifact.",
+    )
+    openvino_cache_max_mb: int = Field(
+        2048,
+        ge=0,
+        description="The model cache's size bound: after a compile, the folders of the "
+        "artifacts used least recently go until the cache fits (never the one just compiled; "
+        "0: unbounded). A version evicted compiles again at its next load.",
     )

@@ -26,14 +26,20 @@ Choices made here, each measured in benchmarks/runtime.py and docs/runtimes.md:
   one core: the latency hint.
   `throughput`: the streams alone (a lone batch split across the idle ones);
 - the compiled model is cached on disk (`CACHE_DIR`): a restart imports it instead of
-  compiling again.
+  compiling again. Each artifact (by its digest) has a folder of its own, and the cache is
+  bounded: a store that publishes a version a day does not fill the disk with blobs of
+  versions long gone (`ModelCache`).
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import logging
 import os
 import platform
+import re
+import shutil
 import threading
 from dataclasses import dataclass
 from functools import cache
@@ -75,6 +81,94 @@ def cpu_has_bf16() -> bool:
 def default_cache_dir() -> Path:
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(base) / "actserve" / "openvino"
+
+
+#: What `ModelCache` may remove: its artifact folders (`cache_key`) and OpenVINO's blobs.
+_CACHE_ENTRY = re.compile(r"[0-9a-f]{32}|file-[0-9a-f]{27}|[0-9]+\.blob")
+
+
+class ModelCache:
+    """OpenVINO's compiled-model cache under `root`: one folder per artifact (named by its
+    digest), its modification time the last load that used it, at most `max_bytes` in all
+    (0: unbounded). Several processes may share it: a folder removed under another process's
+    feet costs that process a compile at its next load, nothing else."""
+
+    def __init__(self, root: Path, max_bytes: int) -> None:
+        self.root, self.max_bytes = root, max_bytes
+
+    def folder(self, key: str) -> Path | None:
+        """The folder for the artifact `key`, made and marked as just used; None (the cache
+        off, with a warning) where it cannot be written."""
+        folder = self.root / key
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            os.utime(folder)
+        except OSError as exc:
+            logger.warning("OpenVINO's model cache is off: cannot write %s (%s)", folder, exc)
+            return None
+        return folder
+
+    def prune(self, keep: Path) -> list[Path]:
+        """Remove the least recently used entries (artifact folders, and blobs of the flat
+        layout before them) until the cache fits, never `keep`. Returns them. Nothing else in
+        the directory is touched, should it be shared with other files."""
+        if not self.max_bytes:
+            return []
+        entries = []
+        with os.scandir(self.root) as found:
+            for entry in found:
+                path = Path(entry.path)
+                if path == keep or not _CACHE_ENTRY.fullmatch(entry.name):
+                    continue
+                try:
+                    entries.append((entry.stat().st_mtime, _size(path), path))
+                except OSError:
+                    continue  # removed meanwhile by another process
+        total = _size(keep) + sum(size for _, size, _ in entries)
+        removed = []
+        for _, size, path in sorted(entries):
+            if total <= self.max_bytes:
+                break
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+            total -= size
+            removed.append(path)
+        if removed:
+            logger.info(
+                "OpenVINO's model cache: removed %d least recently used entries to stay under "
+                "%d MB",
+                len(removed),
+                self.max_bytes >> 20,
+            )
+        return removed
+
+
+def _size(path: Path) -> int:
+    """Bytes under `path` (a file or a folder), 0 for what vanished meanwhile."""
+    if not path.is_dir():
+        return path.stat().st_size if path.exists() else 0
+    total = 0
+    for folder, _, files in os.walk(path):
+        for name in files:
+            with contextlib.suppress(OSError):  # removed meanwhile
+                total += os.stat(os.path.join(folder, name)).st_size
+    return total
+
+
+def cache_key(path: Path, digest: str | None) -> str:
+    """An artifact's cache folder name: its sha256 where the manifest has it, else its path,
+    size and time (an imported file served straight from disk)."""
+    if digest:
+        return digest[:32]
+    stat = path.stat()
+    return (
+        "file-"
+        + hashlib.sha256(
+            f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()
+        ).hexdigest()[:27]
+    )
 
 
 def available_cores() -> int:
@@ -147,18 +241,17 @@ class OpenVinoRuntime:
         *,
         precision: str = "fp32",
         spec: ModelSpec | None = None,
+        digest: str | None = None,
     ) -> None:
         import openvino as ov
 
         reason = openvino_unavailable_reason()
         if reason is not None:
             raise ModelLoadError(f"cannot run on OpenVINO: {reason}")
-        cache_dir = options.openvino_cache_dir or default_cache_dir()
-        try:
-            cache_dir.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            logger.warning("OpenVINO's model cache is off: cannot create %s (%s)", cache_dir, exc)
-            cache_dir = None
+        cache = ModelCache(
+            options.openvino_cache_dir or default_cache_dir(), options.openvino_cache_max_mb << 20
+        )
+        cache_dir = cache.folder(cache_key(path, digest))
         core = ov.Core()
         self.plan = plan(options, available_cores())
         config = compile_config(options, precision, cache_dir, self.plan.hint, self.plan.streams)
@@ -171,6 +264,8 @@ class OpenVinoRuntime:
                 self._wide = core.compile_model(str(path), "CPU", wide).create_infer_request()
         except RuntimeError as exc:
             raise ModelLoadError(f"OpenVINO cannot compile {path.name}: {exc}") from None
+        if cache_dir is not None:
+            cache.prune(keep=cache_dir)
         # An imported artifact names its own tensors and may take (N, T, C, H, W).
         names = spec.tensors if spec is not None else TensorNames()
         outputs = (names.logits, names.embedding)

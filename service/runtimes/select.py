@@ -58,8 +58,13 @@ def load_runtime(manifest: Manifest, version_dir: Path, options: RuntimeOptions)
             raise ModelLoadError(f"ACTSERVE_RUNTIME=openvino but {ov_reason}")
         if ov_reason is None:
             precision, changed = serving_precision(manifest.precision)
+            digest = manifest.files.get(onnx_fp32.file)
             runtime = OpenVinoRuntime(
-                version_dir / onnx_fp32.file, options, precision=precision, spec=manifest.spec
+                version_dir / onnx_fp32.file,
+                options,
+                precision=precision,
+                spec=manifest.spec,
+                digest=digest.sha256 if digest is not None else None,
             )
             why = "ACTSERVE_RUNTIME=openvino" if options.kind == "openvino" else "an x86 CPU"
             why += f" and {cuda_reason}" if options.kind == "auto" else ""

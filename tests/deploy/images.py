@@ -102,3 +102,17 @@ def project_dependencies() -> dict[str, Requirement]:
         for r in requirements
         if r.marker is None or r.marker.evaluate(linux)
     }
+
+
+def check_openvino_cache_mount(container: dict, volumes: list[dict], variant: str = "cpu") -> None:
+    """A pod with a read-only root gives the image's OpenVINO cache directory a volume of its
+    own, sized above the cache's bound: without it the cache is off (a warning at load) and
+    every restart compiles every version again."""
+    from service.runtimes.base import RuntimeOptions
+
+    directory = image_env(variant)["ACTSERVE_OPENVINO_CACHE_DIR"]
+    mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+    assert directory in mounts, f"nothing writable is mounted at {directory}"
+    (volume,) = [v for v in volumes if v["name"] == mounts[directory]]
+    limit = volume["emptyDir"]["sizeLimit"]
+    assert limit.endswith("Gi") and int(limit[:-2]) << 10 > RuntimeOptions().openvino_cache_max_mb

@@ -108,6 +108,17 @@ def test_serving_service_is_configured_by_settings(name: str, variant: str) -> N
         assert any(path in " ".join(healthcheck["test"]) for path in routes())
 
 
+@pytest.mark.parametrize(("name", "variant"), SERVING.items())
+def test_compiled_models_outlive_the_read_only_container(name: str, variant: str) -> None:
+    definition = service(name)
+    assert definition["read_only"]
+    directory = image_env(variant)["ACTSERVE_OPENVINO_CACHE_DIR"]
+    sources = {
+        target: source for source, target in (v.split(":", 1) for v in definition["volumes"])
+    }
+    assert sources[directory] in compose()["volumes"], "a named volume: `up` again imports them"
+
+
 @pytest.mark.parametrize("name", SERVING)
 def test_stop_grace_period_outlasts_the_drain(name: str) -> None:
     definition = service(name)

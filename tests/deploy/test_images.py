@@ -103,6 +103,16 @@ def test_image_is_configured_by_service_settings(variant: str) -> None:
 
 
 @pytest.mark.parametrize("variant", DOCKERFILES)
+def test_image_caches_compiled_models_where_its_user_can_write(variant: str) -> None:
+    """The user's home is /nonexistent: OpenVINO's cache gets a directory the user owns."""
+    directory = image_env(variant)["ACTSERVE_OPENVINO_CACHE_DIR"]
+    (user,) = final(variant, "USER")
+    runs = " ".join(i.value for i in stages(variant)[-1] if i.name == "RUN")
+    assert re.search(rf"mkdir --parents [^&]*{directory}", runs)
+    assert re.search(rf"chown {user.value} [^&]*{directory}", runs)
+
+
+@pytest.mark.parametrize("variant", DOCKERFILES)
 def test_image_sets_the_http_guards(variant: str) -> None:
     env = image_env(variant)
     missing = [name for name in HTTP_GUARDS if name not in env]

@@ -15,6 +15,7 @@ from actserve.cli import app as cli
 from service.jobs.db import JobRow
 from service.jobs.queue import JobState
 from tests.deploy.contract import ROOT, check_settings
+from tests.deploy.images import check_openvino_cache_mount
 from tests.deploy.kustomize import Resource, render
 
 OVERLAY = ROOT / "deploy" / "k8s" / "jobs"
@@ -150,3 +151,4 @@ def test_workers_run_the_worker_command_outside_the_api_service() -> None:
     labels = worker["spec"]["template"]["metadata"]["labels"]
     assert not selector.items() <= labels.items()  # no HTTP traffic to a worker
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    check_openvino_cache_mount(container, worker["spec"]["template"]["spec"]["volumes"])

@@ -13,7 +13,7 @@ import kubernetes_validate
 import pytest
 
 from tests.deploy.contract import ROOT, check_settings, drain_budget_s, routes
-from tests.deploy.images import final
+from tests.deploy.images import check_openvino_cache_mount, final
 from tests.deploy.kustomize import Resource, load_documents
 from tests.deploy.test_kubernetes import KUBERNETES_VERSIONS, one
 
@@ -156,3 +156,4 @@ def test_grace_period_outlasts_the_drain_and_pods_run_the_image_user() -> None:
     mounts = {m["mountPath"]: m["name"] for m in container()["volumeMounts"]}
     volumes = {v["name"]: v for v in predictor()["volumes"]}
     assert "emptyDir" in volumes[mounts["/tmp"]], "uploads are spooled to /tmp"
+    check_openvino_cache_mount(container(), predictor()["volumes"])

@@ -24,7 +24,7 @@ from tests.deploy.contract import (
     parse_duration_s,
     routes,
 )
-from tests.deploy.images import final
+from tests.deploy.images import check_openvino_cache_mount, final
 from tests.deploy.kustomize import Resource, containers, load_documents, render
 
 K8S = ROOT / "deploy" / "k8s"
@@ -301,6 +301,7 @@ def test_pods_run_the_image_user_with_a_read_only_root(variant: str) -> None:
     mounts = {m["mountPath"]: m for m in container(variant)["volumeMounts"]}
     volumes = {v["name"]: v for v in spec["volumes"]}
     assert "emptyDir" in volumes[mounts["/tmp"]["name"]], "uploads are spooled to /tmp"
+    check_openvino_cache_mount(container(variant), spec["volumes"], VARIANTS[variant])
     store = mounts[str(check_settings(env(variant)).store)]
     assert store["readOnly"]
     claim = volumes[store["name"]]["persistentVolumeClaim"]["claimName"]

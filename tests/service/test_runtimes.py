@@ -5,6 +5,7 @@ OpenVINO computes in fp32 unless a version was exported at bf16 and caches what 
 from __future__ import annotations
 
 import logging
+import os
 import platform
 from concurrent.futures import ThreadPoolExecutor
 
@@ -15,7 +16,14 @@ from exporters.parity import parity_batch
 from service.errors import ModelLoadError
 from service.runtimes import RuntimeOptions, load_runtime
 from service.runtimes.onnx import cuda_unavailable_reason
-from service.runtimes.openvino import OpenVinoRuntime, Plan, plan, serving_precision
+from service.runtimes.openvino import (
+    ModelCache,
+    OpenVinoRuntime,
+    Plan,
+    cache_key,
+    plan,
+    serving_precision,
+)
 
 X86 = platform.machine().lower() in ("x86_64", "amd64")
 
@@ -117,10 +125,56 @@ def test_openvino_caches_the_compiled_model_on_disk(exported, tmp_path) -> None:
     options = RuntimeOptions(kind="openvino", openvino_cache_dir=tmp_path / "cache", threads=1)
     first = load_runtime(manifest, directory, options)
     assert not first._compiled.get_property("LOADED_FROM_CACHE")
-    assert list((tmp_path / "cache").glob("*.blob"))
+    digest = manifest.files["model.onnx"].sha256
+    (folder,) = (tmp_path / "cache").iterdir()  # the artifact's own folder, by its digest
+    assert folder.name == cache_key(directory / "model.onnx", digest) == digest[:32]
+    assert list(folder.glob("*.blob"))
     again = load_runtime(manifest, directory, options)  # a restart
     assert again._compiled.get_property("LOADED_FROM_CACHE")
     assert "1 threads" in again.description
+
+
+def _fill(path, size: int, used_at: float) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"\0" * size)
+    os.utime(path.parent if path.parent.name != "cache" else path, (used_at, used_at))
+
+
+def test_the_model_cache_forgets_the_least_recently_used_artifacts_first(tmp_path) -> None:
+    """A store that publishes a version a day would fill the disk with compiled blobs of
+    versions long gone: past its bound the cache drops the folders used longest ago (and the
+    loose blobs of the earlier flat layout), never the one just compiled."""
+    root = tmp_path / "cache"
+    a, b, c = ("a" * 32, "b" * 32, "c" * 32)  # artifacts' digests
+    _fill(root / "123.blob", 500, used_at=1_000)  # the flat layout of earlier releases
+    _fill(root / a / "1.blob", 1000, used_at=2_000)
+    _fill(root / b / "1.blob", 1000, used_at=4_000)
+    _fill(root / c / "1.blob", 1000, used_at=3_000)
+    _fill(root / "notes.txt", 5000, used_at=0)  # not the cache's: never touched
+    cache = ModelCache(root, max_bytes=2500)
+    keep = cache.folder(a)  # just used: the newest now, and kept whatever its age
+    _fill(keep / "2.blob", 400, used_at=5_000)
+    removed = cache.prune(keep=keep)
+    assert removed == [root / "123.blob", root / c]  # 3,900 B → 2,400 B, oldest first
+    assert sorted(p.name for p in root.iterdir()) == [a, b, "notes.txt"]
+    assert ModelCache(root, max_bytes=0).prune(keep=keep) == []  # 0: unbounded
+    assert ModelCache(root, max_bytes=1).prune(keep=keep) == [root / b]
+    assert (keep / "1.blob").exists() and (root / "notes.txt").exists()
+
+
+@pytest.mark.skipif(not X86, reason="OpenVINO's CPU plugin is x86-only here")
+def test_a_version_loaded_past_the_cache_bound_evicts_the_others(exported, tmp_path) -> None:
+    _, _, store, manifest = exported
+    directory = store.version_dir(manifest.name, manifest.version)
+    stale = tmp_path / "cache" / ("0" * 32)  # an artifact long gone
+    _fill(stale / "1.blob", 4096, used_at=1_000)
+    options = RuntimeOptions(
+        kind="openvino", openvino_cache_dir=tmp_path / "cache", openvino_cache_max_mb=1
+    )
+    load_runtime(manifest, directory, options)
+    assert not stale.exists()
+    (kept,) = (tmp_path / "cache").iterdir()
+    assert list(kept.glob("*.blob"))
 
 
 def test_openvino_plan_streams_on_shared_cores_latency_on_one() -> None:
