@@ -135,6 +135,8 @@ def test_openvino_caches_the_compiled_model_on_disk(exported, tmp_path) -> None:
 
 
 def _fill(path, size: int, used_at: float) -> None:
+    """A cache entry of `size` bytes at `path`, last used at `used_at`: its artifact folder's
+    time, or the file's own for a file at the cache's root."""
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(b"\0" * size)
     os.utime(path.parent if path.parent.name != "cache" else path, (used_at, used_at))
