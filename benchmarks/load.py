@@ -22,8 +22,9 @@ Four things measured on the same model artifact and the same video, side by side
   both its decode (the service's own `decode_video` at the profile, `--decode-workers`
   processes) and its inference: 1 / (1/inference rate + 1/that decode rate) req/s.
 
-The service's own limit is the lower of the first two. All three are measured again right
-after each concurrency level (shared machines drift).
+The service's own limit is the lower of the first two. All three are measured again at each
+concurrency level (shared machines drift): the decode rates right after it, the bare runtime
+right before and right after it (the limit is the mean of the two; both are printed).
 
 `--door tensors` takes decoding out of both sides: the clients send the clips the bare runtime
 runs (one request's views, FP32) to the service's `/v2/models/{name}/infer` in the Open
@@ -176,20 +177,28 @@ def main() -> None:
                 server.path = f"/v2/models/{manifest.name}/infer"
             warm_up(server, payload, args.warmup)
         for level in levels:
+            # The limits in the same stretch of time (shared machines drift): the bare
+            # runtime on either side of the level, its mean the limit.
+            bare_before = bare.rate()
             for round_ in range(args.rounds):
                 order = running if round_ % 2 == 0 else running[::-1]
                 for server in order:
                     drive_level(server, payload, level, args, profile)
-            # The limits in the same stretch of time (shared machines drift).
+            bare_after = bare.rate()
             decodes = args.door == "classify"
             limits[level] = Limits(
-                bare.rate() / per_request,
+                (bare_before + bare_after) / 2 / per_request,
                 plain_decode_rate(video_path, args.decode_workers) if decodes else None,
                 service_decode_rate(video_path, manifest.spec.recipe, profile, args.decode_workers)
                 if decodes
                 else None,
             )
-            print(f"concurrency {level} done; {limits[level]}; load {load_average()}", flush=True)
+            print(
+                f"concurrency {level} done; {limits[level]} (before the level "
+                f"{bare_before / per_request:.2f}, after {bare_after / per_request:.2f}); "
+                f"load {load_average()}",
+                flush=True,
+            )
     bare.close()
     report(running, levels, limits)
 
