@@ -32,25 +32,18 @@ def store_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session", autouse=True)
-def jobs_dir(tmp_path_factory: pytest.TempPathFactory):
-    """Every app the tests start keeps its jobs (SQLite file, uploads) in the run's own
-    directory, not in the user's state directory (ACTSERVE_JOBS_DIR, inherited by the
-    servers the tests start as processes)."""
+def state_dirs(tmp_path_factory: pytest.TempPathFactory):
+    """Every app the tests start keeps its state in the run's own directories, not the user's
+    (inherited by the servers the tests start as processes): its jobs (SQLite file, uploads;
+    ACTSERVE_JOBS_DIR) and OpenVINO's compiled models (ACTSERVE_OPENVINO_CACHE_DIR: the
+    hundreds of throwaway versions the tests load neither fill nor evict the user's cache)."""
     with pytest.MonkeyPatch.context() as patch:
-        path = tmp_path_factory.mktemp("jobs")
-        patch.setenv("ACTSERVE_JOBS_DIR", str(path))
-        yield path
-
-
-@pytest.fixture(scope="session", autouse=True)
-def openvino_cache(tmp_path_factory: pytest.TempPathFactory):
-    """The services the tests start compile into the run's own OpenVINO cache: the hundreds of
-    throwaway versions they load neither fill nor evict the user's (ACTSERVE_OPENVINO_CACHE_DIR,
-    inherited by the servers the tests start as processes)."""
-    with pytest.MonkeyPatch.context() as patch:
-        path = tmp_path_factory.mktemp("openvino-cache")
-        patch.setenv("ACTSERVE_OPENVINO_CACHE_DIR", str(path))
-        yield path
+        for variable, name in (
+            ("ACTSERVE_JOBS_DIR", "jobs"),
+            ("ACTSERVE_OPENVINO_CACHE_DIR", "openvino-cache"),
+        ):
+            patch.setenv(variable, str(tmp_path_factory.mktemp(name)))
+        yield
 
 
 @pytest.fixture(scope="session")

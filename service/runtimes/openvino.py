@@ -146,9 +146,9 @@ class ModelCache:
 
 
 def _size(path: Path) -> int:
-    """Bytes under `path` (a file or a folder), 0 for what vanished meanwhile."""
+    """Bytes under `path` (a file or a folder); files inside that vanish meanwhile count 0."""
     if not path.is_dir():
-        return path.stat().st_size if path.exists() else 0
+        return path.stat().st_size
     total = 0
     for folder, _, files in os.walk(path):
         for name in files:

@@ -13,6 +13,7 @@ from dockerfile_parse import DockerfileParser
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
+from service.runtimes.base import RuntimeOptions
 from tests.deploy.contract import ROOT
 
 DOCKERFILES = {
@@ -108,8 +109,6 @@ def check_openvino_cache_mount(container: dict, volumes: list[dict], variant: st
     """A pod with a read-only root gives the image's OpenVINO cache directory a volume of its
     own, sized above the cache's bound: without it the cache is off (a warning at load) and
     every restart compiles every version again."""
-    from service.runtimes.base import RuntimeOptions
-
     directory = image_env(variant)["ACTSERVE_OPENVINO_CACHE_DIR"]
     mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
     assert directory in mounts, f"nothing writable is mounted at {directory}"
